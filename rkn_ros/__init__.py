@@ -1,0 +1,3 @@
+"""rkn_ros: Recurrent Kalman Network state estimation for ROS 2."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""rkn_ros.runtime"""

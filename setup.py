@@ -1,0 +1,57 @@
+"""ament_python package rkn_ros; also installs with plain pip (see README)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "rkn_ros"
+
+NODES = {
+    "rkn_estimator": "rkn_ros.nodes.estimator_node:main",
+    "pendulum_sim": "rkn_ros.nodes.pendulum_sim_node:main",
+    "pneumatic_sim": "rkn_ros.nodes.pneumatic_sim_node:main",
+    "pam_replay": "rkn_ros.nodes.pam_replay_node:main",
+    "rkn_monitor": "rkn_ros.nodes.monitor_node:main",
+}
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
+        (f"share/{PACKAGE}/config/sim", glob("config/sim/*.yaml")),
+        *[
+            (f"share/{PACKAGE}/{folder}", glob(f"{folder}/*.*"))
+            for folder in sorted(set(p.rsplit("/", 1)[0] for p in glob("models/*/*.*")))
+        ],
+    ],
+    # The ROS 2 Python packages (rclpy, messages) are NOT listed here: a ROS 2 distribution
+    # provides them, and pip-only users get them from requirements.txt.
+    install_requires=[
+        "numpy>=1.24",
+        "pyyaml>=6",
+        "torch>=2.1",
+        "safetensors>=0.4",
+        "tqdm>=4.60",
+        "matplotlib>=3.6",
+        "rosbags>=0.10",
+        "rosbags-image[opencv-headless]>=0.10",
+    ],
+    extras_require={"test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.6"]},
+    zip_safe=True,
+    maintainer="rkn_ros maintainers",
+    maintainer_email="rkn-ros@example.com",
+    description="Recurrent Kalman Network state estimation for ROS 2",
+    license="MIT",
+    entry_points={
+        "console_scripts": [
+            "rkn-ros = rkn_ros.cli:main",
+            *[f"{name} = {target}" for name, target in NODES.items()],
+        ],
+    },
+)
