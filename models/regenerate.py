@@ -1,0 +1,121 @@
+"""Regenerate the shipped models from their recipes: train, copy, evaluate.
+
+    .venv/bin/python models/regenerate.py [NAME ...] [--device cpu|cuda|auto] [--evaluate-only]
+
+For each model NAME (default: all of pendulum, quad_link, pneumatic, pam) this trains
+``config/train/NAME.yaml`` into ``runs/ship/NAME``, copies ``model.safetensors`` and
+``model.yaml`` into ``models/NAME/``, and evaluates the copy on the CPU on the data set that
+``EVALUATION_DATA[NAME]`` describes (fresh data with its own seed, or the PAM validation
+episodes), writing ``models/NAME/evaluation.json``. ``test/test_models_shipped.py`` regenerates
+the same data and checks that the metrics agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rkn_ros.train.checkpoint import METADATA_FILE, WEIGHTS_FILE  # noqa: E402
+
+NAMES = ("pendulum", "quad_link", "pneumatic", "pam")
+
+# How each shipped model is evaluated (generator specs as in recipes; PAM: file + part).
+# The pendulum set is generated like the simulator node's stream: noisy frames, long sequences.
+EVALUATION_DATA: dict[str, dict] = {
+    "pendulum": {"generate": {"generator": "pendulum", "num_sequences": 40, "steps": 150,
+                              "seed": 9001, "noise": True}},
+    "quad_link": {"generate": {"generator": "quad_link", "num_sequences": 20, "steps": 100,
+                               "seed": 9002}},
+    "pneumatic": {"generate": {"generator": "pneumatic", "num_sequences": 20, "steps": 200,
+                               "seed": 9003}},
+    "pam": {"path": "../shared/data/pam/pam_dev.npz", "pam_part": "validation",
+            "max_sequences": 300},
+}
+
+
+def shared_dir() -> Path:
+    """``$RKN_ROS_SHARED`` or ``../shared`` next to the repository."""
+    import os
+
+    return Path(os.environ.get("RKN_ROS_SHARED", REPO.parent / "shared"))
+
+
+def evaluation_dataset(spec: dict, metadata):
+    """The data set ``spec`` (an ``EVALUATION_DATA`` entry) describes."""
+    from rkn_ros.train.data import generate_dataset
+    from rkn_ros.train.evaluation import load_data
+
+    if "generate" in spec:
+        dataset = generate_dataset(dict(spec["generate"]))
+    else:
+        path = Path(spec["path"])
+        if path.parts[:2] == ("..", "shared"):
+            path = shared_dir().joinpath(*path.parts[2:])
+        dataset = load_data(path, metadata, spec.get("pam_part", "all"))
+    limit = spec.get("max_sequences")
+    if limit is not None and dataset.num_sequences > limit:
+        dataset = dataset.subset(range(limit))
+    return dataset
+
+
+def evaluate_shipped(name: str, plots: Path | None = None) -> dict:
+    """Evaluate ``models/NAME`` on its evaluation data (CPU) and write evaluation.json."""
+    import torch
+
+    from rkn_ros.train.checkpoint import load_checkpoint
+    from rkn_ros.train.evaluation import evaluate, write_json
+
+    torch.set_num_threads(2)
+    folder = REPO / "models" / name
+    model, metadata = load_checkpoint(folder, "cpu")
+    spec = EVALUATION_DATA[name]
+    report = evaluate(model, metadata, evaluation_dataset(spec, metadata), "cpu", plots=plots)
+    report["evaluation_data"] = spec
+    write_json(report, folder / "evaluation.json")
+    return report
+
+
+def train_shipped(name: str, device: str) -> None:
+    from rkn_ros.train.config import load_recipe
+    from rkn_ros.train.trainer import Trainer
+
+    recipe = load_recipe(REPO / "config" / "train" / f"{name}.yaml")
+    out = REPO / "runs" / "ship" / name
+    if out.exists():
+        shutil.rmtree(out)
+    result = Trainer(recipe, out, device=device).run()
+    print(f"{name}: {result.epochs_done} epochs, best validation NLL {result.best_val_nll:.4f} "
+          f"({result.stopped})")
+    target = REPO / "models" / name
+    target.mkdir(parents=True, exist_ok=True)
+    for file in (WEIGHTS_FILE, METADATA_FILE):
+        shutil.copyfile(out / file, target / file)
+    shutil.copyfile(out / "log.csv", target / "training_log.csv")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", choices=[*NAMES, []], default=list(NAMES))
+    parser.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"))
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="only re-evaluate the shipped copies")
+    parser.add_argument("--train-only", action="store_true", help="skip the evaluation")
+    parser.add_argument("--plots", type=Path, default=None, help="also write PNG figures here")
+    args = parser.parse_args(argv)
+    for name in args.names or NAMES:
+        if not args.evaluate_only:
+            train_shipped(name, args.device)
+        if not args.train_only:
+            report = evaluate_shipped(name, args.plots / name if args.plots else None)
+            keys = ("log_likelihood", "rmse", "angle_rmse", "coverage_2sigma", "rmse_by_horizon")
+            print(name, {k: report[k] for k in keys if k in report})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

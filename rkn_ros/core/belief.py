@@ -1,0 +1,140 @@
+"""The RKN belief as an explicit value, and the factorized Kalman update and prediction.
+
+The latent state `z = [upper; lower]` has 2m entries; the upper half is observed directly
+(`H = [I 0]`). The covariance is kept in factorized form
+`Sigma = [[diag(su), diag(ss)], [diag(ss), diag(sl)]]`, so a belief is the mean plus three
+m-vectors and every operation is element-wise or a product with the transition matrix; nothing
+is inverted. With this structure the update below *is* the exact Kalman update; the prediction
+keeps exactly the factorized parts (diagonals) of `A Sigma A^T + Q`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Belief:
+    """Gaussian belief over the latent state, batch first.
+
+    mean: [batch, 2m]; var_upper, var_lower, var_side: [batch, m].
+    """
+
+    mean: Tensor
+    var_upper: Tensor
+    var_lower: Tensor
+    var_side: Tensor
+
+    @property
+    def latent_obs_dim(self) -> int:
+        return self.var_upper.shape[-1]
+
+    def tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.mean, self.var_upper, self.var_lower, self.var_side
+
+    def detach(self) -> Belief:
+        """Cut the graph (truncated back-propagation, or storing the belief at run time)."""
+        return Belief(*(t.detach() for t in self.tensors()))
+
+    def to(self, device: torch.device | str) -> Belief:
+        return Belief(*(t.to(device) for t in self.tensors()))
+
+    def covariance(self) -> Tensor:
+        """Dense covariance [batch, 2m, 2m] (tests, plots, diagnostics; never in the loop)."""
+        upper = torch.cat([torch.diag_embed(self.var_upper), torch.diag_embed(self.var_side)], -1)
+        lower = torch.cat([torch.diag_embed(self.var_side), torch.diag_embed(self.var_lower)], -1)
+        return torch.cat([upper, lower], -2)
+
+
+def kalman_update(
+    mean: Tensor,
+    var_upper: Tensor,
+    var_lower: Tensor,
+    var_side: Tensor,
+    w: Tensor,
+    var_obs: Tensor,
+    valid: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Factorized Kalman update with `H = [I 0]`, kept only where `valid`.
+
+    mean [batch, 2m]; variances, w, var_obs [batch, m]; valid [batch] bool.
+    Rows with `valid` False return the prior unchanged (`where`, not a product, so the
+    gradient of an invalid row is exactly zero and never NaN).
+    """
+    m = var_upper.shape[-1]
+    denom = var_upper + var_obs
+    q_upper = var_upper / denom
+    q_lower = var_side / denom
+    residual = w - mean[:, :m]
+    gain = torch.cat([q_upper, q_lower], -1)
+    keep = 1.0 - q_upper
+    post_mean = torch.addcmul(mean, gain, residual.repeat(1, 2))
+    post_upper = keep * var_upper
+    post_side = keep * var_side
+    post_lower = torch.addcmul(var_lower, q_lower, var_side, value=-1.0)
+    valid = valid.unsqueeze(-1)
+    return (
+        torch.where(valid, post_mean, mean),
+        torch.where(valid, post_upper, var_upper),
+        torch.where(valid, post_lower, var_lower),
+        torch.where(valid, post_side, var_side),
+    )
+
+
+def kalman_predict(
+    mean: Tensor,
+    var_upper: Tensor,
+    var_lower: Tensor,
+    var_side: Tensor,
+    transition: Tensor,
+    noise_upper: Tensor,
+    noise_lower: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Factorized prediction through the transition matrix A [batch, 2m, 2m].
+
+    Returns the mean `A mean` [batch, 2m] and the factorized parts of `A Sigma A^T + Q`
+    (noise [m] or [batch, m]; Q is diagonal so the side variance gets none).
+
+    `A Sigma` for the factorized Sigma is `A * [su, sl] + roll(A) * [ss, ss]` (column-wise
+    scaling; roll swaps the column halves), and `diag(X Y^T) = sum(X * Y, -1)`: two element-wise
+    passes over A instead of the six products of m x m blocks written out in RKN.md.
+    """
+    m = var_upper.shape[-1]
+    new_mean = torch.bmm(transition, mean.unsqueeze(-1)).squeeze(-1)
+    diag_vars = torch.cat([var_upper, var_lower], -1).unsqueeze(-2)
+    side_vars = var_side.repeat(1, 2).unsqueeze(-2)
+    a_sigma = torch.addcmul(transition * diag_vars, torch.roll(transition, m, -1), side_vars)
+    diagonal = (a_sigma * transition).sum(-1)
+    new_side = (a_sigma[:, m:] * transition[:, :m]).sum(-1)
+    return (
+        new_mean,
+        diagonal[:, :m] + noise_upper,
+        diagonal[:, m:] + noise_lower,
+        new_side,
+    )
+
+
+def update(belief: Belief, w: Tensor, var_obs: Tensor, valid: Tensor | None = None) -> Belief:
+    """Kalman update of `belief` with latent observation `w` and variance `var_obs` [batch, m]."""
+    if valid is None:
+        valid = torch.ones(w.shape[0], dtype=torch.bool, device=w.device)
+    return Belief(*kalman_update(*belief.tensors(), w, var_obs, valid))
+
+
+def predict(
+    belief: Belief,
+    transition: Tensor,
+    noise_upper: Tensor,
+    noise_lower: Tensor,
+    shift: Tensor | None = None,
+) -> Belief:
+    """Prior for the next tick: `A` [batch, 2m, 2m], noise [m], optional mean shift [batch, 2m]."""
+    mean, upper, lower, side = kalman_predict(
+        *belief.tensors(), transition, noise_upper, noise_lower
+    )
+    if shift is not None:
+        mean = mean + shift
+    return Belief(mean, upper, lower, side)

@@ -1,0 +1,85 @@
+"""Encoders: one per sensor, each mapping a sample to a latent observation `(w, var_obs)`."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rkn_ros.core.config import ModelConfig, SensorSpec
+from rkn_ros.core.layers import elu_plus_one, feature_size_after_conv, mlp
+
+
+class ImageEncoder(nn.Module):
+    """The paper's conv encoder.
+
+    conv c1@5x5 (same padding) + norm + ReLU + maxpool 2, conv c2@3x3 stride 2 + norm + ReLU +
+    maxpool 2, dense (ReLU), then linear heads for `w` and `var_obs`. "norm" is a layer norm over
+    (channels, height, width) (`GroupNorm` with one group). Works for any side >= 16
+    (24x24: 3x3 features, 48x48: 6x6).
+
+    Input [batch, height, width] (grey) or [batch, channels, height, width], float in [0, 1].
+    Output w, var_obs: [batch, out_dim].
+    """
+
+    def __init__(self, spec: SensorSpec, out_dim: int, channels: tuple[int, ...], dense: int,
+                 normalize: bool) -> None:
+        super().__init__()
+        self.grey = len(spec.shape) == 2
+        c1, c2 = channels
+        height, width = spec.shape[-2:]
+        self.features = nn.Sequential(
+            nn.Conv2d(spec.channels, c1, 5, padding=2),
+            nn.GroupNorm(1, c1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1),
+            nn.GroupNorm(1, c2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(c2 * feature_size_after_conv(height) * feature_size_after_conv(width), dense),
+            nn.ReLU(),
+        )
+        self.heads = nn.Linear(dense, 2 * out_dim)
+        self.out_dim = out_dim
+        self.normalize = normalize
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        if self.grey:
+            images = images.unsqueeze(1)
+        return _split_heads(self.heads(self.features(images)), self.out_dim, self.normalize)
+
+
+class VectorEncoder(nn.Module):
+    """MLP encoder for vector readings (joint angles, pressures).
+
+    Input [batch, dim]; output w, var_obs: [batch, out_dim]. With `hidden=()` and no
+    normalisation it is affine, which lets an RKN represent a linear-Gaussian filter exactly.
+    """
+
+    def __init__(self, spec: SensorSpec, out_dim: int, hidden: tuple[int, ...],
+                 normalize: bool) -> None:
+        super().__init__()
+        self.net = mlp(spec.shape[0], hidden, 2 * out_dim)
+        self.out_dim = out_dim
+        self.normalize = normalize
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return _split_heads(self.net(x), self.out_dim, self.normalize)
+
+
+def _split_heads(out: Tensor, dim: int, normalize: bool) -> tuple[Tensor, Tensor]:
+    # one linear layer for both heads: one matmul per step instead of two
+    w, raw_var = out[:, :dim], out[:, dim:]
+    if normalize:
+        w = F.normalize(w, dim=-1, eps=1e-8)
+    return w, elu_plus_one(raw_var)
+
+
+def build_encoder(spec: SensorSpec, config: ModelConfig) -> nn.Module:
+    """Encoder for one sensor, producing `latent_obs_dim`-sized (w, var_obs)."""
+    if spec.kind == "image":
+        return ImageEncoder(spec, config.latent_obs_dim, config.encoder_conv_channels,
+                            config.encoder_dense, config.normalize_latent_obs)
+    return VectorEncoder(spec, config.latent_obs_dim, config.encoder_hidden,
+                         config.normalize_latent_obs)

@@ -1,0 +1,266 @@
+"""The interface every sequence model implements (RKN, LSTM, GRU), and its input checks.
+
+One code path: `step` is encode -> cell -> decode for one tick; `forward` encodes all frames
+in one batched call (the encoders are per-frame functions, so this is the same function),
+runs the *same* `_cell` in a loop over time, and decodes all ticks in one batched call.
+Train, evaluation and runtime therefore never diverge (test_core_model checks it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rkn_ros.core.belief import Belief
+from rkn_ros.core.config import ModelConfig, SensorSpec
+from rkn_ros.core.decoders import GaussianDecoder, ImageDecoder
+from rkn_ros.core.encoders import build_encoder
+
+# (w [batch, m], var_obs [batch, m], valid [batch] bool) for one sensor at one tick
+Encoded = tuple[Tensor, Tensor, Tensor]
+
+
+@dataclass
+class StepOutput:
+    """Result of one tick.
+
+    state: prior for the next tick (Belief for the RKN, tuple of tensors for LSTM/GRU);
+    mean, var: [batch, output_dim]; image: Bernoulli probabilities [batch, *image shape] or None;
+    posterior: the RKN's belief after this tick's observations (None for LSTM/GRU).
+    """
+
+    state: Any
+    mean: Tensor
+    var: Tensor
+    image: Tensor | None = None
+    posterior: Belief | None = None
+
+
+@dataclass
+class SequenceOutput:
+    """Result of a sequence: mean, var [batch, time, output_dim]; image [batch, time, *shape]
+    or None; state: the prior after the last tick (to continue filtering)."""
+
+    mean: Tensor
+    var: Tensor
+    state: Any
+    image: Tensor | None = None
+
+
+def _shape(x: Tensor | tuple[int, ...]) -> str:
+    dims = x.shape if isinstance(x, Tensor) else x
+    return "[" + ", ".join(str(d) for d in dims) + "]"
+
+
+def _check_tensor(name: str, x: Any, lead: tuple[int, ...], tail: tuple[int, ...],
+                  lead_names: str, dtype: torch.dtype) -> None:
+    expected = f"[{lead_names}" + "".join(f", {d}" for d in tail) + "]"
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name}: expected a tensor of shape {expected}, "
+                         f"received {type(x).__name__}")
+    lead_ok = all(want < 0 or got == want for got, want in zip(x.shape, lead, strict=False))
+    if x.dim() != len(lead) + len(tail) or tuple(x.shape[len(lead):]) != tail or not lead_ok:
+        known = "" if min(lead, default=0) < 0 else (
+            f" with {lead_names} = {', '.join(map(str, lead))}")
+        raise ValueError(f"{name}: expected shape {expected}{known}, received {_shape(x)}")
+    if x.dtype != dtype:
+        raise ValueError(f"{name}: expected dtype {dtype} with shape {expected}, "
+                         f"received {x.dtype} with shape {_shape(x)}")
+
+
+def _check_finite(name: str, x: Tensor, where: Tensor | None = None) -> None:
+    bad = ~torch.isfinite(x)
+    if where is not None:
+        bad = bad.flatten(where.dim()).any(-1) & where
+    if bool(bad.any()):
+        raise ValueError(f"{name}: expected finite values (shape {_shape(x)}), "
+                         f"received NaN or inf")
+
+
+class SequenceModel(nn.Module):
+    """Base class: encoders, decoders, input checks, `step`, `forward`.
+
+    Subclasses implement `initial_state`, `_cell`, `predict` and `_check_state`.
+    """
+
+    def __init__(self, config: ModelConfig, mean_features: int, var_features: int) -> None:
+        super().__init__()
+        self.config = config
+        self.sensors: tuple[SensorSpec, ...] = config.sensors
+        self.encoders = nn.ModuleDict({s.name: build_encoder(s, config) for s in config.sensors})
+        self.decoder = GaussianDecoder(mean_features, var_features, config.output_dim,
+                                       config.decoder_hidden)
+        image = config.decoded_image_sensor if config.image_decoder else None
+        self.image_decoder = (ImageDecoder(mean_features, image, config.encoder_conv_channels[-1])
+                              if image is not None else None)
+
+    # -- to implement ---------------------------------------------------------------------
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> Any:
+        raise NotImplementedError
+
+    def _cell(self, state: Any, encoded: list[Encoded], action: Tensor | None,
+              dt: Tensor | None) -> tuple[Any, Tensor, Tensor, Belief | None]:
+        """One tick on encoded inputs -> (next state, mean features, var features, posterior)."""
+        raise NotImplementedError
+
+    def _check_state(self, state: Any, batch: int) -> None:
+        raise NotImplementedError
+
+    def predict(self, state: Any, steps: int, actions: Tensor | None = None,
+                dt: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.decoder.mean_net[0].weight.dtype
+
+    def _check_inputs(
+        self, observations: Any, valid: Any, action: Any, dt: Any, lead: tuple[int, ...],
+        lead_names: str, action_name: str,
+    ) -> dict[str, Tensor]:
+        """Validate inputs; return the observations with invalid samples replaced by zeros.
+
+        Zeros (not the caller's NaN or garbage) must reach the encoder: the update discards an
+        invalid sample with `where`, but a NaN input would still poison the weight gradients.
+        """
+        dtype = self.dtype
+        names = [s.name for s in self.sensors]
+        for arg, given in (("observations", observations), ("valid", valid)):
+            if not isinstance(given, dict):
+                raise ValueError(f"{arg}: expected a dict keyed by sensor name {names}, "
+                                 f"received {type(given).__name__}")
+            if sorted(given) != sorted(names):
+                raise ValueError(f"{arg}: expected keys {sorted(names)}, received {sorted(given)}")
+        cleaned = {}
+        for spec in self.sensors:
+            x = observations[spec.name]
+            _check_tensor(f"observations[{spec.name!r}]", x, lead, spec.shape, lead_names, dtype)
+            mask = valid[spec.name]
+            _check_tensor(f"valid[{spec.name!r}]", mask, lead, (), lead_names, torch.bool)
+            _check_finite(f"observations[{spec.name!r}] (valid samples)", x, mask)
+            cleaned[spec.name] = torch.where(mask.view(*mask.shape, *(1,) * len(spec.shape)),
+                                             x, torch.zeros((), dtype=dtype, device=x.device))
+        for name, value, width, wanted in (
+            (action_name, action, self.config.action_dim, self.config.action_dim > 0),
+            ("dt", dt, 1, self.config.use_dt),
+        ):
+            if value is None and wanted:
+                raise ValueError(f"{name}: this model needs it, shape [{lead_names}, {width}], "
+                                 f"received None")
+            if value is not None:
+                if not wanted:
+                    raise ValueError(f"{name}: this model was built without it "
+                                     f"(action_dim={self.config.action_dim}, "
+                                     f"use_dt={self.config.use_dt}), received shape {_shape(value)}"
+                                     if isinstance(value, Tensor) else
+                                     f"{name}: this model was built without it, received "
+                                     f"{type(value).__name__}")
+                _check_tensor(name, value, lead, (width,), lead_names, dtype)
+                _check_finite(name, value)
+        return cleaned
+
+    def encode(self, observations: dict[str, Tensor]) -> list[tuple[Tensor, Tensor]]:
+        """Per sensor, in config order: (w, var_obs) [N, m] for samples [N, *shape]."""
+        return [self.encoders[s.name](observations[s.name]) for s in self.sensors]
+
+    def decode(self, mean_features: Tensor, var_features: Tensor
+               ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Features [N, dim] -> mean, var [N, output_dim] and image probabilities or None."""
+        mean, var = self.decoder(mean_features, var_features)
+        image = self.image_decoder(mean_features) if self.image_decoder is not None else None
+        return mean, var, image
+
+    def step(self, state: Any, observations: dict[str, Tensor], valid: dict[str, Tensor],
+             action: Tensor | None = None, dt: Tensor | None = None) -> StepOutput:
+        """One tick.
+
+        state: from `initial_state` or the previous step; observations: {sensor: [batch, *shape]};
+        valid: {sensor: [batch] bool}; action: [batch, action_dim], applied after this tick;
+        dt: [batch, 1], time from this tick to the next.
+        """
+        batch = _batch_of(observations)
+        observations = self._check_inputs(observations, valid, action, dt, (batch,), "batch",
+                                          "action")
+        self._check_state(state, batch)
+        encoded = [(w, v, valid[s.name])
+                   for s, (w, v) in zip(self.sensors, self.encode(observations), strict=True)]
+        next_state, mean_features, var_features, posterior = self._cell(state, encoded, action, dt)
+        mean, var, image = self.decode(mean_features, var_features)
+        return StepOutput(next_state, mean, var, image, posterior)
+
+    def forward(self, observations: dict[str, Tensor], valid: dict[str, Tensor],
+                actions: Tensor | None = None, dt: Tensor | None = None,
+                state: Any = None) -> SequenceOutput:
+        """Filter whole sequences.
+
+        observations: {sensor: [batch, time, *shape]}; valid: {sensor: [batch, time] bool};
+        actions: [batch, time, action_dim]; dt: [batch, time, 1]; state: initial state or None.
+        """
+        batch, steps = _batch_time_of(observations)
+        observations = self._check_inputs(observations, valid, actions, dt, (batch, steps),
+                                          "batch, time", "actions")
+        if state is None:
+            state = self.initial_state(batch, device=next(iter(observations.values())).device)
+        else:
+            self._check_state(state, batch)
+        flat = {name: x.reshape(batch * steps, *x.shape[2:]) for name, x in observations.items()}
+        encoded = [(w.view(batch, steps, -1), v.view(batch, steps, -1))
+                   for w, v in self.encode(flat)]
+        state, mean_features, var_features = self._run(state, encoded, valid, actions, dt)
+        mean, var, image = self.decode(mean_features.flatten(0, 1), var_features.flatten(0, 1))
+        image = image.view(batch, steps, *image.shape[1:]) if image is not None else None
+        return SequenceOutput(mean.view(batch, steps, -1), var.view(batch, steps, -1), state,
+                              image)
+
+    def _run(self, state: Any, encoded: list[tuple[Tensor, Tensor]], valid: dict[str, Tensor],
+             actions: Tensor | None, dt: Tensor | None) -> tuple[Any, Tensor, Tensor]:
+        """The loop over `_cell`; returns the final state and features [batch, time, dim]."""
+        mean_features, var_features = [], []
+        masks = [valid[s.name] for s in self.sensors]
+        for t in range(masks[0].shape[1]):
+            tick = [(w[:, t], v[:, t], mask[:, t])
+                    for (w, v), mask in zip(encoded, masks, strict=True)]
+            state, mf, vf, _ = self._cell(state, tick,
+                                          actions[:, t] if actions is not None else None,
+                                          dt[:, t] if dt is not None else None)
+            mean_features.append(mf)
+            var_features.append(vf)
+        return state, torch.stack(mean_features, 1), torch.stack(var_features, 1)
+
+    def _check_predict_args(self, steps: Any, actions: Tensor | None, dt: Tensor | None,
+                            batch: int) -> None:
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"steps: expected a positive integer, received {steps!r}")
+        dtype = self.dtype
+        for name, value, width, wanted in (
+            ("actions", actions, self.config.action_dim, self.config.action_dim > 0),
+            ("dt", dt, 1, self.config.use_dt),
+        ):
+            if (value is None) == wanted:
+                expected = (f"shape [batch, steps, {width}]" if wanted
+                            else "None (the model does not use it)")
+                received = _shape(value) if isinstance(value, Tensor) else value
+                raise ValueError(f"{name}: expected {expected}, received {received}")
+            if value is not None:
+                _check_tensor(name, value, (batch, steps), (width,), "batch, steps", dtype)
+                _check_finite(name, value)
+
+
+def _batch_of(observations: Any) -> int:
+    if isinstance(observations, dict) and observations:
+        first = next(iter(observations.values()))
+        if isinstance(first, Tensor) and first.dim() > 0:
+            return first.shape[0]
+    return -1
+
+
+def _batch_time_of(observations: Any) -> tuple[int, int]:
+    if isinstance(observations, dict) and observations:
+        first = next(iter(observations.values()))
+        if isinstance(first, Tensor) and first.dim() > 1:
+            return first.shape[0], first.shape[1]
+    return -1, -1

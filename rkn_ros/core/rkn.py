@@ -1,0 +1,104 @@
+"""The Recurrent Kalman Network (Becker et al. 2019), with ac-RKN control and RKN-dt options."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rkn_ros.core.belief import Belief, kalman_predict, kalman_update
+from rkn_ros.core.config import ModelConfig
+from rkn_ros.core.model import Encoded, SequenceModel, _check_tensor
+from rkn_ros.core.transition import BandedTransition
+
+
+class RKN(SequenceModel):
+    """RKN: per tick, successive Kalman updates (one per sensor, in config order), decode the
+    posterior, then predict the prior of the next tick through the locally linear transition.
+
+    State: `Belief` (mean [batch, 2m], variances [batch, m]). Decoder inputs: posterior mean
+    (2m) and `[su, sl, ss]` (3m).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        m = config.latent_obs_dim
+        super().__init__(config, mean_features=2 * m, var_features=3 * m)
+        self.latent_obs_dim = m
+        self.transition = BandedTransition(config)
+        if config.learn_initial_state:
+            self.initial_mean = nn.Parameter(torch.zeros(2 * m))
+            self.initial_log_var = nn.Parameter(torch.full((2, m), math.log(config.initial_var)))
+        else:
+            self.initial_mean = None
+            self.initial_log_var = None
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> Belief:
+        """Initial belief: mean 0, su = sl = initial_var, ss = 0 (or the learned ones)."""
+        m = self.latent_obs_dim
+        ref = self.transition.raw_noise
+        device = ref.device if device is None else device
+        zeros = torch.zeros(batch_size, m, dtype=ref.dtype, device=device)
+        if self.initial_mean is not None and self.initial_log_var is not None:
+            mean = self.initial_mean.to(device).expand(batch_size, -1)
+            var = torch.exp(self.initial_log_var).to(device)
+            return Belief(mean, var[0].expand(batch_size, -1), var[1].expand(batch_size, -1),
+                          zeros)
+        var = torch.full_like(zeros, self.config.initial_var)
+        return Belief(torch.zeros(batch_size, 2 * m, dtype=ref.dtype, device=device), var, var,
+                      zeros)
+
+    def transition_step(self, belief: Belief, action: Tensor | None = None,
+                        dt: Tensor | None = None) -> Belief:
+        """Prior of the next tick from a (posterior) belief: `A_t`, noise and control shift."""
+        matrix = self.transition.matrix(belief.mean, dt)
+        noise_upper, noise_lower = self.transition.noise()
+        mean, upper, lower, side = kalman_predict(*belief.tensors(), matrix, noise_upper,
+                                                  noise_lower)
+        if action is not None:
+            mean = mean + self.transition.shift(action)
+        return Belief(mean, upper, lower, side)
+
+    def _cell(self, state: Belief, encoded: list[Encoded], action: Tensor | None,
+              dt: Tensor | None) -> tuple[Belief, Tensor, Tensor, Belief]:
+        mean, upper, lower, side = state.tensors()
+        for w, var_obs, valid in encoded:  # several sensors: successive updates
+            mean, upper, lower, side = kalman_update(mean, upper, lower, side, w, var_obs, valid)
+        posterior = Belief(mean, upper, lower, side)
+        prior = self.transition_step(posterior, action, dt)
+        return prior, mean, torch.cat([upper, lower, side], -1), posterior
+
+    def _check_state(self, state: Any, batch: int) -> None:
+        if not isinstance(state, Belief):
+            raise ValueError(f"state: expected a Belief (from initial_state or step), "
+                             f"received {type(state).__name__}")
+        m = self.latent_obs_dim
+        dtype = self.dtype
+        _check_tensor("state.mean", state.mean, (batch,), (2 * m,), "batch", dtype)
+        for name in ("var_upper", "var_lower", "var_side"):
+            _check_tensor(f"state.{name}", getattr(state, name), (batch,), (m,), "batch", dtype)
+
+    def predict(self, state: Belief, steps: int, actions: Tensor | None = None,
+                dt: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Open-loop k-step prediction from `state` (the prior returned by `step`).
+
+        Output j (0-based) is the decoded belief at tick t+1+j, so j = 0 decodes `state`
+        itself. actions [batch, steps, action_dim] / dt [batch, steps, 1]: entry j is applied
+        after predicted tick j (the last entry is unused; the shapes match the outputs).
+        Returns means, variances [batch, steps, output_dim].
+        """
+        batch = state.mean.shape[0] if isinstance(state, Belief) else -1
+        self._check_state(state, batch)
+        self._check_predict_args(steps, actions, dt, batch)
+        mean_features, var_features = [], []
+        for j in range(steps):
+            mean_features.append(state.mean)
+            var_features.append(torch.cat([state.var_upper, state.var_lower, state.var_side], -1))
+            if j < steps - 1:
+                state = self.transition_step(state, actions[:, j] if actions is not None else None,
+                                             dt[:, j] if dt is not None else None)
+        mean, var, _ = self.decode(torch.cat(mean_features), torch.cat(var_features))
+        # cat puts the step index first: [steps * batch] -> [batch, steps]
+        return (mean.view(steps, batch, -1).transpose(0, 1),
+                var.view(steps, batch, -1).transpose(0, 1))

@@ -1,0 +1,56 @@
+"""The locally linear transition: banded basis, coefficient network, noise, control shift."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from rkn_ros.core.config import ModelConfig
+from rkn_ros.core.layers import band_indices, elu_plus_one, inverse_elu_plus_one, mlp
+
+
+class BandedTransition(nn.Module):
+    """`A_t = sum_k alpha_k(mean) A^(k)`, `alpha = softmax(net([mean, dt]))`.
+
+    Each basis matrix is four m x m band blocks; only the band entries are parameters
+    ([K, nnz]), so forming `A_t` is one [batch, K] x [K, nnz] product plus a scatter into a
+    dense [batch, 2m, 2m] matrix: no mask multiply per step, no gradient to structural zeros.
+    All K bases start as `[[I, 0.2 I], [-0.2 I, I]]`. Transition noise is a learned diagonal
+    (2m) through `elu + 1`, starting at `transition_noise_init`.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        m = config.latent_obs_dim
+        self.state_dim = 2 * m
+        indices, init = band_indices(m, config.bandwidth)
+        self.register_buffer("band_index", indices, persistent=False)
+        self.basis = nn.Parameter(init.unsqueeze(0).repeat(config.num_basis, 1))
+        self.use_dt = config.use_dt
+        self.coefficients = mlp(2 * m + int(config.use_dt), config.coefficient_hidden,
+                                config.num_basis)
+        raw = inverse_elu_plus_one(config.transition_noise_init)
+        self.raw_noise = nn.Parameter(torch.full((2 * m,), raw))
+        self.control = (mlp(config.action_dim, config.control_hidden, 2 * m)
+                        if config.action_dim > 0 else None)
+
+    def matrix(self, mean: Tensor, dt: Tensor | None) -> Tensor:
+        """Transition matrix [batch, 2m, 2m] for belief mean [batch, 2m] and dt [batch, 1]."""
+        net_in = torch.cat([mean, dt], -1) if self.use_dt else mean
+        alpha = torch.softmax(self.coefficients(net_in), -1)
+        batch = mean.shape[0]
+        flat = mean.new_zeros(batch, self.state_dim * self.state_dim)
+        flat = flat.index_copy(1, self.band_index, alpha @ self.basis)
+        return flat.view(batch, self.state_dim, self.state_dim)
+
+    def noise(self) -> tuple[Tensor, Tensor]:
+        """Diagonal transition noise of the upper and lower halves, each [m]."""
+        q = elu_plus_one(self.raw_noise)
+        half = self.state_dim // 2
+        return q[:half], q[half:]
+
+    def shift(self, action: Tensor) -> Tensor:
+        """ac-RKN control shift of the predicted mean [batch, 2m] for action [batch, action_dim]."""
+        if self.control is None:
+            raise RuntimeError("shift() needs a model built with action_dim > 0")
+        return self.control(action)

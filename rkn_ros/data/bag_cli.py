@@ -1,0 +1,99 @@
+"""``rkn-ros bag``: data set <-> rosbag2.
+
+``rkn-ros bag export DATASET --sequence 0 --out BAG [--storage mcap|sqlite3]`` writes one
+sequence of a data set folder (e.g. from ``rkn-ros generate``) as a rosbag2 on the simulator
+topics. ``rkn-ros bag import BAG [BAG ...] --image-topic T --joint-topic J --joints a,b:effort
+--dt 0.05 --out DIR`` turns recorded bags into a data set folder (see docs/data.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rkn_ros.data.dataset import DatasetError, SequenceDataset
+from rkn_ros.data.rosbag_io import STORAGES, BagImport, JointField, read_bag, write_bag
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip()) if text else ()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="bag_command", required=True, metavar="ACTION")
+    export = actions.add_parser("export", help="write one sequence of a data set as a rosbag2")
+    export.add_argument("dataset", type=Path, help="data set folder (data.npz + metadata.yaml)")
+    export.add_argument("--sequence", type=int, default=0, help="sequence index (default 0)")
+    export.add_argument("--out", type=Path, required=True, help="bag folder to create")
+    export.add_argument("--storage", choices=sorted(STORAGES), default="mcap")
+    export.add_argument(
+        "--namespace",
+        default=None,
+        help="topic namespace (default from the generator: /pendulum_sim, /pneumatic_sim)",
+    )
+
+    imp = actions.add_parser("import", help="turn rosbag2 recordings into a data set")
+    imp.add_argument("bags", type=Path, nargs="+", help="bag folder(s), one recording each")
+    imp.add_argument("--dt", type=float, required=True, help="model step in seconds")
+    imp.add_argument("--out", type=Path, required=True, help="data set folder to write")
+    imp.add_argument("--image-topic", default=None, help="sensor_msgs/Image topic")
+    imp.add_argument("--joint-topic", default=None, help="sensor_msgs/JointState topic")
+    imp.add_argument(
+        "--joints",
+        default=None,
+        help="observed joints, comma separated; NAME (position) or NAME:velocity / NAME:effort",
+    )
+    imp.add_argument("--command-topic", default=None, help="std_msgs/Float64MultiArray topic")
+    imp.add_argument("--truth-topic", default=None, help="JointState topic with true angles")
+    imp.add_argument("--truth-joints", default=None, help="joints on the truth topic")
+    imp.add_argument(
+        "--targets",
+        choices=("auto", "joints", "truth", "truth_sincos"),
+        default="auto",
+        help="what to predict (auto: truth if a truth topic is given, else the joints)",
+    )
+    imp.add_argument(
+        "--window", type=int, default=0, help="cut recordings into sequences of this many steps"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        if args.bag_command == "export":
+            dataset = SequenceDataset.load(args.dataset)
+            counts = write_bag(
+                dataset,
+                args.out,
+                sequence=args.sequence,
+                storage=args.storage,
+                namespace=args.namespace,
+            )
+            total = sum(counts.values())
+            print(f"wrote {args.out} ({args.storage}): {total} messages on {len(counts)} topics")
+            for topic, count in counts.items():
+                print(f"  {topic}: {count}")
+            return 0
+        spec = BagImport(
+            dt=args.dt,
+            image_topic=args.image_topic,
+            joint_topic=args.joint_topic,
+            joints=tuple(JointField.parse(text) for text in _names(args.joints)),
+            command_topic=args.command_topic,
+            truth_topic=args.truth_topic,
+            truth_joints=_names(args.truth_joints),
+            targets=args.targets,
+            window=args.window,
+        )
+        dataset = read_bag(args.bags, spec)
+        dataset.save(args.out)
+    except (DatasetError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {args.out}: {len(dataset)} sequences of {dataset.sequence_length} steps "
+        f"(dt {dataset.dt} s)"
+    )
+    return 0

@@ -1,0 +1,191 @@
+"""Simulated data sets: the pendulums and the pneumatic joint, written as a SequenceDataset.
+
+Every random draw comes from one ``numpy.random.SeedSequence(seed)`` split into independent
+streams (physics, noise factors, noise pixels, frame drops, ...), so the same seed and
+parameters give the same arrays and, through ``SequenceDataset.save``, the same bytes.
+
+Pendulum arrays (``N`` sequences, ``T`` steps, ``n`` links, ``H x W`` images):
+
+- ``images`` uint8 ``[N, T, H, W]``: what the model sees (noisy and/or with dropped frames zeroed)
+- ``images_valid`` bool ``[N, T]``: False where a frame was dropped (imputation)
+- ``images_clean`` uint8 ``[N, T, H, W]``: the clean renderings (only with noise or drops)
+- ``noise_factors`` float32 ``[N, T]``: 1 = clean frame, 0 = pure noise (only with noise)
+- ``targets`` float32 ``[N, T, 2n]``: ``(sin theta_i, cos theta_i)`` per link
+- ``joint_angles`` float32 ``[N, T, n]`` (rad, wrapped to [-pi, pi), 0 = down, absolute),
+  ``joint_velocities`` float32 ``[N, T, n]`` (rad/s): the truth
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rkn_ros import __version__
+from rkn_ros.data.dataset import FORMAT_VERSION, SequenceDataset
+from rkn_ros.sim import image_noise, pendulum
+from rkn_ros.sim.pendulum import PendulumParams
+from rkn_ros.sim.render import RenderParams, render
+
+PENDULUM_KINDS = ("pendulum", "quad_link")
+
+
+@dataclasses.dataclass(frozen=True)
+class PendulumConfig:
+    """Everything that defines a pendulum data set besides its size and seed."""
+
+    physics: PendulumParams = dataclasses.field(default_factory=PendulumParams)
+    render: RenderParams = dataclasses.field(default_factory=RenderParams)
+    noise: bool = False           # the paper's correlated image noise
+    drop_prob: float = 0.0        # probability of dropping a frame (first 5 always kept)
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.drop_prob, (int, float)) and 0.0 <= self.drop_prob < 1.0):
+            raise ValueError(f"pendulum data set option 'drop_prob': expected a number in "
+                             f"[0, 1), received {self.drop_prob!r}")
+        self.render.levels(self.physics.links)   # grey levels must match the number of links
+
+
+def default_pendulum_config(kind: str) -> PendulumConfig:
+    """The paper's setting for ``kind`` ("pendulum": 1 link 24x24; "quad_link": 4 links 48x48)."""
+    if kind == "pendulum":
+        return PendulumConfig()
+    if kind == "quad_link":
+        return PendulumConfig(physics=PendulumParams.quad_link(), render=RenderParams.quad_link())
+    raise ValueError(f"pendulum kind: expected one of {PENDULUM_KINDS}, received {kind!r}")
+
+
+def _reject_unknown(section: str, values: Any, known: tuple[str, ...], source: str) -> dict:
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: section '{section}' must be a mapping, received "
+                         f"{type(values).__name__}")
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {unknown} in '{section}'; known: {list(known)}")
+    return values
+
+
+def load_pendulum_config(path: str | Path, kind: str) -> PendulumConfig:
+    """Read a ``config/sim/pendulum.yaml``-style file: sections physics, render, noise, drop_prob.
+
+    Missing keys keep the defaults of ``kind``; unknown keys are rejected by name.
+    """
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"pendulum config {path}: cannot read ({err})") from err
+    values = _reject_unknown("top level", values, ("physics", "render", "noise", "drop_prob"),
+                             str(path))
+    base = default_pendulum_config(kind)
+    try:
+        physics = PendulumParams.from_dict({**base.physics.to_dict(),
+                                            **values.get("physics", {})})
+        render_params = RenderParams.from_dict({**base.render.to_dict(),
+                                                **values.get("render", {})})
+        return PendulumConfig(physics=physics, render=render_params,
+                              noise=bool(values.get("noise", base.noise)),
+                              drop_prob=values.get("drop_prob", base.drop_prob))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"pendulum config {path}: {err}") from err
+
+
+def _progress_bar(enabled: bool, total: int, desc: str) -> AbstractContextManager:
+    if not enabled:
+        return nullcontext(None)
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="step", leave=False)
+
+
+def _callback(bar: Any) -> Callable[[int], None] | None:
+    return None if bar is None else bar.update
+
+
+def generate_pendulum(kind: str, config: PendulumConfig, num_sequences: int, steps: int,
+                      seed: int, progress: bool = False) -> SequenceDataset:
+    """Simulate, render and (optionally) corrupt pendulum sequences; see the module docstring."""
+    if kind not in PENDULUM_KINDS:
+        raise ValueError(f"generate_pendulum: 'kind' expected one of {PENDULUM_KINDS}, "
+                         f"received {kind!r}")
+    _check_size(num_sequences, steps, seed)
+    physics, render_params = config.physics, config.render
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
+    rng_physics, rng_factors, rng_pixels, rng_drop = streams
+    n = physics.links
+    with _progress_bar(progress, steps - 1, f"{kind}: physics") as bar:
+        angles, velocities = pendulum.simulate(physics, num_sequences, steps, rng_physics,
+                                               _callback(bar))
+    with _progress_bar(progress, num_sequences * steps, f"{kind}: render") as bar:
+        clean = render(angles.reshape(-1, n), physics.lengths, render_params,
+                       progress=_callback(bar))
+    clean = clean.reshape(num_sequences, steps, *clean.shape[1:])
+    images = clean
+    arrays: dict[str, np.ndarray] = {}
+    if config.noise:
+        factors = image_noise.noise_factors(rng_factors, num_sequences, steps)
+        images = image_noise.apply_noise(clean, factors, rng_pixels)
+        arrays["noise_factors"] = factors.astype(np.float32)
+    valid = np.ones((num_sequences, steps), dtype=bool)
+    if config.drop_prob > 0:
+        valid = image_noise.keep_mask(rng_drop, num_sequences, steps,
+                                      keep_prob=1.0 - config.drop_prob)
+        images = np.where(valid[:, :, None, None], images, np.uint8(0))
+    if config.noise or config.drop_prob > 0:
+        arrays["images_clean"] = clean
+    wrapped = pendulum.wrap_angle(angles)
+    targets = np.stack([np.sin(wrapped), np.cos(wrapped)], axis=-1).reshape(
+        num_sequences, steps, 2 * n)
+    arrays.update(images=np.ascontiguousarray(images, dtype=np.uint8), images_valid=valid,
+                  targets=targets.astype(np.float32),
+                  joint_angles=wrapped.astype(np.float32),
+                  joint_velocities=velocities.astype(np.float32))
+    joints = [f"joint_{i + 1}" for i in range(n)]
+    target_names = [f"{f}_theta_{i + 1}" for i in range(n) for f in ("sin", "cos")]
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "generator": kind,
+        "version": __version__,
+        "seed": int(seed),
+        "dt": float(physics.dt),
+        "parameters": {
+            "physics": physics.to_dict(),
+            "render": render_params.to_dict(),
+            "noise": bool(config.noise),
+            "drop_prob": float(config.drop_prob),
+            "clean_first": image_noise.CLEAN_FIRST,
+            "num_sequences": int(num_sequences),
+            "steps": int(steps),
+            "units": {**pendulum.UNITS, "image_size": "px", "line_width": "px", "margin": "px",
+                      "grey_levels": "0-255", "drop_prob": "1"},
+            "angle_convention": "absolute link angle from the downward vertical, wrapped to "
+                                "[-pi, pi)",
+            "dynamics": "chain of uniform rods, Lagrangian; see rkn_ros/sim/pendulum.py",
+        },
+        "inputs": {"image": {"kind": "image", "array": "images", "valid": "images_valid",
+                             "shape": [render_params.image_size, render_params.image_size]}},
+        "targets": {"array": "targets", "names": target_names, "units": ["1"] * (2 * n)},
+        "actions": None,
+        "truth": {"angles": "joint_angles", "velocities": "joint_velocities", "names": joints,
+                  "units": ["rad"] * n},
+    }
+    if "images_clean" in arrays:
+        metadata["truth"]["images"] = "images_clean"
+    if "noise_factors" in arrays:
+        metadata["truth"]["noise_factors"] = "noise_factors"
+    return SequenceDataset(arrays=arrays, metadata=metadata)
+
+
+def _check_size(num_sequences: int, steps: int, seed: int) -> None:
+    for name, value, low in (("num_sequences", num_sequences, 1), ("steps", steps, 1),
+                             ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"'{name}' must be an integer >= {low}, received {value!r}")
+    if steps <= image_noise.CLEAN_FIRST:
+        raise ValueError(f"'steps' must be > {image_noise.CLEAN_FIRST} (the first "
+                         f"{image_noise.CLEAN_FIRST} frames are always clean), received {steps}")
+

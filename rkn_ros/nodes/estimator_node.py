@@ -1,0 +1,498 @@
+"""``rkn_estimator``: the RKN state estimator as a ROS 2 node (see DESIGN.md, "The estimator node").
+
+Inputs ``~/image`` (sensor-data QoS, depth 1), ``~/joint_states`` (entries picked by name),
+``~/command`` (Float64MultiArray). Each tick (a timer at ``frequency``, or one tick per message
+of the ``tick_on`` input with the timer coasting through gaps) takes the newest accepted sample
+of each input since the last tick that is not older than ``sensor_timeout``, marks the rest
+missing, runs one runtime step and publishes ``~/state``/``~/state_stddev`` (JointState, same
+header and names), optionally ``~/prediction``/``~/prediction_stddev`` (JointTrajectory) and
+``~/markers``, plus ``/diagnostics``. ``~/reset`` (Trigger) returns to the initial belief.
+
+The node translates and delegates: conversions in :mod:`rkn_ros.nodes.conversions`, every
+number in :mod:`rkn_ros.runtime`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import (
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+)
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import Marker, MarkerArray
+
+from rkn_ros.nodes.conversions import (
+    MessageError,
+    check_stamp,
+    command_to_vector,
+    image_to_array,
+    joint_state_to_vector,
+    make_joint_state,
+    make_trajectory,
+    ns_to_stamp,
+    parse_joint_entries,
+    stamp_to_ns,
+)
+from rkn_ros.nodes.params import Throttle, declare, resolve_share_path, run_node
+from rkn_ros.runtime import EstimatorOutput, InputError, StreamingEstimator
+from rkn_ros.runtime.decode import chain_points
+from rkn_ros.runtime.latency import LatencyStats
+from rkn_ros.train.checkpoint import CheckpointError
+
+NODE_NAME = "rkn_estimator"
+TICK_SOURCES = ("timer", "image", "joint_states")
+SENSOR_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
+)
+JOINT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT
+)
+COMMAND_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
+)
+
+
+class StartupError(RuntimeError):
+    """The node cannot serve (model missing, corrupt, or not matching the configuration)."""
+
+
+@dataclass
+class _Slot:
+    """Newest accepted sample of one input since the last tick."""
+
+    value: np.ndarray | None = None
+    stamp_ns: int = 0
+    last_accepted_ns: int | None = None
+
+
+class EstimatorNode(Node):
+    """See the module docstring; parameters are listed in ``config/estimator.yaml``."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        p = self._declare_parameters()
+        self._throttle = Throttle(self, p["warn_throttle"])
+        image_shape = (
+            (p["image_height"], p["image_width"]) if p["image_height"] and p["image_width"] else None
+        )
+        model_path = resolve_share_path(p["model_path"]) if p["model_path"] else None
+        if model_path is None:
+            raise StartupError("parameter 'model_path' is empty: name a checkpoint folder")
+        joint_entries = list(p["joint_names"]) or None
+        try:
+            self.est = StreamingEstimator.from_checkpoint(
+                model_path,
+                device=p["device"],
+                image_shape=image_shape,
+                joint_names=None,
+                resize_images=p["resize_images"],
+                warmup_steps=p["warmup_steps"],
+                latency_window=p["latency_window"],
+                num_threads=p["num_threads"],
+            )
+        except (CheckpointError, ValueError, OSError) as err:
+            raise StartupError(f"cannot serve model {model_path}: {err}") from err
+        est = self.est
+        if image_shape is not None and not p["resize_images"]:
+            name = est.image_sensor()
+            if name is None:
+                raise StartupError(
+                    f"model {est.name}: image_height/image_width set but the model has no image input"
+                )
+        self._vector_sensors = [n for n, s in est.inputs.items() if s.kind == "vector"]
+        model_entries = [e for n in self._vector_sensors for e in est.inputs[n].names]
+        size = sum(est.inputs[n].shape[0] for n in self._vector_sensors)
+        entries = joint_entries if joint_entries is not None else model_entries
+        if len(entries) != size:
+            raise StartupError(
+                f"model {est.name}: joint_names {entries} has {len(entries)} entries, the model's "
+                f"vector inputs {self._vector_sensors} take {size} ({model_entries})"
+            )
+        self._joint_entries = parse_joint_entries(entries)
+        self._image_sensor = est.image_sensor()
+        images = [n for n, s in est.inputs.items() if s.kind == "image"]
+        if len(images) > 1:
+            raise StartupError(f"model {est.name}: several image inputs {images}; one is supported")
+        tick_on = p["tick_on"]
+        if tick_on not in TICK_SOURCES:
+            raise StartupError(f"parameter tick_on must be one of {TICK_SOURCES}, got {tick_on!r}")
+        if (tick_on == "image" and self._image_sensor is None) or (
+            tick_on == "joint_states" and not self._vector_sensors
+        ):
+            raise StartupError(f"tick_on {tick_on!r} but model {est.name} has no such input")
+        self._tick_on = tick_on
+        self._period = 1.0 / p["frequency"] if p["frequency"] > 0 else est.dt
+        self._timeout_ns = int(1e9 * (p["sensor_timeout"] or 2.0 * self._period))
+        self._max_future_ns = int(1e9 * p["max_future"])
+        self._frame_id = p["frame_id"]
+        self._horizon = p["prediction_horizon"]
+        self._link_lengths = np.asarray(
+            p["marker_link_lengths"] or [1.0] * len(est.layout.joint_names), dtype=np.float64
+        )
+        if p["publish_markers"] and self._link_lengths.size != len(est.layout.joint_names):
+            raise StartupError(
+                f"marker_link_lengths has {self._link_lengths.size} values for "
+                f"{len(est.layout.joint_names)} joints"
+            )
+
+        self._slots: dict[str, _Slot] = {"image": _Slot(), "joint_states": _Slot()}
+        self._sources = [
+            source
+            for source, used in (
+                ("image", self._image_sensor is not None),
+                ("joint_states", bool(self._vector_sensors)),
+            )
+            if used
+        ]
+        self._command: np.ndarray | None = None
+        self._command_last_ns: int | None = None
+        self._last_tick_ns: int | None = None
+        self.rejected: Counter[tuple[str, str]] = Counter()  # (input, reason) -> count
+        self.missing: Counter[str] = Counter()  # input -> ticks without a usable sample
+        self.received: Counter[str] = Counter()
+        self.ticks = 0
+        self.input_to_publish = LatencyStats(p["latency_window"])
+        self._sim_time = bool(self.get_parameter("use_sim_time").value)
+        self.coasting_ticks = 0
+        self._ticks_at_last_diag = 0
+        self._last_diag_time = time.monotonic()
+
+        self.pub_state = self.create_publisher(JointState, "~/state", 10)
+        self.pub_stddev = self.create_publisher(JointState, "~/state_stddev", 10)
+        self.pub_prediction = self.pub_prediction_stddev = None
+        if self._horizon > 0:
+            self.pub_prediction = self.create_publisher(JointTrajectory, "~/prediction", 10)
+            self.pub_prediction_stddev = self.create_publisher(
+                JointTrajectory, "~/prediction_stddev", 10
+            )
+        self.pub_markers = (
+            self.create_publisher(MarkerArray, "~/markers", 10) if p["publish_markers"] else None
+        )
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if self._image_sensor is not None:
+            self.create_subscription(Image, "~/image", self._on_image, SENSOR_QOS)
+        if self._vector_sensors:
+            self.create_subscription(JointState, "~/joint_states", self._on_joints, JOINT_QOS)
+        if est.action_dim:
+            self.create_subscription(Float64MultiArray, "~/command", self._on_command, COMMAND_QOS)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_timer(self._period, self._on_timer)
+        self.create_timer(
+            p["diagnostics_period"],
+            self._publish_diagnostics,
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
+        )
+        self.get_logger().info(
+            f"model '{est.name}' on {est.device}"
+            f"{' (CUDA graph)' if est.uses_cuda_graph else ''}"
+            f"{f' (no CUDA graph: {est.graph_error})' if est.graph_error else ''}; inputs "
+            f"{list(est.inputs)}; tick on {tick_on} every {self._period:.4f} s; outputs "
+            f"{list(est.layout.names)}"
+        )
+
+    # ------------------------------------------------------------------ parameters
+    def _declare_parameters(self) -> dict:
+        d = {}
+        d["model_path"] = declare(
+            self, "model_path", "", "checkpoint folder (absolute, or relative to the package)"
+        )
+        d["device"] = declare(self, "device", "cpu", "torch device: auto, cpu, cuda or cuda:N")
+        d["num_threads"] = declare(
+            self, "num_threads", 1, "torch intra-op threads (1 is fastest at batch 1)", 1, 64
+        )
+        d["frequency"] = declare(
+            self, "frequency", 0.0, "tick rate in Hz; 0 = 1/dt of the model", 0.0, 1000.0
+        )
+        d["tick_on"] = declare(
+            self,
+            "tick_on",
+            "timer",
+            "timer: tick at `frequency`; image / joint_states: one tick per message of that "
+            "input (the timer then only coasts through gaps longer than 1.5 periods)",
+        )
+        d["sensor_timeout"] = declare(
+            self,
+            "sensor_timeout",
+            0.0,
+            "s; a sample older than this at the tick counts as missing (0 = two tick periods)",
+            0.0,
+            60.0,
+        )
+        d["max_future"] = declare(
+            self, "max_future", 0.5, "s; samples stamped further ahead are rejected", 0.0, 60.0
+        )
+        d["image_height"] = declare(
+            self, "image_height", 0, "expected image height in pixels; 0 = the model's", 0, 8192
+        )
+        d["image_width"] = declare(
+            self, "image_width", 0, "expected image width in pixels; 0 = the model's", 0, 8192
+        )
+        d["resize_images"] = declare(
+            self, "resize_images", False, "resize images of another size to the model's"
+        )
+        d["joint_names"] = declare(
+            self,
+            "joint_names",
+            [],
+            "JointState entries feeding the model's vector inputs, in model order: 'joint' "
+            "(position) or 'joint/velocity', 'joint/effort'; empty = the checkpoint's names",
+            array="string[]",
+        )
+        d["prediction_horizon"] = declare(
+            self, "prediction_horizon", 0, "ticks predicted ahead on ~/prediction (0 = off)", 0, 1000
+        )
+        d["publish_markers"] = declare(
+            self, "publish_markers", False, "publish ~/markers (estimated links, +-2 sigma)"
+        )
+        d["marker_link_lengths"] = declare(
+            self,
+            "marker_link_lengths",
+            [],
+            "m per link for ~/markers; empty = 1 m each",
+            array="double[]",
+        )
+        d["frame_id"] = declare(self, "frame_id", "", "frame_id of the output headers")
+        d["diagnostics_period"] = declare(
+            self, "diagnostics_period", 1.0, "s between /diagnostics messages", 0.05, 60.0
+        )
+        d["warmup_steps"] = declare(
+            self, "warmup_steps", 20, "throw-away model steps at start-up", 0, 10000
+        )
+        d["latency_window"] = declare(
+            self, "latency_window", 1000, "steps in the latency statistics window", 10, 1000000
+        )
+        d["warn_throttle"] = declare(
+            self, "warn_throttle", 5.0, "s between repeated warnings of one kind", 0.0, 3600.0
+        )
+        return d
+
+    # ------------------------------------------------------------------ inputs
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _reject(self, source: str, reason: str, message: str) -> None:
+        self.rejected[(source, reason)] += 1
+        self._throttle.warn(f"{source}/{reason}", f"dropped {source} message ({reason}): {message}")
+
+    def _accept(self, source: str, stamp: Time, convert) -> bool:
+        """Check the stamp, convert; store the sample; False (counted) when rejected."""
+        self.received[source] += 1
+        slot = self._slots[source]
+        stamp_ns = stamp_to_ns(stamp)
+        try:
+            check_stamp(stamp_ns, slot.last_accepted_ns, self._now_ns(), self._max_future_ns)
+            value = convert()
+        except (MessageError, InputError) as err:
+            self._reject(source, err.reason, str(err))
+            return False
+        slot.value, slot.stamp_ns, slot.last_accepted_ns = value, stamp_ns, stamp_ns
+        return True
+
+    def _on_image(self, msg: Image) -> None:
+        sensor = self._image_sensor
+        color = self.est.inputs[sensor].channels == 3
+
+        def convert() -> np.ndarray:
+            return self.est.check_input(sensor, image_to_array(msg, color=color))
+
+        if self._accept("image", msg.header.stamp, convert) and self._tick_on == "image":
+            self._tick(stamp_to_ns(msg.header.stamp))
+
+    def _on_joints(self, msg: JointState) -> None:
+        def convert() -> np.ndarray:
+            return joint_state_to_vector(msg, self._joint_entries)
+
+        if self._accept("joint_states", msg.header.stamp, convert) and (
+            self._tick_on == "joint_states"
+        ):
+            self._tick(stamp_to_ns(msg.header.stamp))
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        self.received["command"] += 1
+        try:
+            self._command = command_to_vector(msg, self.est.action_dim)
+        except MessageError as err:
+            self._reject("command", err.reason, str(err))
+
+    # ------------------------------------------------------------------ ticking
+    def _on_timer(self) -> None:
+        now = self._now_ns()
+        if now == 0:
+            return  # use_sim_time before the first /clock message: no time to stamp with
+        if self._tick_on == "timer":
+            self._tick(now)
+        elif self._last_tick_ns is None or now - self._last_tick_ns >= 1.5e9 * self._period:
+            self.coasting_ticks += 1
+            self._tick(now)
+
+    def _tick(self, tick_ns: int) -> None:
+        if self._last_tick_ns is not None and tick_ns <= self._last_tick_ns:
+            if self._last_tick_ns - tick_ns > 1_000_000_000:
+                # The clock jumped back (a simulator restarted): start a fresh estimate.
+                self.get_logger().warning("time jumped back by more than 1 s: belief reset")
+                self._reset_state()
+            else:
+                self.rejected[("tick", "repeated_time")] += 1
+                return
+        inputs: dict[str, np.ndarray | None] = {}
+        for source in self._sources:
+            slot = self._slots[source]
+            value, slot.value = slot.value, None
+            if value is not None and tick_ns - slot.stamp_ns > self._timeout_ns:
+                self.rejected[(source, "stale")] += 1
+                value = None
+            if value is None:
+                self.missing[source] += 1
+            if source == "image":
+                inputs[self._image_sensor] = value
+                continue
+            start = 0
+            for name in self._vector_sensors:
+                dim = self.est.inputs[name].shape[0]
+                inputs[name] = None if value is None else value[start : start + dim]
+                start += dim
+        command, self._command = self._command, None
+        dt = None
+        if self.est.uses_dt and self._last_tick_ns is not None:
+            dt = (tick_ns - self._last_tick_ns) * 1e-9
+        try:
+            out = self.est.step(inputs, action=command, dt=dt)
+        except InputError as err:  # inputs were checked on arrival; this is a bug guard
+            self._reject("tick", err.reason, str(err))
+            return
+        self._last_tick_ns = tick_ns
+        self.ticks += 1
+        self._publish(out, ns_to_stamp(tick_ns))
+        if not self._sim_time:
+            # stamp of the newest input (or the timer's now) to our publish, wall clock
+            self.input_to_publish.add(max(0.0, (time.time_ns() - tick_ns) * 1e-9))
+
+    def _publish(self, out: EstimatorOutput, stamp: Time) -> None:
+        frame = self._frame_id
+        self.pub_state.publish(
+            make_joint_state(stamp, frame, out.joint_names, out.position, out.velocity)
+        )
+        self.pub_stddev.publish(
+            make_joint_state(stamp, frame, out.joint_names, out.position_std, out.velocity_std)
+        )
+        if self.pub_prediction is not None:
+            pred = self.est.predict(self._horizon)
+            self.pub_prediction.publish(
+                make_trajectory(stamp, frame, pred.joint_names, pred.dt, pred.position, pred.velocity)
+            )
+            self.pub_prediction_stddev.publish(
+                make_trajectory(
+                    stamp, frame, pred.joint_names, pred.dt, pred.position_std, pred.velocity_std
+                )
+            )
+        if self.pub_markers is not None:
+            self.pub_markers.publish(self._markers(out, stamp))
+
+    def _markers(self, out: EstimatorOutput, stamp: Time) -> MarkerArray:
+        """The estimated chain (solid) and the chains at -2 and +2 sigma (faint)."""
+        markers = []
+        for k, (sign, alpha) in enumerate(((0.0, 1.0), (-2.0, 0.3), (2.0, 0.3))):
+            points = chain_points(out.position + sign * out.position_std, self._link_lengths)
+            marker = Marker()
+            marker.header.stamp = stamp
+            marker.header.frame_id = self._frame_id
+            marker.ns = "rkn_estimate"
+            marker.id = k
+            marker.type = Marker.LINE_STRIP
+            marker.action = Marker.ADD
+            marker.pose.orientation.w = 1.0
+            marker.scale.x = 0.05
+            marker.color.r, marker.color.g, marker.color.b, marker.color.a = 0.1, 0.4, 1.0, alpha
+            marker.points = [Point(x=float(x), y=0.0, z=float(z)) for x, z in points]
+            markers.append(marker)
+        return MarkerArray(markers=markers)
+
+    # ------------------------------------------------------------------ services, diagnostics
+    def _reset_state(self) -> None:
+        self.est.reset()
+        for slot in self._slots.values():
+            slot.value, slot.last_accepted_ns = None, None
+        self._command = None
+        self._last_tick_ns = None
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        steps = self.est.steps_since_reset
+        last_tick = self._last_tick_ns
+        self._reset_state()
+        # Keep stamps strictly increasing across the reset.
+        self._last_tick_ns = last_tick
+        response.success = True
+        response.message = f"belief reset to the initial belief after {steps} ticks"
+        self.get_logger().info(response.message)
+        return response
+
+    def diagnostics(self) -> DiagnosticStatus:
+        """The estimator's status: latency, tick rate, counts of missing and rejected inputs."""
+        now = time.monotonic()
+        elapsed = max(now - self._last_diag_time, 1e-9)
+        rate = (self.ticks - self._ticks_at_last_diag) / elapsed
+        self._ticks_at_last_diag, self._last_diag_time = self.ticks, now
+        est = self.est
+        values = {
+            "model": est.name,
+            "device": str(est.device),
+            "cuda_graph": str(est.uses_cuda_graph).lower(),
+            "tick_source": self._tick_on,
+            "tick_period_s": f"{self._period:.6f}",
+            "tick_rate_hz": f"{rate:.3f}",
+            "ticks": str(self.ticks),
+            "coasting_ticks": str(self.coasting_ticks),
+            "step_latency_p50_ms": f"{est.latency.p50_ms:.4f}",
+            "step_latency_p99_ms": f"{est.latency.p99_ms:.4f}",
+            "step_latency_max_ms": f"{est.latency.max_ms:.4f}",
+            "input_to_publish_p50_ms": f"{self.input_to_publish.p50_ms:.4f}",
+            "input_to_publish_p99_ms": f"{self.input_to_publish.p99_ms:.4f}",
+        }
+        for source, count in sorted(self.received.items()):
+            values[f"received.{source}"] = str(count)
+        for source, count in sorted(self.missing.items()):
+            values[f"missing.{source}"] = str(count)
+        for (source, reason), count in sorted(self.rejected.items()):
+            values[f"rejected.{source}.{reason}"] = str(count)
+        status = DiagnosticStatus()
+        status.name = f"{self.get_fully_qualified_name()}: RKN estimator"
+        status.hardware_id = est.name
+        rejected = sum(self.rejected.values())
+        status.level = DiagnosticStatus.WARN if rejected or not self.ticks else DiagnosticStatus.OK
+        status.message = (
+            f"{self.ticks} ticks, {rejected} inputs rejected"
+            if self.ticks
+            else "waiting for the first tick"
+        )
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        return status
+
+    def _publish_diagnostics(self) -> None:
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [self.diagnostics()]
+        self.pub_diag.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``rkn_estimator``: exits 1 with one line when the model cannot serve."""
+    return run_node(NODE_NAME, EstimatorNode, args, (StartupError,))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Parameter declaration helpers: every parameter gets a description, and numbers a range."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+)
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+_ARRAY_TYPES = {
+    "string[]": ParameterType.PARAMETER_STRING_ARRAY,
+    "double[]": ParameterType.PARAMETER_DOUBLE_ARRAY,
+    "int[]": ParameterType.PARAMETER_INTEGER_ARRAY,
+}
+
+
+def declare(
+    node: Node,
+    name: str,
+    default: Any,
+    description: str,
+    low: float | None = None,
+    high: float | None = None,
+    array: str | None = None,
+    read_only: bool = True,
+) -> Any:
+    """Declare ``name`` with a described default (a range when ``low``/``high`` are given) and
+    return its value; ``array`` ("string[]", "double[]", "int[]") types an empty-list default."""
+    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+    if array is not None:
+        descriptor.type = _ARRAY_TYPES[array]
+    if low is not None and high is not None:
+        if isinstance(default, bool) or not isinstance(default, int | float):
+            raise TypeError(f"parameter {name}: a range needs a numeric default")
+        if isinstance(default, int):
+            descriptor.integer_range = [
+                IntegerRange(from_value=int(low), to_value=int(high), step=1)
+            ]
+        else:
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)
+            ]
+    return node.declare_parameter(name, default, descriptor).value
+
+
+def resolve_share_path(path: str) -> Path:
+    """A path as given, else relative to the installed package share, else to the source tree.
+
+    Lets YAML files name ``models/pendulum`` both after ``colcon build`` (share/rkn_ros/models)
+    and in a pip-only checkout (the repository root).
+    """
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    roots = []
+    try:
+        from ament_index_python.packages import (
+            PackageNotFoundError,
+            get_package_share_directory,
+        )
+
+        # pip-only install: no ament index entry, fall back to the source tree
+        with contextlib.suppress(PackageNotFoundError):
+            roots.append(Path(get_package_share_directory("rkn_ros")))
+    except ImportError:
+        pass  # no ament_index_python at all: same fallback
+    roots.append(Path(__file__).resolve().parents[2])
+    for root in roots:
+        if (root / candidate).exists():
+            return root / candidate
+    return candidate
+
+
+class Throttle:
+    """Per-key warning throttle: logs at most once per ``period`` seconds per key, with the
+    number of occurrences swallowed since the last line."""
+
+    def __init__(self, node: Node, period: float) -> None:
+        self._node = node
+        self._period = period
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warn(self, key: str, message: str) -> None:
+        """Warn about ``key`` unless one was logged less than ``period`` ago."""
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self._period:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        skipped = self._suppressed.pop(key, 0)
+        suffix = f" ({skipped} more since the last warning)" if skipped else ""
+        self._last[key] = now
+        self._node.get_logger().warning(message + suffix)
+
+
+def fail_startup(node_name: str, message: str) -> int:
+    """One clear line on stderr for a node that cannot start; returns the exit code."""
+    print(f"[FATAL] {node_name}: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+def run_node(
+    name: str,
+    factory: Callable[[], Node],
+    args: list[str] | None = None,
+    startup_errors: tuple[type[BaseException], ...] = (ValueError,),
+    on_exit: Callable[[Node], None] | None = None,
+) -> int:
+    """Init rclpy, build the node, spin until Ctrl-C/SIGTERM; the exit code for ``main``.
+
+    A construction failure in ``startup_errors`` (or a bad parameter) ends the process with one
+    line and code 1. ``on_exit(node)`` runs before the node is destroyed (final reports).
+    """
+    rclpy.init(args=args)
+    try:
+        node = factory()
+    except (*startup_errors, ParameterException) as err:
+        rclpy.try_shutdown()
+        return fail_startup(name, str(err))
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # Ctrl-C, SIGTERM or a launch shutdown: leave quietly
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # else: the shutdown signal landed while a callback was publishing; nothing was lost
+    finally:
+        if on_exit is not None:
+            on_exit(node)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

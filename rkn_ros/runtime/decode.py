@@ -1,0 +1,168 @@
+"""From the model's normalized targets to named joint quantities with units.
+
+The one place that knows how targets map to joint states, so every node, the monitor and any
+embedding control loop agree:
+
+- ``outputs.kind == "direct"``: target ``i`` (un-normalized) is output ``i``.
+- ``outputs.kind == "sincos"``: the first ``2 n`` targets are ``(sin, cos)`` pairs of ``n``
+  angles (order taken from the target names when they say ``sin``/``cos``), decoded with
+  ``atan2``; any further targets map one to one onto the remaining outputs (e.g. velocities).
+  The angle's standard deviation is propagated to first order,
+  ``var = (c^2 var_s + s^2 var_c) / (s^2 + c^2)^2``, and capped at ``pi / sqrt(3)``, the standard
+  deviation of an angle uniform on the circle (no information).
+
+Outputs whose unit ends in ``/s`` are velocities; one named ``<joint>_velocity`` (or
+``_vel``/``_dot``) belongs to the position output ``<joint>``. Everything else is a position.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+UNIFORM_ANGLE_STD = math.pi / math.sqrt(3.0)
+VELOCITY_SUFFIXES = ("_velocity", "_vel", "_dot", "/velocity")
+
+
+class OutputLayoutError(ValueError):
+    """Checkpoint metadata that does not describe its outputs consistently."""
+
+
+def _vector(values: Sequence[float] | None, dim: int, fill: float, what: str) -> np.ndarray:
+    if values is None:
+        return np.full(dim, fill, dtype=np.float64)
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    if array.size != dim:
+        raise OutputLayoutError(f"{what}: expected {dim} values, got {array.size}")
+    if not np.all(np.isfinite(array)):
+        raise OutputLayoutError(f"{what}: holds NaN or inf")
+    return array
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """How to decode ``[..., target_dim]`` normalized means/variances into named outputs."""
+
+    kind: str
+    target_dim: int
+    names: tuple[str, ...]
+    units: tuple[str, ...]
+    target_mean: np.ndarray  # [target_dim]
+    target_std: np.ndarray  # [target_dim]
+    sin_index: np.ndarray  # [n_angles] target index of each angle's sine
+    cos_index: np.ndarray  # [n_angles]
+    joint_names: tuple[str, ...]
+    position_index: np.ndarray  # [n_joints] output index of each joint's position
+    velocity_index: np.ndarray | None  # [n_joints] or None when the model gives no velocities
+
+    @classmethod
+    def from_metadata(
+        cls,
+        outputs: Mapping,
+        targets: Mapping,
+        target_dim: int,
+        normalization: Mapping | None = None,
+    ) -> OutputLayout:
+        """Build from a checkpoint's ``outputs``, ``targets`` and ``normalization`` entries."""
+        kind = outputs.get("kind", "direct")
+        names = tuple(str(n) for n in outputs.get("names", []))
+        units = tuple(str(u) for u in outputs.get("units", [""] * len(names)))
+        if len(units) != len(names):
+            raise OutputLayoutError(
+                f"outputs: {len(names)} names but {len(units)} units"
+            )
+        norm = (normalization or {}).get("targets") or {}
+        mean = _vector(norm.get("mean"), target_dim, 0.0, "normalization.targets.mean")
+        std = _vector(norm.get("std"), target_dim, 1.0, "normalization.targets.std")
+        if np.any(std <= 0):
+            raise OutputLayoutError("normalization.targets.std must be positive")
+        if kind == "sincos":
+            n_angles = target_dim - len(names)
+            if n_angles < 1 or 2 * n_angles > target_dim:
+                raise OutputLayoutError(
+                    f"outputs.kind sincos: {len(names)} output names do not fit {target_dim} "
+                    f"targets (need n angles from 2n sin/cos targets plus the rest one to one)"
+                )
+            target_names = [str(n).lower() for n in targets.get("names", [])]
+            sin_index = np.arange(0, 2 * n_angles, 2)
+            cos_index = sin_index + 1
+            if len(target_names) == target_dim and all(
+                target_names[2 * k].startswith("cos") and target_names[2 * k + 1].startswith("sin")
+                for k in range(n_angles)
+            ):
+                sin_index, cos_index = cos_index, sin_index
+        elif kind == "direct":
+            if len(names) != target_dim:
+                raise OutputLayoutError(
+                    f"outputs.kind direct: {len(names)} output names for {target_dim} targets"
+                )
+            sin_index = cos_index = np.zeros(0, dtype=np.int64)
+        else:
+            raise OutputLayoutError(f"outputs.kind must be 'sincos' or 'direct', got {kind!r}")
+
+        velocity_of: dict[str, int] = {}
+        positions: list[int] = []
+        for index, (name, unit) in enumerate(zip(names, units, strict=True)):
+            if unit.endswith("/s"):
+                joint = next(
+                    (name[: -len(s)] for s in VELOCITY_SUFFIXES if name.endswith(s)), name
+                )
+                velocity_of[joint] = index
+            else:
+                positions.append(index)
+        joint_names = tuple(names[i] for i in positions)
+        unmatched = sorted(set(velocity_of) - set(joint_names))
+        if unmatched:
+            raise OutputLayoutError(
+                f"outputs: velocities {unmatched} have no position output of the same joint"
+            )
+        velocity_index = None
+        if velocity_of:
+            missing = [j for j in joint_names if j not in velocity_of]
+            if missing:
+                raise OutputLayoutError(f"outputs: joints {missing} have a position but no velocity")
+            velocity_index = np.array([velocity_of[j] for j in joint_names], dtype=np.int64)
+        return cls(
+            kind=kind,
+            target_dim=target_dim,
+            names=names,
+            units=units,
+            target_mean=mean,
+            target_std=std,
+            sin_index=sin_index.astype(np.int64),
+            cos_index=cos_index.astype(np.int64),
+            joint_names=joint_names,
+            position_index=np.array(positions, dtype=np.int64),
+            velocity_index=velocity_index,
+        )
+
+    def decode(self, mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalized ``mean, var [..., target_dim]`` -> output ``mean, std [..., len(names)]``."""
+        mean = mean * self.target_std + self.target_mean
+        std = np.sqrt(np.maximum(var, 0.0)) * self.target_std
+        if self.kind == "direct":
+            return mean, std
+        s, c = mean[..., self.sin_index], mean[..., self.cos_index]
+        var_s, var_c = std[..., self.sin_index] ** 2, std[..., self.cos_index] ** 2
+        radius2 = s * s + c * c
+        angle = np.arctan2(s, c)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            angle_std = np.sqrt(c * c * var_s + s * s * var_c) / radius2
+        angle_std = np.where(np.isfinite(angle_std), angle_std, UNIFORM_ANGLE_STD)
+        angle_std = np.minimum(angle_std, UNIFORM_ANGLE_STD)
+        rest = slice(2 * self.sin_index.size, self.target_dim)
+        return (
+            np.concatenate([angle, mean[..., rest]], axis=-1),
+            np.concatenate([angle_std, std[..., rest]], axis=-1),
+        )
+
+
+def chain_points(angles: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Joint positions ``[links + 1, 2]`` (x right, z up) of a planar chain hanging from the
+    origin, absolute link angles measured from the downward vertical (the simulator's convention).
+    """
+    steps = np.stack([np.sin(angles) * lengths, -np.cos(angles) * lengths], axis=-1)
+    return np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)], axis=0)

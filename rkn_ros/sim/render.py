@@ -1,0 +1,145 @@
+"""Grey-scale pendulum images: thick lines on a supersampled canvas, area-downsampled.
+
+Like the paper, each link is drawn as a thick line on a canvas ``supersample`` times larger than
+the output and the canvas is averaged over ``supersample x supersample`` blocks, which
+anti-aliases the edges. Links are drawn in chain order, each with its own grey level, so a later
+(outer) link covers an earlier one where they cross: occlusion on the quad-link is visible as the
+inner link's grey being replaced. The pivot is the image centre; image rows grow downwards and
+``theta = 0`` points straight down. Deterministic: no randomness, float32 arithmetic only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RenderParams:
+    """Image geometry, in output pixels unless stated."""
+
+    image_size: int = 24                 # output images are image_size x image_size
+    supersample: int = 4                 # canvas is supersample x larger per side (1: no AA)
+    line_width: float = 2.5              # px in the output image
+    margin: float = 0.5                  # px between the stretched chain and the border
+    grey_levels: tuple[int, ...] = ()    # one per link (1..255); empty: evenly spaced 255 -> 115
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image_size, int) or not 8 <= self.image_size <= 1024:
+            raise ValueError(f"render parameter 'image_size': expected an integer in [8, 1024], "
+                             f"received {self.image_size!r}")
+        if not isinstance(self.supersample, int) or not 1 <= self.supersample <= 16:
+            raise ValueError(f"render parameter 'supersample': expected an integer in [1, 16], "
+                             f"received {self.supersample!r}")
+        if not (math.isfinite(self.line_width) and 0 < self.line_width < self.image_size / 2):
+            raise ValueError(f"render parameter 'line_width': expected 0 < width < image_size/2 "
+                             f"px, received {self.line_width!r}")
+        if not (math.isfinite(self.margin) and 0 <= self.margin < self.image_size / 4):
+            raise ValueError(f"render parameter 'margin': expected 0 <= margin < image_size/4 "
+                             f"px, received {self.margin!r}")
+        object.__setattr__(self, "grey_levels", tuple(int(g) for g in self.grey_levels))
+        if any(not 1 <= g <= 255 for g in self.grey_levels):
+            raise ValueError(f"render parameter 'grey_levels': expected values in [1, 255], "
+                             f"received {list(self.grey_levels)}")
+
+    def levels(self, links: int) -> np.ndarray:
+        """Grey level of each link, ``[links]`` float32 in (0, 1]."""
+        if self.grey_levels:
+            if len(self.grey_levels) != links:
+                raise ValueError(f"render parameter 'grey_levels': expected {links} values (one "
+                                 f"per link), received {len(self.grey_levels)}")
+            levels = np.asarray(self.grey_levels, dtype=np.float32)
+        else:
+            levels = np.linspace(255.0, 115.0, links, dtype=np.float32) if links > 1 \
+                else np.array([255.0], dtype=np.float32)
+        return levels / np.float32(255.0)
+
+    @classmethod
+    def quad_link(cls) -> RenderParams:
+        """The quad-link images: 48 x 48, 3 px lines, 3x supersampling (4x costs 1.8x more)."""
+        return cls(image_size=48, supersample=3, line_width=3.0)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RenderParams:
+        """Build from a plain mapping; unknown keys are rejected by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown render parameter(s) {unknown}; known: {sorted(known)}")
+        values = dict(values)
+        if "grey_levels" in values:
+            values["grey_levels"] = tuple(values["grey_levels"])
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """Plain mapping for metadata files."""
+        return {f.name: (list(getattr(self, f.name)) if f.name == "grey_levels"
+                         else getattr(self, f.name)) for f in fields(self)}
+
+
+def link_endpoints(angles: np.ndarray, lengths: tuple[float, ...],
+                   render: RenderParams) -> np.ndarray:
+    """Joint positions in output-pixel coordinates ``[frames, links + 1, 2]`` as (x, row).
+
+    ``angles``: ``[frames, links]`` absolute link angles (rad, 0 = down). The whole chain,
+    stretched, reaches ``image_size / 2 - line_width / 2 - margin`` px from the centre.
+    """
+    lengths_arr = np.asarray(lengths, dtype=np.float64)
+    radius = render.image_size / 2.0 - render.line_width / 2.0 - render.margin
+    scale = radius / lengths_arr.sum()
+    dx = np.sin(angles) * lengths_arr * scale
+    drow = np.cos(angles) * lengths_arr * scale     # rows grow downwards: hanging = +row
+    centre = render.image_size / 2.0
+    points = np.zeros((angles.shape[0], angles.shape[1] + 1, 2))
+    points[:, 0] = centre
+    points[:, 1:, 0] = centre + np.cumsum(dx, axis=1)
+    points[:, 1:, 1] = centre + np.cumsum(drow, axis=1)
+    return points
+
+
+def render(angles: np.ndarray, lengths: tuple[float, ...], render_params: RenderParams,
+           chunk: int = 64, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Render ``[frames, links]`` absolute angles to ``uint8 [frames, H, W]`` grey images.
+
+    Works in chunks of ``chunk`` frames to bound memory; ``progress(n)`` after each chunk.
+    """
+    angles = np.asarray(angles, dtype=np.float64)
+    if angles.ndim != 2 or angles.shape[1] != len(lengths):
+        raise ValueError(f"render: 'angles' must be [frames, {len(lengths)}], received "
+                         f"{list(angles.shape)}")
+    if not np.all(np.isfinite(angles)):
+        raise ValueError("render: 'angles' contains NaN or inf")
+    size, ss = render_params.image_size, render_params.supersample
+    levels = render_params.levels(len(lengths))
+    points = link_endpoints(angles, lengths, render_params).astype(np.float32)
+    # canvas sample centres in output-pixel units
+    grid = ((np.arange(size * ss, dtype=np.float32) + np.float32(0.5)) / np.float32(ss))
+    half_sq = np.float32((render_params.line_width / 2.0) ** 2)
+    out = np.empty((angles.shape[0], size, size), dtype=np.uint8)
+    for start in range(0, angles.shape[0], chunk):
+        pts = points[start:start + chunk]
+        canvas = np.zeros((pts.shape[0], size * ss, size * ss), dtype=np.float32)
+        for i in range(len(lengths)):
+            ax, ay = pts[:, i, 0, None, None], pts[:, i, 1, None, None]
+            dx = pts[:, i + 1, 0, None, None] - ax
+            dy = pts[:, i + 1, 1, None, None] - ay
+            length = np.maximum(np.sqrt(dx * dx + dy * dy), np.float32(1e-6))
+            ux, uy = dx / length, dy / length
+            px = grid[None, None, :] - ax          # [f, 1, W]
+            py = grid[None, :, None] - ay          # [f, H, 1]
+            # capsule distance from the along/across coordinates: the separable products are
+            # small [f, 1, W] and [f, H, 1] arrays, so only a few passes touch the full canvas
+            half = length / 2
+            along = np.abs((px * ux - half) + py * uy) - half
+            np.maximum(along, 0.0, out=along)
+            across = px * uy - py * ux
+            dist_sq = along * along + across * across
+            np.copyto(canvas, levels[i], where=dist_sq <= half_sq)   # later links cover earlier
+        small = canvas.reshape(-1, size, ss, size, ss).mean(axis=(2, 4))
+        out[start:start + chunk] = np.rint(small * np.float32(255.0)).astype(np.uint8)
+        if progress is not None:
+            progress(pts.shape[0])
+    return out

@@ -1,0 +1,65 @@
+"""``rkn-ros train CONFIG.yaml [--device] [--out DIR] [--resume CKPT]``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from rkn_ros.train.config import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="training recipe, e.g. config/train/pendulum.yaml")
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                        help="overrides training.device of the recipe")
+    parser.add_argument("--out", default=None, help="output folder (default runs/<name>)")
+    parser.add_argument("--resume", default=None,
+                        help="continue from a training output folder (or its last/ folder)")
+    parser.add_argument("--epochs", type=int, default=None, help="overrides training.epochs")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop after this many optimiser steps (resume later)")
+    parser.add_argument("--seed", type=int, default=None, help="overrides seed")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rkn_ros.data.dataset import DatasetError
+    from rkn_ros.train.checkpoint import CheckpointError
+    from rkn_ros.train.config import load_recipe
+
+    try:
+        recipe = load_recipe(args.config)
+        training = recipe.training
+        overrides = {}
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
+        if args.max_steps is not None:
+            overrides["max_steps"] = args.max_steps
+        if args.device is not None:
+            overrides["device"] = args.device
+        if overrides:
+            training = dataclasses.replace(training, **overrides)
+            training.check("training")
+        recipe = dataclasses.replace(recipe, training=training)
+        if args.seed is not None:
+            recipe = dataclasses.replace(recipe, seed=args.seed)
+            recipe.check()
+    except ConfigError as err:
+        print(f"rkn-ros train: error: {err}", file=sys.stderr)
+        return 2
+
+    from rkn_ros.train.trainer import Trainer
+
+    out = Path(args.out) if args.out else Path("runs") / recipe.name
+    try:
+        result = Trainer(recipe, out, device=recipe.training.device, resume=args.resume,
+                         show_progress=not args.no_progress).run()
+    except (CheckpointError, DatasetError, ValueError) as err:
+        print(f"rkn-ros train: error: {err}", file=sys.stderr)
+        return 1
+    print(f"{recipe.name}: {result.epochs_done} epochs, {result.steps} steps, "
+          f"best validation NLL {result.best_val_nll:.4f} ({result.stopped}); "
+          f"checkpoint {result.out_dir}")
+    return 0

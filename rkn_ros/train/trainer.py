@@ -1,0 +1,399 @@
+"""Train a model from a recipe: Adam, gradient-norm clipping, early stopping, resume, CSV log.
+
+Output folder layout (``--out DIR``, default ``runs/<name>``)::
+
+    DIR/model.safetensors, DIR/model.yaml   best model so far (lowest validation NLL)
+    DIR/last/                               last state: weights, optimizer, progress (resume)
+    DIR/log.csv                             one row per epoch: losses and validation metrics
+
+Determinism: the model is initialized from ``seed``; epoch ``e`` shuffles with
+``numpy.random.default_rng([seed, e])`` and draws its observation drops from the same stream,
+and batch ``b`` draws its observation drops from ``default_rng([seed, e, b])``, so a run
+stopped anywhere (``max_steps``) and resumed sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file as load_safetensors
+from safetensors.torch import save_file as save_safetensors
+from tqdm import tqdm
+
+from rkn_ros import __version__
+from rkn_ros.core import build_model
+from rkn_ros.core.config import ModelConfig, SensorSpec
+from rkn_ros.data.dataset import SequenceDataset
+from rkn_ros.train import evaluation
+from rkn_ros.train.checkpoint import (
+    CheckpointError,
+    CheckpointMetadata,
+    read_weights,
+    resolve_device,
+    save_checkpoint,
+)
+from rkn_ros.train.config import RecipeConfig, _listless
+from rkn_ros.train.data import TensorData, compute_normalization, is_sincos, load_source, to_tensors
+
+STATE_FILE = "training_state.yaml"
+OPTIMIZER_FILE = "optimizer.safetensors"
+LOG_FILE = "log.csv"
+LOG_FIELDS = ("epoch", "step", "train_nll", "val_nll", "val_rmse", "val_coverage_2sigma", "seconds")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished (or stopped) run produced."""
+
+    out_dir: Path
+    epochs_done: int
+    steps: int
+    best_val_nll: float
+    stopped: str  # "epochs" | "early_stopping" | "max_steps" | "max_time"
+
+
+def model_config_for(recipe: RecipeConfig, dataset: SequenceDataset) -> ModelConfig:
+    """The recipe's model section completed with the data set's sensors, targets, actions."""
+    meta = dataset.metadata
+    sensors = []
+    for name, spec in meta["inputs"].items():
+        array = dataset.arrays[spec["array"]]
+        shape = tuple(int(v) for v in array.shape[2:])
+        sensors.append(SensorSpec(name=name, kind=spec["kind"], shape=shape))
+    output_dim = int(dataset.arrays[meta["targets"]["array"]].shape[-1])
+    action_dim = 0
+    if meta.get("actions") and recipe.model.get("kind", "rkn") == "rkn":
+        action_dim = int(dataset.arrays[meta["actions"]["array"]].shape[-1])
+    return ModelConfig(
+        sensors=tuple(sensors), output_dim=output_dim, action_dim=action_dim,
+        **_listless(recipe.model),
+    )
+
+
+def outputs_for(dataset: SequenceDataset, kind: str = "auto") -> dict:
+    """The checkpoint's ``outputs`` entry: names, units and how targets map to joint states."""
+    targets = dataset.metadata["targets"]
+    names = [str(n) for n in targets.get("names", [])]
+    units = [str(u) for u in targets.get("units", ["1"] * len(names))]
+    sincos = is_sincos(names) if kind == "auto" else kind == "sincos"
+    if sincos:
+        angles = [names[i][4:] for i in range(0, len(names), 2)]
+        # Name the angles as the truth (and the simulator's joint states) do, when known.
+        truth_names = (dataset.metadata.get("truth") or {}).get("names")
+        if isinstance(truth_names, list) and len(truth_names) == len(angles):
+            angles = [str(n) for n in truth_names]
+        return {"names": angles, "units": ["rad"] * len(angles), "kind": "sincos"}
+    return {"names": names, "units": units, "kind": "direct"}
+
+
+def _input_entries(dataset: SequenceDataset) -> dict:
+    entries = {}
+    for name, spec in dataset.metadata["inputs"].items():
+        entry = {k: v for k, v in spec.items() if k not in ("array", "valid")}
+        entry["shape"] = [int(v) for v in dataset.arrays[spec["array"]].shape[2:]]
+        entries[name] = entry
+    return entries
+
+
+def build_metadata(
+    recipe: RecipeConfig, config: ModelConfig, train: SequenceDataset, normalization: dict,
+    metrics: dict | None = None, training: dict | None = None,
+) -> CheckpointMetadata:
+    """Checkpoint metadata for a model trained on ``train``."""
+    meta = train.metadata
+    actions = meta.get("actions")
+    return CheckpointMetadata(
+        name=recipe.name,
+        model=config.to_dict(),
+        dt=float(meta["dt"]),
+        inputs=_input_entries(train),
+        targets={k: v for k, v in meta["targets"].items() if k not in ("array", "valid")},
+        outputs=outputs_for(train, recipe.output_kind),
+        actions=None if not actions else {k: v for k, v in actions.items() if k != "array"},
+        normalization=normalization,
+        data_hash=train.content_hash(),
+        metrics=metrics or {},
+        training={
+            "recipe": recipe.to_dict(),
+            "data_generator": meta.get("generator"),
+            "data_parameters": meta.get("parameters", {}),
+            "rkn_ros_version": __version__,
+            **(training or {}),
+        },
+    )
+
+
+def drop_observations(valid: dict[str, torch.Tensor], rate: float, keep_first: int,
+                      rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """Hide a random share ``rate`` of the valid observations (the first ``keep_first`` kept)."""
+    if rate <= 0:
+        return valid
+    out = {}
+    for name, mask in valid.items():
+        keep = torch.from_numpy(rng.random(tuple(mask.shape)) >= rate).to(mask.device)
+        keep[:, :keep_first] = True
+        out[name] = mask & keep
+    return out
+
+
+def batch_loss(model: torch.nn.Module, data: TensorData, index: torch.Tensor,
+               device: torch.device, loss_kind: str,
+               valid_override: Callable[[dict], dict] | None = None) -> torch.Tensor:
+    """The training loss of one batch (Gaussian NLL of the targets, or Bernoulli of images)."""
+    from rkn_ros.core.losses import bernoulli_nll, gaussian_nll
+
+    obs, valid, targets, target_valid, actions, clean = data.batch(index, device)
+    if valid_override is not None:
+        valid = valid_override(valid)
+    out = model(obs, valid, actions=actions)
+    if loss_kind == "bernoulli":
+        if out.image is None or clean is None:
+            raise ValueError(
+                "training.loss bernoulli needs model.image_decoder: true and images_clean data"
+            )
+        return bernoulli_nll(out.image, clean)
+    return gaussian_nll(out.mean, out.var, targets, mask=target_valid)
+
+
+class Trainer:
+    """Runs one recipe; see the module docstring for the output folder."""
+
+    def __init__(self, recipe: RecipeConfig, out_dir: str | Path, device: str = "auto",
+                 resume: str | Path | None = None, show_progress: bool = True) -> None:
+        self.recipe = recipe
+        self.out_dir = Path(out_dir)
+        self.device = resolve_device(device)
+        self.resume = Path(resume) if resume is not None else None
+        self.show_progress = show_progress
+
+    # ------------------------------------------------------------------ data and model
+    def _load_data(self) -> tuple[SequenceDataset, SequenceDataset, SequenceDataset | None]:
+        data = self.recipe.data
+        train = load_source(data.train, "train")
+        if data.validation is not None:
+            validation = load_source(data.validation, "validation")
+        elif data.train.path is not None and data.train.path.endswith(".npz"):
+            # PAM files split by episode, so no window of one episode leaks across.
+            validation = load_source(
+                dataclasses.replace(
+                    data.train, pam={**(data.train.pam or {}), "part": "validation"}
+                ), "validation"
+            )
+        else:
+            train, validation = train.split(data.validation_fraction, data.split_seed)
+        test = load_source(data.test, "validation") if data.test is not None else None
+        return train, validation, test
+
+    def run(self) -> TrainResult:
+        recipe = self.recipe
+        cfg = recipe.training
+        torch.set_num_threads(cfg.num_threads)
+        torch.manual_seed(recipe.seed)
+        train_ds, val_ds, test_ds = self._load_data()
+        model_config = model_config_for(recipe, train_ds)
+        normalization = compute_normalization(train_ds, cfg.normalize_targets)
+        sensors = [s.name for s in model_config.sensors]
+        train = to_tensors(train_ds, normalization, sensors)
+        val = to_tensors(val_ds, normalization, sensors)
+        model = build_model(model_config).to(self.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        progress = {"epoch": 0, "batch": 0, "step": 0, "best_val_nll": math.inf,
+                    "bad_epochs": 0, "elapsed_s": 0.0}
+        if self.resume is not None:
+            progress = self._restore(model, optimizer, model_config)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.out_dir / LOG_FILE
+        if progress["epoch"] == 0 or not log_path.exists():
+            with log_path.open("w", newline="") as handle:
+                csv.writer(handle).writerow(LOG_FIELDS)
+
+        def metadata_for(metrics: dict) -> CheckpointMetadata:
+            return build_metadata(
+                recipe, model_config, train_ds, normalization, metrics,
+                {"epochs": progress["epoch"], "steps": progress["step"]},
+            )
+
+        n = train.num_sequences
+        batches_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+        stopped = "epochs"
+        start = time.monotonic() - progress["elapsed_s"]
+        bar = tqdm(total=cfg.epochs * batches_per_epoch,
+                   initial=progress["epoch"] * batches_per_epoch + progress["batch"],
+                   desc=recipe.name, disable=not self.show_progress, dynamic_ncols=True)
+        val_text = ""
+        while progress["epoch"] < cfg.epochs:
+            epoch = progress["epoch"]
+            order = torch.from_numpy(np.random.default_rng([recipe.seed, epoch]).permutation(n))
+            model.train()
+            running, count = 0.0, 0
+            interrupted = False
+            for b in range(progress["batch"], batches_per_epoch):
+                index = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                rng = np.random.default_rng([recipe.seed, epoch, b])
+                loss = batch_loss(
+                    model, train, index, self.device, cfg.loss,
+                    functools.partial(drop_observations, rate=cfg.observation_drop,
+                                      keep_first=cfg.keep_first, rng=rng),
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                progress["step"] += 1
+                running += float(loss.detach())
+                count += 1
+                bar.update(1)
+                if count % cfg.log_every == 0 or b == batches_per_epoch - 1:
+                    bar.set_postfix_str(f"loss {running / count:.4f}{val_text}")
+                progress["batch"] = b + 1
+                if cfg.max_steps is not None and progress["step"] >= cfg.max_steps:
+                    interrupted, stopped = True, "max_steps"
+                    break
+                if cfg.max_time_s is not None and time.monotonic() - start > cfg.max_time_s:
+                    interrupted, stopped = True, "max_time"
+                    break
+            if interrupted:
+                # Mid-epoch: --resume continues with batch progress["batch"] of this epoch.
+                progress["elapsed_s"] = time.monotonic() - start
+                self._save_last(model, optimizer, progress, metadata_for({}))
+                if not (self.out_dir / "model.yaml").exists():
+                    self._save_best(model, val, val_ds, normalization, metadata_for)
+                break
+            progress["epoch"] += 1
+            progress["batch"] = 0
+            metrics = evaluation.quick_metrics(model, val, self.device, cfg.loss)
+            val_nll = metrics["nll"]
+            val_text = f" | val nll {val_nll:.4f} rmse {metrics['rmse']:.4f}"
+            bar.set_postfix_str(f"loss {running / max(count, 1):.4f}{val_text}")
+            with log_path.open("a", newline="") as handle:
+                csv.writer(handle).writerow([
+                    epoch + 1, progress["step"], f"{running / max(count, 1):.6f}", f"{val_nll:.6f}",
+                    f"{metrics['rmse']:.6f}", f"{metrics['coverage_2sigma']:.6f}",
+                    f"{time.monotonic() - start:.2f}",
+                ])
+            if val_nll < progress["best_val_nll"]:
+                progress["best_val_nll"] = val_nll
+                progress["bad_epochs"] = 0
+                self._save_best(model, val, val_ds, normalization, metadata_for)
+            else:
+                progress["bad_epochs"] += 1
+            progress["elapsed_s"] = time.monotonic() - start
+            self._save_last(model, optimizer, progress, metadata_for({}))
+            patience = cfg.early_stopping_patience
+            if patience and progress["bad_epochs"] >= patience:
+                stopped = "early_stopping"
+                break
+            if cfg.max_time_s is not None and progress["elapsed_s"] > cfg.max_time_s:
+                stopped = "max_time"
+                break
+        bar.close()
+        if test_ds is not None and stopped != "max_steps":
+            self._final_test(test_ds)
+        return TrainResult(self.out_dir, progress["epoch"], progress["step"],
+                           progress["best_val_nll"], stopped)
+
+    # ------------------------------------------------------------------ saving
+    def _save_best(self, model, val: TensorData, val_ds, normalization, metadata_for) -> None:
+        metrics = evaluation.quick_metrics(model, val, self.device, self.recipe.training.loss)
+        metrics = {f"validation_{k}": v for k, v in metrics.items()}
+        save_checkpoint(self.out_dir, model, metadata_for(metrics))
+
+    def _save_last(self, model, optimizer, progress: dict, metadata: CheckpointMetadata) -> None:
+        last = self.out_dir / "last"
+        save_checkpoint(last, model, metadata)
+        tensors, layout = _flatten_optimizer(optimizer)
+        save_safetensors(tensors, str(last / OPTIMIZER_FILE))
+        state = {**progress, "optimizer": layout, "recipe": self.recipe.to_dict()}
+        (last / STATE_FILE).write_text(yaml.safe_dump(_plain_floats(state), sort_keys=True))
+
+    def _restore(self, model, optimizer, config: ModelConfig) -> dict:
+        folder = self.resume
+        if folder.is_file():
+            folder = folder.parent
+        if not (folder / STATE_FILE).exists() and (folder / "last" / STATE_FILE).exists():
+            folder = folder / "last"
+        if not (folder / STATE_FILE).exists():
+            raise CheckpointError(
+                f"resume: {self.resume} holds no {STATE_FILE} (give a training output folder "
+                "or its last/ folder)"
+            )
+        state = yaml.safe_load((folder / STATE_FILE).read_text())
+        from rkn_ros.train.checkpoint import load_weights_into, read_metadata
+
+        metadata = read_metadata(folder)
+        if metadata.model != config.to_dict():
+            raise CheckpointError(
+                f"resume: {folder} was trained with a different model config than this recipe"
+            )
+        load_weights_into(model, read_weights(folder, metadata), source=str(folder))
+        try:
+            opt_tensors = load_safetensors(str(folder / OPTIMIZER_FILE))
+        except (OSError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"resume: {folder / OPTIMIZER_FILE} unreadable ({err})") from err
+        optimizer.load_state_dict(
+            _unflatten_optimizer(opt_tensors, state["optimizer"], self.device)
+        )
+        progress = {k: state[k] for k in ("epoch", "batch", "step", "best_val_nll",
+                                          "bad_epochs", "elapsed_s")}
+        progress["best_val_nll"] = float(progress["best_val_nll"])
+        return progress
+
+    def _final_test(self, test_ds: SequenceDataset) -> None:
+        from rkn_ros.train.checkpoint import load_checkpoint
+
+        model, metadata = load_checkpoint(self.out_dir, self.device)
+        report = evaluation.evaluate(model, metadata, test_ds, self.device)
+        evaluation.write_json(report, self.out_dir / "evaluation.json")
+
+
+def _plain_floats(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain_floats(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_floats(v) for v in value]
+    if isinstance(value, float) and math.isinf(value):
+        return 1e300
+    return value
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Adam state as named tensors (for safetensors) plus a YAML-able layout; no pickle."""
+    state_dict = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict] = {}
+    for param_id, entries in state_dict["state"].items():
+        for key, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"{param_id}.{key}"] = value.detach().cpu().contiguous().clone()
+            else:
+                scalars.setdefault(str(param_id), {})[key] = value
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+              for g in state_dict["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], layout: dict,
+                         device: torch.device) -> dict:
+    state: dict[int, dict] = {}
+    for name, tensor in tensors.items():
+        param_id, key = name.split(".", 1)
+        state.setdefault(int(param_id), {})[key] = tensor.to(device) if key != "step" else tensor
+    for param_id, entries in (layout.get("scalars") or {}).items():
+        state.setdefault(int(param_id), {}).update(entries)
+    groups = []
+    for group in layout["param_groups"]:
+        group = dict(group)
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    return {"state": state, "param_groups": groups}

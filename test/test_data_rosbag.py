@@ -1,0 +1,419 @@
+"""rosbag2 out and back in (MCAP and sqlite3), and every kind of bad bag."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rosbags.rosbag2 import Writer
+from rosbags.typesys import Stores, get_typestore
+
+from rkn_ros.data.dataset import SequenceDataset
+from rkn_ros.data.generate import default_pendulum_config, generate_pendulum
+from rkn_ros.data.rosbag_io import (
+    BagError,
+    BagImport,
+    JointField,
+    _grid,
+    _Stream,
+    read_bag,
+    write_bag,
+)
+
+TS = get_typestore(Stores.ROS2_KILTED)
+STORAGES = ("mcap", "sqlite3")
+
+
+@pytest.fixture(scope="module")
+def pendulum() -> SequenceDataset:
+    config = dataclasses.replace(default_pendulum_config("pendulum"), noise=True, drop_prob=0.3)
+    return generate_pendulum("pendulum", config, num_sequences=2, steps=25, seed=3)
+
+
+def pneumatic_dataset(steps: int = 30, seed: int = 0) -> SequenceDataset:
+    """One joint, two muscles: measured angle + pressures observed, pressure set-points as
+    actions, true angle and velocity; some observations dropped."""
+    rng = np.random.default_rng(seed)
+    angle = np.cumsum(rng.normal(0, 0.01, (2, steps, 1)), axis=1).astype(np.float32)
+    pressures = rng.uniform(0, 6, (2, steps, 2)).astype(np.float32)
+    valid = rng.random((2, steps)) > 0.2
+    obs = np.concatenate([angle, pressures], axis=-1)
+    obs[~valid] = 0.0
+    arrays = {
+        "joint_obs": obs,
+        "joint_obs_valid": valid,
+        "actions": rng.uniform(0, 6, (2, steps, 2)).astype(np.float32),
+        "targets": angle.copy(),
+        "joint_angles": angle,
+        "joint_velocities": rng.normal(size=(2, steps, 1)).astype(np.float32),
+    }
+    metadata = {
+        "format_version": 1,
+        "generator": "pneumatic",
+        "seed": seed,
+        "dt": 0.01,
+        "inputs": {
+            "joints": {
+                "kind": "vector",
+                "array": "joint_obs",
+                "valid": "joint_obs_valid",
+                "names": ["elbow", "elbow_flexor", "elbow_extensor"],
+                "units": ["rad", "bar", "bar"],
+            }
+        },
+        "targets": {"array": "targets", "names": ["elbow"], "units": ["rad"]},
+        "actions": {"array": "actions", "names": ["p_set_flexor", "p_set_extensor"]},
+        "truth": {"angles": "joint_angles", "velocities": "joint_velocities", "names": ["elbow"]},
+    }
+    return SequenceDataset(arrays=arrays, metadata=metadata)
+
+
+PNEUMATIC_IMPORT = dict(
+    dt=0.01,
+    joint_topic="/pneumatic_sim/joint_states",
+    joints=(
+        JointField("elbow"),
+        JointField.parse("elbow_flexor:effort"),
+        JointField.parse("elbow_extensor:effort"),
+    ),
+    command_topic="/pneumatic_sim/command",
+    truth_topic="/pneumatic_sim/joint_states_truth",
+    truth_joints=("elbow",),
+)
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_pendulum_episode_round_trip(
+    pendulum: SequenceDataset, tmp_path: Path, storage: str
+) -> None:
+    bag = tmp_path / "bag"
+    counts = write_bag(pendulum, bag, sequence=1, storage=storage)
+    valid = pendulum.arrays["images_valid"][1]
+    assert counts == {
+        "/pendulum_sim/image": int(valid.sum()),
+        "/pendulum_sim/joint_states_truth": 25,
+    }
+    assert any(bag.glob("*.mcap" if storage == "mcap" else "*.db3"))
+    back = read_bag(
+        bag,
+        BagImport(
+            dt=0.05,
+            image_topic="/pendulum_sim/image",
+            truth_topic="/pendulum_sim/joint_states_truth",
+            truth_joints=("joint_1",),
+            targets="truth_sincos",
+        ),
+    )
+    assert len(back) == 1 and back.sequence_length == 25
+    for name in ("images", "images_valid", "joint_angles", "joint_velocities"):
+        np.testing.assert_array_equal(back.arrays[name][0], pendulum.arrays[name][1], name)
+    np.testing.assert_allclose(back.arrays["targets"][0], pendulum.arrays["targets"][1], atol=1e-6)
+    assert back.arrays["truth_valid"].all()
+    assert back.metadata["inputs"]["image"]["shape"] == [24, 24]
+    assert back.metadata["dt"] == 0.05 and back.metadata["generator"] == "rosbag"
+    back.save(tmp_path / "ds")  # the import is a valid data set on disk
+    assert SequenceDataset.load(tmp_path / "ds").content_hash() == back.content_hash()
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_pneumatic_episode_round_trip(tmp_path: Path, storage: str, caplog) -> None:
+    data = pneumatic_dataset()
+    counts = write_bag(data, tmp_path / "bag", sequence=0, storage=storage)
+    assert counts["/pneumatic_sim/command"] == 30
+    with caplog.at_level(logging.INFO, logger="rkn_ros.data.rosbag_io"):
+        back = read_bag(tmp_path / "bag", BagImport(**PNEUMATIC_IMPORT))
+    for name in ("joint_obs", "joint_obs_valid", "actions", "joint_angles", "joint_velocities"):
+        np.testing.assert_array_equal(back.arrays[name][0], data.arrays[name][0], name)
+    np.testing.assert_array_equal(back.arrays["targets"][0], data.arrays["joint_angles"][0])
+    missing = int((~data.arrays["joint_obs_valid"][0]).sum())
+    assert back.metadata["parameters"]["counts"]["bag"]["joints_missing_steps"] == missing
+    assert f"{missing} steps without a message (missing)" in caplog.text
+    assert back.metadata["inputs"]["joints"]["names"] == [
+        "elbow",
+        "elbow_flexor:effort",
+        "elbow_extensor:effort",
+    ]
+
+
+def _write_raw(
+    path: Path, messages: list[tuple[str, str, int, object]], storage_plugin=None
+) -> Path:
+    """messages: (topic, msgtype, receive time ns, message)."""
+    kwargs = {} if storage_plugin is None else {"storage_plugin": storage_plugin}
+    with Writer(path, version=9, **kwargs) as writer:
+        connections = {}
+        for topic, msgtype, stamp, msg in messages:
+            if topic not in connections:
+                connections[topic] = writer.add_connection(topic, msgtype, typestore=TS)
+            writer.write(connections[topic], stamp, TS.serialize_cdr(msg, msgtype))
+    return path
+
+
+def _header(ns: int):
+    t = TS.types
+    return t["std_msgs/msg/Header"](
+        stamp=t["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9), frame_id=""
+    )
+
+
+def _image(ns: int, height: int = 4, width: int = 5, encoding: str = "mono8", fill: int = 7):
+    channels = {"rgb8": 3, "bgr8": 3, "mono16": 2}.get(encoding, 1)
+    data = np.full(height * width * channels, fill, dtype=np.uint8)
+    return (
+        "/cam",
+        "sensor_msgs/msg/Image",
+        ns,
+        TS.types["sensor_msgs/msg/Image"](
+            header=_header(ns),
+            height=height,
+            width=width,
+            encoding=encoding,
+            is_bigendian=0,
+            step=width * channels,
+            data=data,
+        ),
+    )
+
+
+def _joints(ns: int, names=("a", "b"), position=(0.1, 0.2)):
+    return (
+        "/js",
+        "sensor_msgs/msg/JointState",
+        ns,
+        TS.types["sensor_msgs/msg/JointState"](
+            header=_header(ns),
+            name=list(names),
+            position=np.asarray(position, float),
+            velocity=np.zeros(0),
+            effort=np.zeros(0),
+        ),
+    )
+
+
+S = 10**9
+MS = 10**6
+
+
+def test_alignment_on_the_grid_counts_superseded_and_missing(tmp_path: Path, caplog) -> None:
+    # dt 50 ms, cells [t_k - 25 ms, t_k + 25 ms) from t0 = 1 s: +0 and +20 ms fall in cell 0
+    # (+20 ms is newer and wins), +40 and +52 ms in cell 1 (+52 wins), nothing in cell 2,
+    # +150 ms in cell 3
+    stamps = [S, S + 20 * MS, S + 40 * MS, S + 52 * MS, S + 150 * MS]
+    msgs = [_joints(ns, position=(i, 10 * i)) for i, ns in enumerate(stamps)]
+    bag = _write_raw(tmp_path / "bag", msgs)
+    with caplog.at_level(logging.INFO, logger="rkn_ros.data.rosbag_io"):
+        data = read_bag(
+            bag, BagImport(dt=0.05, joint_topic="/js", joints=(JointField("b"), JointField("a")))
+        )
+    np.testing.assert_array_equal(data.arrays["joint_obs_valid"][0], [True, True, False, True])
+    np.testing.assert_array_equal(data.arrays["joint_obs"][0], [[10, 1], [30, 3], [0, 0], [40, 4]])
+    counts = data.metadata["parameters"]["counts"]["bag"]
+    assert counts["joints_superseded"] == 2 and counts["joints_missing_steps"] == 1
+    assert "2 superseded by a newer one in the same step, 1 steps without a message" in caplog.text
+    # targets default to the observed joints
+    np.testing.assert_array_equal(data.arrays["targets"], data.arrays["joint_obs"])
+
+
+def test_window_cuts_long_recordings_and_several_bags(tmp_path: Path) -> None:
+    bags = []
+    for b, steps in enumerate((23, 17)):
+        msgs = [_joints(S + k * 10 * MS, position=(k, b)) for k in range(steps)]
+        bags.append(_write_raw(tmp_path / f"bag{b}", msgs))
+    spec = BagImport(dt=0.01, joint_topic="/js", joints=(JointField("a"),), window=5)
+    data = read_bag(bags, spec)
+    assert len(data) == 4 + 3 and data.sequence_length == 5
+    np.testing.assert_array_equal(data.arrays["joint_obs"][4, :, 0], [0, 1, 2, 3, 4])
+    with pytest.raises(BagError, match=r"different numbers of steps \[17, 23\]"):
+        read_bag(bags, dataclasses.replace(spec, window=0))
+
+
+def _image_bag(tmp_path: Path, images: list) -> Path:
+    joints = [_joints(m[2]) for m in images]
+    return _write_raw(tmp_path / "bag", [*images, *joints])
+
+
+IMAGE_IMPORT = BagImport(dt=0.05, image_topic="/cam", joint_topic="/js", joints=(JointField("a"),))
+
+
+def test_image_encodings_are_converted_to_mono8(tmp_path: Path) -> None:
+    bag = _image_bag(
+        tmp_path,
+        [
+            _image(S, encoding="rgb8", fill=100),  # grey rgb stays 100
+            _image(S + 50 * MS, encoding="mono8", fill=9),
+            _image(S + 100 * MS, encoding="mono16", fill=7),  # 0x0707 = 1799 -> 1799 / 256
+        ],
+    )
+    data = read_bag(bag, IMAGE_IMPORT)
+    images = data.arrays["images"][0]
+    assert images.dtype == np.uint8 and images.shape == (3, 4, 5)
+    assert (images[0] == 100).all() and (images[1] == 9).all() and (images[2] == 7).all()
+
+
+@pytest.mark.parametrize(
+    ("messages", "spec", "message"),
+    [
+        (
+            [_joints(S)],
+            BagImport(dt=0.05, image_topic="/camera", joint_topic="/js", joints=(JointField("a"),)),
+            r"bag .*bag has no topic /camera \(sensor_msgs/msg/Image expected\); topics: \['/js'\]",
+        ),
+        (
+            [_joints(S)],
+            BagImport(dt=0.05, image_topic="/js", joint_topic="/other", joints=(JointField("a"),)),
+            r"topic /js: type sensor_msgs/msg/JointState, expected sensor_msgs/msg/Image",
+        ),
+        (
+            [_joints(S), _joints(S + 50 * MS, names=("a",), position=(1.0,))],
+            BagImport(dt=0.05, joint_topic="/js", joints=(JointField("a"), JointField("b"))),
+            r"topic /js message 1: joint 'b' missing; message names \['a'\]",
+        ),
+        (
+            [_joints(S)],
+            BagImport(dt=0.05, joint_topic="/js", joints=(JointField.parse("a:effort"),)),
+            r"topic /js message 0: joint 'a' has no effort \(0 effort values for 2 names\)",
+        ),
+        (
+            # received in order, but the second header stamp goes back in time
+            [_joints(S + 50 * MS), (*_joints(S)[:2], S + 60 * MS, *_joints(S)[3:])],
+            BagImport(dt=0.05, joint_topic="/js", joints=(JointField("a"),)),
+            r"topic /js: stamps not increasing at message 1",
+        ),
+        (
+            [_image(S), _image(S + 50 * MS, height=6), _joints(S)],
+            IMAGE_IMPORT,
+            r"topic /cam: images of varying sizes \[\[4, 5\], \[6, 5\]\]",
+        ),
+        (
+            [_image(S, encoding="yuv422"), _joints(S)],
+            IMAGE_IMPORT,
+            r"topic /cam message 0: unsupported image encoding 'yuv422'",
+        ),
+    ],
+)
+def test_bad_bags_name_bag_topic_and_expectation(
+    tmp_path: Path, messages, spec, message: str
+) -> None:
+    bag = _write_raw(tmp_path / "bag", messages)
+    with pytest.raises(BagError, match=message):
+        read_bag(bag, spec)
+
+
+def test_bad_paths_and_specs(tmp_path: Path, pendulum: SequenceDataset) -> None:
+    with pytest.raises(BagError, match="cannot open bag"):
+        read_bag(tmp_path / "missing", IMAGE_IMPORT)
+    with pytest.raises(BagError, match="already exists"):
+        write_bag(pendulum, tmp_path)
+    with pytest.raises(BagError, match="storage expected one of"):
+        write_bag(pendulum, tmp_path / "b", storage="rosbag1")
+    with pytest.raises(BagError, match=r"sequence expected in \[0, 2\)"):
+        write_bag(pendulum, tmp_path / "b", sequence=2)
+    with pytest.raises(BagError, match="NAME or NAME:FIELD"):
+        JointField.parse("a:torque")
+    with pytest.raises(BagError, match="joint topic /js given without joint names"):
+        BagImport(dt=0.05, joint_topic="/js")
+    with pytest.raises(BagError, match="need a truth topic or a joint topic"):
+        BagImport(dt=0.05, image_topic="/cam")
+    with pytest.raises(BagError, match="dt expected a positive number"):
+        BagImport(dt=0.0, joint_topic="/js", joints=(JointField("a"),))
+
+
+def test_cli_export_then_import(tmp_path: Path, capsys) -> None:
+    from rkn_ros.cli import main
+
+    pneumatic_dataset().save(tmp_path / "ds")
+    assert (
+        main(
+            [
+                "bag",
+                "export",
+                str(tmp_path / "ds"),
+                "--sequence",
+                "1",
+                "--out",
+                str(tmp_path / "bag"),
+                "--storage",
+                "sqlite3",
+            ]
+        )
+        == 0
+    )
+    assert "/pneumatic_sim/command: 30" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "bag",
+                "import",
+                str(tmp_path / "bag"),
+                "--dt",
+                "0.01",
+                "--joint-topic",
+                "/pneumatic_sim/joint_states",
+                "--joints",
+                "elbow,elbow_flexor:effort,elbow_extensor:effort",
+                "--command-topic",
+                "/pneumatic_sim/command",
+                "--window",
+                "10",
+                "--out",
+                str(tmp_path / "back"),
+            ]
+        )
+        == 0
+    )
+    back = SequenceDataset.load(tmp_path / "back")
+    original = pneumatic_dataset()
+    assert len(back) == 3
+    np.testing.assert_array_equal(
+        back.arrays["joint_obs"].reshape(30, 3), original.arrays["joint_obs"][1]
+    )
+    np.testing.assert_array_equal(
+        back.arrays["actions"].reshape(30, 2), original.arrays["actions"][1]
+    )
+    # bad input: a clear message and exit code 2, no traceback
+    assert (
+        main(
+            [
+                "bag",
+                "import",
+                str(tmp_path / "bag"),
+                "--dt",
+                "0.01",
+                "--joint-topic",
+                "/nope",
+                "--joints",
+                "elbow",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
+    assert "has no topic /nope" in capsys.readouterr().err
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gaps=st.lists(st.integers(1, 120 * MS), min_size=1, max_size=40),
+    dt_ms=st.integers(5, 100),
+)
+def test_grid_picks_the_newest_sample_within_half_a_step(gaps: list[int], dt_ms: int) -> None:
+    stamps = list(np.cumsum([S, *gaps]))
+    dt_ns = dt_ms * MS
+    t0 = stamps[0]
+    steps = (stamps[-1] - t0 + dt_ns // 2) // dt_ns + 1
+    counts: dict[str, int] = {}
+    picked, valid = _grid(_Stream("/t", stamps, stamps), t0, dt_ns, steps, counts, "x")
+    for k in range(steps):
+        t_k = t0 + k * dt_ns
+        inside = [
+            i for i, s in enumerate(stamps) if t_k - dt_ns // 2 <= s < t_k + dt_ns - dt_ns // 2
+        ]
+        assert picked[k] == (inside[-1] if inside else -1)
+    assert counts["x_superseded"] + int(valid.sum()) == len(stamps)
+    assert counts["x_missing_steps"] == steps - int(valid.sum())

@@ -1,0 +1,87 @@
+"""Checkpoints for runtime and node tests: real files written by ``save_checkpoint`` from
+untrained models (seeded), with the metadata of each demo system. No tests here."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from rkn_ros.core import ModelConfig, SensorSpec, build_model
+from rkn_ros.train.checkpoint import save_checkpoint
+
+
+def pendulum_metadata(config: ModelConfig, name: str = "pendulum_test") -> dict:
+    """Metadata of an image pendulum with ``config.output_dim / 2`` links (sin/cos targets)."""
+    links = config.output_dim // 2
+    image = config.sensors[0]
+    return {
+        "name": name,
+        "model": dataclasses.asdict(config),
+        "dt": 0.05,
+        "inputs": {image.name: {"kind": "image", "shape": list(image.shape)}},
+        "targets": {
+            "names": [f"{f}_theta_{i + 1}" for i in range(links) for f in ("sin", "cos")],
+            "units": ["1"] * (2 * links),
+        },
+        "outputs": {
+            "names": [f"theta_{i + 1}" for i in range(links)],
+            "units": ["rad"] * links,
+            "kind": "sincos",
+        },
+        "actions": None,
+        "normalization": {},
+    }
+
+
+def make_pendulum_checkpoint(
+    folder: Path, links: int = 1, size: int = 24, seed: int = 0, latent: int = 15
+) -> Path:
+    """An untrained image-pendulum RKN saved as a checkpoint folder."""
+    torch.manual_seed(seed)
+    config = ModelConfig(
+        sensors=(SensorSpec("image", "image", (size, size)),),
+        output_dim=2 * links,
+        latent_obs_dim=latent,
+    )
+    return save_checkpoint(folder, build_model(config), pendulum_metadata(config))
+
+
+def make_joint_checkpoint(folder: Path, seed: int = 0, kind: str = "rkn") -> Path:
+    """An untrained action-conditioned joint model (angle + two pressures in, angle and
+    velocity out), like the pneumatic demo's."""
+    torch.manual_seed(seed)
+    config = ModelConfig(
+        sensors=(SensorSpec("joints", "vector", (3,)),),
+        output_dim=2,
+        latent_obs_dim=8,
+        action_dim=2,
+        kind=kind,
+    )
+    metadata = {
+        "name": "joint_test",
+        "model": dataclasses.asdict(config),
+        "dt": 0.02,
+        "inputs": {
+            "joints": {
+                "kind": "vector",
+                "shape": [3],
+                "names": ["joint", "flexor/effort", "extensor/effort"],
+                "units": ["rad", "bar", "bar"],
+            }
+        },
+        "targets": {"names": ["joint", "joint_velocity"], "units": ["rad", "rad/s"]},
+        "outputs": {
+            "names": ["joint", "joint_velocity"],
+            "units": ["rad", "rad/s"],
+            "kind": "direct",
+        },
+        "actions": {"names": ["p_set_flexor", "p_set_extensor"], "units": ["bar", "bar"]},
+        "normalization": {
+            "inputs": {"joints": {"mean": [0.1, 2.0, 2.0], "std": [0.5, 1.0, 1.0]}},
+            "targets": {"mean": [0.1, 0.0], "std": [0.5, 2.0]},
+            "actions": {"mean": [2.0, 2.0], "std": [1.0, 1.0]},
+        },
+    }
+    return save_checkpoint(folder, build_model(config), metadata)
