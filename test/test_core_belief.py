@@ -91,7 +91,7 @@ def test_all_missing_posterior_is_prior_every_step() -> None:
                          output_dim=2, latent_obs_dim=6, num_basis=4)
     model = build_model(config).double()
     state = model.initial_state(3)
-    missing = {"image": torch.zeros(3, dtype=torch.bool), "joints": torch.zeros(3, dtype=torch.bool)}
+    missing = {name: torch.zeros(3, dtype=torch.bool) for name in ("image", "joints")}
     with torch.no_grad():
         for _ in range(20):
             observations = {"image": torch.rand(3, 24, 24, dtype=torch.float64),
@@ -116,9 +116,8 @@ def test_beliefs_stay_finite_and_positive_over_10000_steps() -> None:
         var_obs = torch.rand(10_000, 2, 8, generator=gen) * 2 + 1e-4
         valid = torch.rand(10_000, 2, generator=gen) > 0.3
         for t in range(10_000):
-            _, _, _, posterior = model._cell(state, [(encoded_w[t], var_obs[t], valid[t])],
-                                             None, None)
-            state = model.transition_step(posterior)
+            state, _, _, posterior = model._cell(state, [(encoded_w[t], var_obs[t], valid[t])],
+                                                 None, None)
             if t % 500 == 0 or t == 9_999:
                 for tensor in (*state.tensors(), *posterior.tensors()):
                     assert bool(torch.isfinite(tensor).all())

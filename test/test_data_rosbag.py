@@ -14,7 +14,7 @@ from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
 
 from rkn_ros.data.dataset import SequenceDataset
-from rkn_ros.data.generate import default_pendulum_config, generate_pendulum
+from rkn_ros.data.generate import default_pendulum_config, generate_pendulum, generate_pneumatic
 from rkn_ros.data.rosbag_io import (
     BagError,
     BagImport,
@@ -24,6 +24,7 @@ from rkn_ros.data.rosbag_io import (
     read_bag,
     write_bag,
 )
+from rkn_ros.sim.pneumatic import PneumaticParams
 
 TS = get_typestore(Stores.ROS2_KILTED)
 STORAGES = ("mcap", "sqlite3")
@@ -35,56 +36,31 @@ def pendulum() -> SequenceDataset:
     return generate_pendulum("pendulum", config, num_sequences=2, steps=25, seed=3)
 
 
-def pneumatic_dataset(steps: int = 30, seed: int = 0) -> SequenceDataset:
-    """One joint, two muscles: measured angle + pressures observed, pressure set-points as
-    actions, true angle and velocity; some observations dropped."""
-    rng = np.random.default_rng(seed)
-    angle = np.cumsum(rng.normal(0, 0.01, (2, steps, 1)), axis=1).astype(np.float32)
-    pressures = rng.uniform(0, 6, (2, steps, 2)).astype(np.float32)
-    valid = rng.random((2, steps)) > 0.2
-    obs = np.concatenate([angle, pressures], axis=-1)
-    obs[~valid] = 0.0
-    arrays = {
-        "joint_obs": obs,
-        "joint_obs_valid": valid,
-        "actions": rng.uniform(0, 6, (2, steps, 2)).astype(np.float32),
-        "targets": angle.copy(),
-        "joint_angles": angle,
-        "joint_velocities": rng.normal(size=(2, steps, 1)).astype(np.float32),
-    }
-    metadata = {
-        "format_version": 1,
-        "generator": "pneumatic",
-        "seed": seed,
-        "dt": 0.01,
-        "inputs": {
-            "joints": {
-                "kind": "vector",
-                "array": "joint_obs",
-                "valid": "joint_obs_valid",
-                "names": ["elbow", "elbow_flexor", "elbow_extensor"],
-                "units": ["rad", "bar", "bar"],
-            }
-        },
-        "targets": {"array": "targets", "names": ["elbow"], "units": ["rad"]},
-        "actions": {"array": "actions", "names": ["p_set_flexor", "p_set_extensor"]},
-        "truth": {"angles": "joint_angles", "velocities": "joint_velocities", "names": ["elbow"]},
-    }
-    return SequenceDataset(arrays=arrays, metadata=metadata)
+@pytest.fixture(scope="module")
+def pneumatic() -> SequenceDataset:
+    """The simulated pneumatic joint: measured angle + two pressures (some dropped), pressure
+    set-points as actions, true angle and velocity."""
+    return generate_pneumatic(PneumaticParams(), num_sequences=2, steps=30, seed=1, drop_prob=0.2)
 
 
-PNEUMATIC_IMPORT = dict(
-    dt=0.01,
-    joint_topic="/pneumatic_sim/joint_states",
-    joints=(
-        JointField("elbow"),
-        JointField.parse("elbow_flexor:effort"),
-        JointField.parse("elbow_extensor:effort"),
-    ),
-    command_topic="/pneumatic_sim/command",
-    truth_topic="/pneumatic_sim/joint_states_truth",
-    truth_joints=("elbow",),
-)
+def joint_labels(dataset: SequenceDataset) -> list[str]:
+    """How to read the observed columns back: angles from position, the rest from effort."""
+    spec = dataset.metadata["inputs"]["joints"]
+    return [
+        name if unit == "rad" else f"{name}:effort"
+        for name, unit in zip(spec["names"], spec["units"], strict=True)
+    ]
+
+
+def pneumatic_import(dataset: SequenceDataset) -> BagImport:
+    return BagImport(
+        dt=dataset.dt,
+        joint_topic="/pneumatic_sim/joint_states",
+        joints=tuple(JointField.parse(label) for label in joint_labels(dataset)),
+        command_topic="/pneumatic_sim/command",
+        truth_topic="/pneumatic_sim/joint_states_truth",
+        truth_joints=tuple(dataset.metadata["truth"]["names"]),
+    )
 
 
 @pytest.mark.parametrize("storage", STORAGES)
@@ -121,23 +97,22 @@ def test_pendulum_episode_round_trip(
 
 
 @pytest.mark.parametrize("storage", STORAGES)
-def test_pneumatic_episode_round_trip(tmp_path: Path, storage: str, caplog) -> None:
-    data = pneumatic_dataset()
+def test_pneumatic_episode_round_trip(
+    pneumatic: SequenceDataset, tmp_path: Path, storage: str, caplog
+) -> None:
+    data = pneumatic
     counts = write_bag(data, tmp_path / "bag", sequence=0, storage=storage)
     assert counts["/pneumatic_sim/command"] == 30
     with caplog.at_level(logging.INFO, logger="rkn_ros.data.rosbag_io"):
-        back = read_bag(tmp_path / "bag", BagImport(**PNEUMATIC_IMPORT))
+        back = read_bag(tmp_path / "bag", pneumatic_import(data))
     for name in ("joint_obs", "joint_obs_valid", "actions", "joint_angles", "joint_velocities"):
         np.testing.assert_array_equal(back.arrays[name][0], data.arrays[name][0], name)
     np.testing.assert_array_equal(back.arrays["targets"][0], data.arrays["joint_angles"][0])
     missing = int((~data.arrays["joint_obs_valid"][0]).sum())
+    assert missing > 0  # the drop path is exercised
     assert back.metadata["parameters"]["counts"]["bag"]["joints_missing_steps"] == missing
     assert f"{missing} steps without a message (missing)" in caplog.text
-    assert back.metadata["inputs"]["joints"]["names"] == [
-        "elbow",
-        "elbow_flexor:effort",
-        "elbow_extensor:effort",
-    ]
+    assert back.metadata["inputs"]["joints"]["names"] == joint_labels(data)
 
 
 def _write_raw(
@@ -323,10 +298,10 @@ def test_bad_paths_and_specs(tmp_path: Path, pendulum: SequenceDataset) -> None:
         BagImport(dt=0.0, joint_topic="/js", joints=(JointField("a"),))
 
 
-def test_cli_export_then_import(tmp_path: Path, capsys) -> None:
+def test_cli_export_then_import(pneumatic: SequenceDataset, tmp_path: Path, capsys) -> None:
     from rkn_ros.cli import main
 
-    pneumatic_dataset().save(tmp_path / "ds")
+    pneumatic.save(tmp_path / "ds")
     assert (
         main(
             [
@@ -355,7 +330,7 @@ def test_cli_export_then_import(tmp_path: Path, capsys) -> None:
                 "--joint-topic",
                 "/pneumatic_sim/joint_states",
                 "--joints",
-                "elbow,elbow_flexor:effort,elbow_extensor:effort",
+                ",".join(joint_labels(pneumatic)),
                 "--command-topic",
                 "/pneumatic_sim/command",
                 "--window",
@@ -367,7 +342,7 @@ def test_cli_export_then_import(tmp_path: Path, capsys) -> None:
         == 0
     )
     back = SequenceDataset.load(tmp_path / "back")
-    original = pneumatic_dataset()
+    original = pneumatic
     assert len(back) == 3
     np.testing.assert_array_equal(
         back.arrays["joint_obs"].reshape(30, 3), original.arrays["joint_obs"][1]
@@ -387,7 +362,7 @@ def test_cli_export_then_import(tmp_path: Path, capsys) -> None:
                 "--joint-topic",
                 "/nope",
                 "--joints",
-                "elbow",
+                "pam_joint",
                 "--out",
                 str(tmp_path / "x"),
             ]
@@ -417,3 +392,24 @@ def test_grid_picks_the_newest_sample_within_half_a_step(gaps: list[int], dt_ms:
         assert picked[k] == (inside[-1] if inside else -1)
     assert counts["x_superseded"] + int(valid.sum()) == len(stamps)
     assert counts["x_missing_steps"] == steps - int(valid.sum())
+
+
+def test_export_refuses_colour_images(tmp_path: Path, pendulum: SequenceDataset) -> None:
+    arrays = dict(pendulum.arrays)
+    arrays["images"] = np.repeat(arrays["images"][:, :, None], 3, axis=2)
+    metadata = {
+        **pendulum.metadata,
+        "inputs": {
+            "image": {
+                "kind": "image",
+                "array": "images",
+                "valid": "images_valid",
+                "shape": [3, 24, 24],
+            }
+        },
+    }
+    colour = SequenceDataset(arrays=arrays, metadata=metadata)
+    colour.validate()
+    with pytest.raises(BagError, match=r"only grey images \[time, H, W\].*\[25, 3, 24, 24\]"):
+        write_bag(colour, tmp_path / "bag")
+    assert not (tmp_path / "bag").exists()

@@ -133,3 +133,38 @@ def test_cli_rejects_bad_combinations_and_files(tmp_path, capsys):
     assert main(["generate", "pendulum", "--out", str(out), *common]) == 2
     assert "already holds a data set" in capsys.readouterr().err
     assert main(["generate", "pendulum", "--out", str(out), "--overwrite", *common]) == 0
+
+
+def test_cli_writes_a_reproducible_pneumatic_data_set(tmp_path, capsys):
+    args = ["generate", "pneumatic", "--sequences", "3", "--steps", "40", "--seed", "2",
+            "--drop-prob", "0.3", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    ds = SequenceDataset.load(tmp_path / "a")
+    a, meta = ds.arrays, ds.metadata
+    assert meta["generator"] == "pneumatic" and meta["dt"] == 0.01
+    assert meta["inputs"]["joints"]["units"] == ["rad", "bar", "bar"]
+    assert meta["actions"]["names"] == ["p_set_flexor", "p_set_extensor"]
+    assert meta["parameters"]["valve"]["delay"] == 0.03
+    assert a["joint_obs"].shape == (3, 40, 3) and a["actions"].shape == (3, 40, 2)
+    assert a["targets"].shape == (3, 40, 2) and a["targets"].dtype == np.float32
+    valid = a["joint_obs_valid"]
+    assert np.all(valid[:, :5]) and not np.all(valid)
+    assert np.all(a["joint_obs"][~valid] == 0.0)
+    kept = a["joint_obs"][valid]
+    assert np.abs(kept[:, 0] - a["joint_angles"][valid][:, 0]).max() < 0.01
+    assert np.array_equal(a["targets"][..., 0], a["joint_angles"][..., 0])
+
+    assert main(["generate", "pneumatic", "--noise", "--out", str(tmp_path / "c"),
+                 "--sequences", "1", "--steps", "10"]) == 2
+    assert "--noise applies to the pendulums" in capsys.readouterr().err
+
+
+def test_pneumatic_excitation_option(tmp_path):
+    assert main(["generate", "pneumatic", "--excitation", "steps", "--sequences", "2",
+                 "--steps", "30", "--out", str(tmp_path), "--no-progress"]) == 0
+    ds = SequenceDataset.load(tmp_path)
+    assert ds.metadata["parameters"]["excitation"]["kind"] == "steps"
+    # steps hold for at least hold_min = 0.1 s = 10 samples: few distinct commands
+    assert len(np.unique(ds.arrays["actions"][0, :, 0])) <= 4

@@ -85,3 +85,51 @@ def make_joint_checkpoint(folder: Path, seed: int = 0, kind: str = "rkn") -> Pat
         },
     }
     return save_checkpoint(folder, build_model(config), metadata)
+
+
+def make_monotone_pendulum_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """An image pendulum whose decoder is linear, with the variance a positive sum of the
+    latent variances and the mean near (sin, cos) = (0, 1): its reported angle std rises and
+    falls with the filter's own uncertainty, which the gap tests need from an untrained model."""
+    torch.manual_seed(seed)
+    config = ModelConfig(
+        sensors=(SensorSpec("image", "image", (24, 24)),),
+        output_dim=2,
+        latent_obs_dim=15,
+        decoder_hidden=(),
+    )
+    model = build_model(config)
+    m = config.latent_obs_dim
+    with torch.no_grad():
+        var_layer = model.decoder.var_net[0]
+        var_layer.weight.zero_()
+        var_layer.weight[:, : 2 * m] = 0.02  # upper and lower latent variances, not the side
+        var_layer.bias.fill_(-0.9)
+        mean_layer = model.decoder.mean_net[0]
+        mean_layer.weight.mul_(0.01)
+        mean_layer.bias.copy_(torch.tensor([0.0, 1.0]))
+    return save_checkpoint(folder, model, pendulum_metadata(config, name="pendulum_monotone"))
+
+
+def make_pam_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """An untrained action-conditioned model shaped like the PAM one: 4 joint angles and 8
+    muscle commands in, the next 4 angles out."""
+    torch.manual_seed(seed)
+    config = ModelConfig(
+        sensors=(SensorSpec("joints", "vector", (4,)),),
+        output_dim=4,
+        latent_obs_dim=8,
+        action_dim=8,
+    )
+    joints = [f"joint_{i + 1}" for i in range(4)]
+    metadata = {
+        "name": "pam_test",
+        "model": dataclasses.asdict(config),
+        "dt": 0.01,
+        "inputs": {"joints": {"kind": "vector", "shape": [4], "names": joints, "units": ["rad"] * 4}},
+        "targets": {"names": [f"{j}_next" for j in joints], "units": ["rad"] * 4},
+        "outputs": {"names": [f"{j}_next" for j in joints], "units": ["rad"] * 4, "kind": "direct"},
+        "actions": {"names": [f"muscle_{i + 1}" for i in range(8)], "units": ["1"] * 8},
+        "normalization": {},
+    }
+    return save_checkpoint(folder, build_model(config), metadata)

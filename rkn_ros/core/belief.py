@@ -61,26 +61,22 @@ def kalman_update(
     """Factorized Kalman update with `H = [I 0]`, kept only where `valid`.
 
     mean [batch, 2m]; variances, w, var_obs [batch, m]; valid [batch] bool.
-    Rows with `valid` False return the prior unchanged (`where`, not a product, so the
-    gradient of an invalid row is exactly zero and never NaN).
+    Rows with `valid` False return the prior unchanged.
     """
     m = var_upper.shape[-1]
-    denom = var_upper + var_obs
-    q_upper = var_upper / denom
-    q_lower = var_side / denom
+    # A missing row gets zero gain, so every update below returns its prior bit for bit
+    # (x + 0 * y == x for finite y) and its gradient is zero, never NaN.
+    inv = valid.unsqueeze(-1) / (var_upper + var_obs)
+    q_upper = var_upper * inv
+    q_lower = var_side * inv
     residual = w - mean[:, :m]
-    gain = torch.cat([q_upper, q_lower], -1)
+    post_mean = mean + torch.cat([q_upper * residual, q_lower * residual], -1)
     keep = 1.0 - q_upper
-    post_mean = torch.addcmul(mean, gain, residual.repeat(1, 2))
-    post_upper = keep * var_upper
-    post_side = keep * var_side
-    post_lower = torch.addcmul(var_lower, q_lower, var_side, value=-1.0)
-    valid = valid.unsqueeze(-1)
     return (
-        torch.where(valid, post_mean, mean),
-        torch.where(valid, post_upper, var_upper),
-        torch.where(valid, post_lower, var_lower),
-        torch.where(valid, post_side, var_side),
+        post_mean,
+        var_upper * keep,
+        torch.addcmul(var_lower, q_lower, var_side, value=-1.0),
+        var_side * keep,
     )
 
 
@@ -98,23 +94,21 @@ def kalman_predict(
     Returns the mean `A mean` [batch, 2m] and the factorized parts of `A Sigma A^T + Q`
     (noise [m] or [batch, m]; Q is diagonal so the side variance gets none).
 
-    `A Sigma` for the factorized Sigma is `A * [su, sl] + roll(A) * [ss, ss]` (column-wise
-    scaling; roll swaps the column halves), and `diag(X Y^T) = sum(X * Y, -1)`: two element-wise
-    passes over A instead of the six products of m x m blocks written out in RKN.md.
+    `A Sigma` for the factorized Sigma is `A * [su, sl] + swapped(A) * [ss, ss]` (column-wise
+    scaling; `swapped` exchanges the column halves of A) and `diag(X Y^T) = sum(X * Y, -1)`:
+    a few element-wise passes over A instead of the six products of m x m blocks in RKN.md.
     """
     m = var_upper.shape[-1]
-    new_mean = torch.bmm(transition, mean.unsqueeze(-1)).squeeze(-1)
-    diag_vars = torch.cat([var_upper, var_lower], -1).unsqueeze(-2)
-    side_vars = var_side.repeat(1, 2).unsqueeze(-2)
-    a_sigma = torch.addcmul(transition * diag_vars, torch.roll(transition, m, -1), side_vars)
-    diagonal = (a_sigma * transition).sum(-1)
-    new_side = (a_sigma[:, m:] * transition[:, :m]).sum(-1)
-    return (
-        new_mean,
-        diagonal[:, :m] + noise_upper,
-        diagonal[:, m:] + noise_lower,
-        new_side,
+    new_mean = torch.matmul(transition, mean.unsqueeze(-1)).squeeze(-1)
+    swapped = torch.cat([transition[..., m:], transition[..., :m]], -1)
+    a_sigma = torch.addcmul(
+        transition * torch.cat([var_upper, var_lower], -1).unsqueeze(-2),
+        swapped,
+        torch.cat([var_side, var_side], -1).unsqueeze(-2),
     )
+    diagonal = torch.linalg.vecdot(a_sigma, transition)
+    new_side = torch.linalg.vecdot(a_sigma[:, m:], transition[:, :m])
+    return new_mean, diagonal[:, :m] + noise_upper, diagonal[:, m:] + noise_lower, new_side
 
 
 def update(belief: Belief, w: Tensor, var_obs: Tensor, valid: Tensor | None = None) -> Belief:

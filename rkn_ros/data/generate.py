@@ -13,6 +13,15 @@ Pendulum arrays (``N`` sequences, ``T`` steps, ``n`` links, ``H x W`` images):
 - ``targets`` float32 ``[N, T, 2n]``: ``(sin theta_i, cos theta_i)`` per link
 - ``joint_angles`` float32 ``[N, T, n]`` (rad, wrapped to [-pi, pi), 0 = down, absolute),
   ``joint_velocities`` float32 ``[N, T, n]`` (rad/s): the truth
+
+Pneumatic arrays (one joint, two muscles):
+
+- ``joint_obs`` float32 ``[N, T, 3]``: measured angle (rad), flexor and extensor pressure (bar)
+- ``joint_obs_valid`` bool ``[N, T]``: False where a reading was dropped (then zeros)
+- ``actions`` float32 ``[N, T, 2]``: pressure set-points (bar) applied from ``t`` to ``t + 1``
+- ``targets`` float32 ``[N, T, 2]``: true angle (rad) and angular velocity (rad/s)
+- ``joint_angles``, ``joint_velocities`` ``[N, T, 1]``, ``pressures`` ``[N, T, 2]`` (bar),
+  ``hysteresis`` ``[N, T, 1]`` (Bouc-Wen state): the truth
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ import yaml
 
 from rkn_ros import __version__
 from rkn_ros.data.dataset import FORMAT_VERSION, SequenceDataset
-from rkn_ros.sim import image_noise, pendulum
+from rkn_ros.sim import image_noise, pendulum, pneumatic
 from rkn_ros.sim.pendulum import PendulumParams
+from rkn_ros.sim.pneumatic import PneumaticParams
 from rkn_ros.sim.render import RenderParams, render
 
 PENDULUM_KINDS = ("pendulum", "quad_link")
@@ -189,3 +199,73 @@ def _check_size(num_sequences: int, steps: int, seed: int) -> None:
         raise ValueError(f"'steps' must be > {image_noise.CLEAN_FIRST} (the first "
                          f"{image_noise.CLEAN_FIRST} frames are always clean), received {steps}")
 
+
+
+PNEUMATIC_OBSERVATIONS = ["pam_joint", "pam_flexor", "pam_extensor"]
+
+
+def load_pneumatic_params(path: str | Path) -> PneumaticParams:
+    """Read a ``config/sim/pneumatic.yaml``-style file; unknown keys are rejected by name."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"pneumatic config {path}: cannot read ({err})") from err
+    try:
+        return PneumaticParams.from_dict(values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"pneumatic config {path}: {err}") from err
+
+
+def generate_pneumatic(params: PneumaticParams, num_sequences: int, steps: int, seed: int,
+                       drop_prob: float = 0.0, progress: bool = False) -> SequenceDataset:
+    """Excite and simulate the pneumatic joint; see the module docstring for the arrays."""
+    _check_size(num_sequences, steps, seed)
+    if not (isinstance(drop_prob, (int, float)) and 0.0 <= drop_prob < 1.0):
+        raise ValueError(f"pneumatic data set option 'drop_prob': expected a number in [0, 1), "
+                         f"received {drop_prob!r}")
+    rng_commands, rng_sim, rng_drop = (np.random.default_rng(s)
+                                       for s in np.random.SeedSequence(seed).spawn(3))
+    commands = pneumatic.excitation(params, num_sequences, steps, rng_commands)
+    with _progress_bar(progress, steps, "pneumatic") as bar:
+        out = pneumatic.simulate(params, commands, rng_sim, _callback(bar))
+    valid = np.ones((num_sequences, steps), dtype=bool)
+    observations = out["measurements"]
+    if drop_prob > 0:
+        valid = image_noise.keep_mask(rng_drop, num_sequences, steps, keep_prob=1.0 - drop_prob)
+        observations = np.where(valid[:, :, None], observations, 0.0)
+    arrays = {
+        "joint_obs": observations.astype(np.float32), "joint_obs_valid": valid,
+        "actions": commands.astype(np.float32),
+        "targets": np.concatenate([out["angle"], out["velocity"]], axis=-1).astype(np.float32),
+        "joint_angles": out["angle"].astype(np.float32),
+        "joint_velocities": out["velocity"].astype(np.float32),
+        "pressures": out["pressure"].astype(np.float32),
+        "hysteresis": out["hysteresis"].astype(np.float32),
+    }
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "generator": "pneumatic",
+        "version": __version__,
+        "seed": int(seed),
+        "dt": float(params.dt),
+        "parameters": {
+            **params.to_dict(),
+            "drop_prob": float(drop_prob),
+            "num_sequences": int(num_sequences),
+            "steps": int(steps),
+            "units": {**pneumatic.UNITS, "drop_prob": "1"},
+            "model": "two antagonistic Chou-Hannaford muscles, delayed first-order valves, "
+                     "Karnopp stiction, Bouc-Wen hysteresis; see rkn_ros/sim/pneumatic.py",
+        },
+        "inputs": {"joints": {"kind": "vector", "array": "joint_obs", "valid": "joint_obs_valid",
+                              "names": PNEUMATIC_OBSERVATIONS, "units": ["rad", "bar", "bar"]}},
+        "targets": {"array": "targets", "names": ["angle", "angular_velocity"],
+                    "units": ["rad", "rad/s"]},
+        "actions": {"array": "actions", "names": ["p_set_flexor", "p_set_extensor"],
+                    "units": ["bar", "bar"]},
+        "truth": {"angles": "joint_angles", "velocities": "joint_velocities",
+                  "pressures": "pressures", "hysteresis": "hysteresis", "names": ["pam_joint"],
+                  "units": ["rad"]},
+    }
+    return SequenceDataset(arrays=arrays, metadata=metadata)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rkn_ros.data import generate
 from rkn_ros.data.dataset import DATA_FILE, METADATA_FILE
+from rkn_ros.sim.pneumatic import EXCITATIONS, PneumaticParams
 
 KINDS = ("pendulum", "quad_link", "pneumatic")
 
@@ -62,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pendulums: image side in px (default 24, quad-link 48)")
     parser.add_argument("--links", type=_int_at_least(1),
                         help="pendulum: number of links (unit masses and lengths)")
+    parser.add_argument("--excitation", choices=EXCITATIONS,
+                        help="pneumatic: command generator (default from the config: mixed)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing data set in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -102,7 +105,19 @@ def run(args: argparse.Namespace) -> int:
             dataset = generate.generate_pendulum(args.kind, config, args.sequences, args.steps,
                                                  args.seed, progress=not args.no_progress)
         else:
-            return _fail(f"{args.kind}: generator not available yet")
+            for flag, value in (("--noise", args.noise), ("--image-size", args.image_size),
+                                ("--links", args.links)):
+                if value:
+                    raise ValueError(f"{flag} applies to the pendulums, not to 'pneumatic'")
+            params = (generate.load_pneumatic_params(args.config) if args.config
+                      else PneumaticParams())
+            if args.excitation is not None:
+                params = dataclasses.replace(
+                    params, excitation=dataclasses.replace(params.excitation,
+                                                           kind=args.excitation))
+            dataset = generate.generate_pneumatic(params, args.sequences, args.steps, args.seed,
+                                                  drop_prob=args.drop_prob or 0.0,
+                                                  progress=not args.no_progress)
     except ValueError as err:
         return _fail(str(err))
     dataset.save(out)

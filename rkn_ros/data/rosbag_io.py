@@ -40,7 +40,7 @@ from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
 from rkn_ros import __version__
-from rkn_ros.data.dataset import FORMAT_VERSION, DatasetError, SequenceDataset
+from rkn_ros.data.dataset import FORMAT_VERSION, SequenceDataset
 
 LOG = logging.getLogger(__name__)
 
@@ -99,6 +99,12 @@ def write_bag(
     arrays = {name: a[sequence] for name, a in dataset.arrays.items()}
     images = [(s, spec) for s, spec in meta["inputs"].items() if spec["kind"] == "image"]
     vectors = [(s, spec) for s, spec in meta["inputs"].items() if spec["kind"] == "vector"]
+    for sensor, spec in images:
+        if arrays[spec["array"]].ndim != 3:
+            raise BagError(
+                f"input {sensor!r}: only grey images [time, H, W] can be written as mono8, "
+                f"got shape {list(arrays[spec['array']].shape)}"
+            )
 
     counts: dict[str, int] = {}
     types = _TYPESTORE.types
@@ -111,11 +117,6 @@ def write_bag(
             topic = f"{ns}/image" if len(images) == 1 else f"{ns}/{sensor}"
             conn = writer.add_connection(topic, IMAGE, typestore=_TYPESTORE)
             frames = arrays[spec["array"]]
-            if frames.ndim != 3:
-                raise BagError(
-                    f"input {sensor!r}: only grey images [time, H, W] can be written as mono8, "
-                    f"got shape {list(frames.shape)}"
-                )
             valid = _valid(arrays, spec)
             counts[topic] = 0
             for t in np.flatnonzero(valid):
@@ -679,13 +680,3 @@ def _import_metadata(
         "actions": actions,
         "truth": truth,
     }
-
-
-__all__ = [
-    "BagError",
-    "BagImport",
-    "DatasetError",
-    "JointField",
-    "read_bag",
-    "write_bag",
-]

@@ -138,8 +138,16 @@ class EstimatorNode(Node):
         self._tick_on = tick_on
         self._period = 1.0 / p["frequency"] if p["frequency"] > 0 else est.dt
         self._timeout_ns = int(1e9 * (p["sensor_timeout"] or 2.0 * self._period))
+        self._coast_after_ns = max(int(1.5e9 * self._period), self._timeout_ns)
         self._max_future_ns = int(1e9 * p["max_future"])
         self._frame_id = p["frame_id"]
+        self._offset_ns = round(1e9 * p["stamp_offset"])
+        self._joint_names = list(p["output_joint_names"]) or list(est.layout.joint_names)
+        if len(self._joint_names) != len(est.layout.joint_names):
+            raise StartupError(
+                f"output_joint_names {self._joint_names} has {len(self._joint_names)} names, the "
+                f"model estimates {len(est.layout.joint_names)} joints {list(est.layout.joint_names)}"
+            )
         self._horizon = p["prediction_horizon"]
         self._link_lengths = np.asarray(
             p["marker_link_lengths"] or [1.0] * len(est.layout.joint_names), dtype=np.float64
@@ -223,7 +231,7 @@ class EstimatorNode(Node):
             "tick_on",
             "timer",
             "timer: tick at `frequency`; image / joint_states: one tick per message of that "
-            "input (the timer then only coasts through gaps longer than 1.5 periods)",
+            "input (when it is overdue by sensor_timeout the timer coasts, one tick per period)",
         )
         d["sensor_timeout"] = declare(
             self,
@@ -267,6 +275,22 @@ class EstimatorNode(Node):
             array="double[]",
         )
         d["frame_id"] = declare(self, "frame_id", "", "frame_id of the output headers")
+        d["output_joint_names"] = declare(
+            self,
+            "output_joint_names",
+            [],
+            "joint names in ~/state; empty = the checkpoint's output names",
+            array="string[]",
+        )
+        d["stamp_offset"] = declare(
+            self,
+            "stamp_offset",
+            0.0,
+            "s added to the tick's time in output stamps (a model trained on next-step targets "
+            "estimates the state one dt after its inputs)",
+            0.0,
+            10.0,
+        )
         d["diagnostics_period"] = declare(
             self, "diagnostics_period", 1.0, "s between /diagnostics messages", 0.05, 60.0
         )
@@ -336,9 +360,17 @@ class EstimatorNode(Node):
             return  # use_sim_time before the first /clock message: no time to stamp with
         if self._tick_on == "timer":
             self._tick(now)
-        elif self._last_tick_ns is None or now - self._last_tick_ns >= 1.5e9 * self._period:
+            return
+        if self._last_tick_ns is None:
+            return  # coasting starts after the first input-driven tick
+        period_ns = round(1e9 * self._period)
+        # Coast one period at a time once the input is overdue, stamping each tick where the
+        # missing sample would have been; a late sample then still lands after it.
+        for _ in range(10):
+            if now - self._last_tick_ns < self._coast_after_ns:
+                break
             self.coasting_ticks += 1
-            self._tick(now)
+            self._tick(self._last_tick_ns + period_ns)
 
     def _tick(self, tick_ns: int) -> None:
         if self._last_tick_ns is not None and tick_ns <= self._last_tick_ns:
@@ -377,7 +409,7 @@ class EstimatorNode(Node):
             return
         self._last_tick_ns = tick_ns
         self.ticks += 1
-        self._publish(out, ns_to_stamp(tick_ns))
+        self._publish(out, ns_to_stamp(tick_ns + self._offset_ns))
         if not self._sim_time:
             # stamp of the newest input (or the timer's now) to our publish, wall clock
             self.input_to_publish.add(max(0.0, (time.time_ns() - tick_ns) * 1e-9))
@@ -385,19 +417,21 @@ class EstimatorNode(Node):
     def _publish(self, out: EstimatorOutput, stamp: Time) -> None:
         frame = self._frame_id
         self.pub_state.publish(
-            make_joint_state(stamp, frame, out.joint_names, out.position, out.velocity)
+            make_joint_state(stamp, frame, self._joint_names, out.position, out.velocity)
         )
         self.pub_stddev.publish(
-            make_joint_state(stamp, frame, out.joint_names, out.position_std, out.velocity_std)
+            make_joint_state(stamp, frame, self._joint_names, out.position_std, out.velocity_std)
         )
         if self.pub_prediction is not None:
             pred = self.est.predict(self._horizon)
             self.pub_prediction.publish(
-                make_trajectory(stamp, frame, pred.joint_names, pred.dt, pred.position, pred.velocity)
+                make_trajectory(
+                    stamp, frame, self._joint_names, pred.dt, pred.position, pred.velocity
+                )
             )
             self.pub_prediction_stddev.publish(
                 make_trajectory(
-                    stamp, frame, pred.joint_names, pred.dt, pred.position_std, pred.velocity_std
+                    stamp, frame, self._joint_names, pred.dt, pred.position_std, pred.velocity_std
                 )
             )
         if self.pub_markers is not None:

@@ -50,8 +50,8 @@ QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=Reliabil
 class MonitorNode(Node):
     """See the module docstring; parameters are listed in ``config/*.yaml`` under rkn_monitor."""
 
-    def __init__(self) -> None:
-        super().__init__(NODE_NAME)
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
         self.tolerance_ns = int(
             1e9 * declare(self, "match_tolerance", 0.01, "s; max stamp gap estimate-truth", 0.0, 10.0)
         )

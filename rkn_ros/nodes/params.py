@@ -19,6 +19,7 @@ from rcl_interfaces.msg import (
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 _ARRAY_TYPES = {
     "string[]": ParameterType.PARAMETER_STRING_ARRAY,
@@ -53,6 +54,11 @@ def declare(
             descriptor.floating_point_range = [
                 FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)
             ]
+    overrides = getattr(node, "_parameter_overrides", {})
+    override = overrides.get(name)
+    if override is not None and override.type_ == Parameter.Type.NOT_SET:
+        # rcl's YAML parser reads `[]` as "not set"; it means the (empty) default
+        del overrides[name]
     return node.declare_parameter(name, default, descriptor).value
 
 

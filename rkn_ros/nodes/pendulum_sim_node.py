@@ -36,8 +36,8 @@ SIM_CLOCK_START_NS = 1_000_000_000  # simulated time starts at 1 s: a zero stamp
 class PendulumSimNode(Node):
     """See the module docstring; parameters are listed in ``config/pendulum.yaml``."""
 
-    def __init__(self) -> None:
-        super().__init__(NODE_NAME)
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
         links = declare(self, "links", 1, "number of links (1: pendulum, 4: quad-link)", 1, 8)
         size = declare(
             self, "image_size", 0, "image side in px; 0 = 24 for one link, 48 otherwise", 0, 1024

@@ -12,7 +12,8 @@ embedding control loop agree:
   deviation of an angle uniform on the circle (no information).
 
 Outputs whose unit ends in ``/s`` are velocities; one named ``<joint>_velocity`` (or
-``_vel``/``_dot``) belongs to the position output ``<joint>``. Everything else is a position.
+``_vel``/``_dot``) belongs to the position output ``<joint>``; velocities whose names pair with
+no position pair with the positions left without one, in order. Everything else is a position.
 """
 
 from __future__ import annotations
@@ -89,11 +90,12 @@ class OutputLayout:
             target_names = [str(n).lower() for n in targets.get("names", [])]
             sin_index = np.arange(0, 2 * n_angles, 2)
             cos_index = sin_index + 1
-            if len(target_names) == target_dim and all(
-                target_names[2 * k].startswith("cos") and target_names[2 * k + 1].startswith("sin")
-                for k in range(n_angles)
-            ):
-                sin_index, cos_index = cos_index, sin_index
+            if len(target_names) == target_dim:
+                for k in range(n_angles):  # a pair named (cos, sin) is taken in that order
+                    if target_names[2 * k].startswith("cos") and target_names[
+                        2 * k + 1
+                    ].startswith("sin"):
+                        sin_index[k], cos_index[k] = 2 * k + 1, 2 * k
         elif kind == "direct":
             if len(names) != target_dim:
                 raise OutputLayoutError(
@@ -114,10 +116,15 @@ class OutputLayout:
             else:
                 positions.append(index)
         joint_names = tuple(names[i] for i in positions)
-        unmatched = sorted(set(velocity_of) - set(joint_names))
-        if unmatched:
+        unmatched = [j for j in velocity_of if j not in joint_names]
+        alone = [j for j in joint_names if j not in velocity_of]
+        if unmatched and len(unmatched) == len(alone):
+            # e.g. "angle" with "angular_velocity": names that do not pair up pair in order
+            for joint, position in zip(unmatched, alone, strict=True):
+                velocity_of[position] = velocity_of.pop(joint)
+        elif unmatched:
             raise OutputLayoutError(
-                f"outputs: velocities {unmatched} have no position output of the same joint"
+                f"outputs: velocities {sorted(unmatched)} have no position output of the same joint"
             )
         velocity_index = None
         if velocity_of:

@@ -118,28 +118,40 @@ def render(angles: np.ndarray, lengths: tuple[float, ...], render_params: Render
     # canvas sample centres in output-pixel units
     grid = ((np.arange(size * ss, dtype=np.float32) + np.float32(0.5)) / np.float32(ss))
     half_sq = np.float32((render_params.line_width / 2.0) ** 2)
+    # Each link is evaluated only in a window that surely holds it (its length plus the line
+    # width, in whole output pixels): on the quad-link that is ~20x fewer samples than the
+    # whole canvas, with identical results.
+    scale = points[0, 1:] - points[0, :-1]
+    link_px = np.hypot(scale[:, 0], scale[:, 1]) if len(points) else np.zeros(len(lengths))
+    windows = [min(size, int(np.ceil(px + render_params.line_width)) + 2) for px in link_px]
     out = np.empty((angles.shape[0], size, size), dtype=np.uint8)
     for start in range(0, angles.shape[0], chunk):
         pts = points[start:start + chunk]
-        canvas = np.zeros((pts.shape[0], size * ss, size * ss), dtype=np.float32)
-        for i in range(len(lengths)):
-            ax, ay = pts[:, i, 0, None, None], pts[:, i, 1, None, None]
-            dx = pts[:, i + 1, 0, None, None] - ax
-            dy = pts[:, i + 1, 1, None, None] - ay
+        frames = pts.shape[0]
+        canvas = np.zeros((frames, size * ss, size * ss), dtype=np.float32)
+        for i, win in enumerate(windows):
+            a, b = pts[:, i], pts[:, i + 1]
+            low = np.floor(np.minimum(a, b) - render_params.line_width / 2.0) - 1.0
+            origin = np.clip(low, 0, size - win).astype(np.int64)           # [f, 2] (x, row)
+            offsets = np.arange(win * ss)
+            cols = origin[:, 0, None] * ss + offsets                        # [f, w]
+            rows = origin[:, 1, None] * ss + offsets                        # [f, w]
+            ax, ay = a[:, 0, None, None], a[:, 1, None, None]
+            dx, dy = b[:, 0, None, None] - ax, b[:, 1, None, None] - ay
             length = np.maximum(np.sqrt(dx * dx + dy * dy), np.float32(1e-6))
             ux, uy = dx / length, dy / length
-            px = grid[None, None, :] - ax          # [f, 1, W]
-            py = grid[None, :, None] - ay          # [f, H, 1]
+            px = grid[cols][:, None, :] - ax          # [f, 1, w]
+            py = grid[rows][:, :, None] - ay          # [f, w, 1]
             # capsule distance from the along/across coordinates: the separable products are
-            # small [f, 1, W] and [f, H, 1] arrays, so only a few passes touch the full canvas
+            # small [f, 1, w] and [f, w, 1] arrays, so only a few passes touch the full window
             half = length / 2
             along = np.abs((px * ux - half) + py * uy) - half
             np.maximum(along, 0.0, out=along)
             across = px * uy - py * ux
-            dist_sq = along * along + across * across
-            np.copyto(canvas, levels[i], where=dist_sq <= half_sq)   # later links cover earlier
+            f, r, c = np.nonzero(along * along + across * across <= half_sq)
+            canvas[f, rows[f, r], cols[f, c]] = levels[i]    # later links cover earlier ones
         small = canvas.reshape(-1, size, ss, size, ss).mean(axis=(2, 4))
         out[start:start + chunk] = np.rint(small * np.float32(255.0)).astype(np.uint8)
         if progress is not None:
-            progress(pts.shape[0])
+            progress(frames)
     return out

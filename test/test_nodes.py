@@ -1,0 +1,343 @@
+"""rkn_estimator as a real process over DDS, fed and probed by the test's own rclpy node."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+from test_nodes_support import NodeProcess, TestNode, run_once  # sets ROS_DOMAIN_ID first
+from test_runtime_support import (
+    make_joint_checkpoint,
+    make_monotone_pendulum_checkpoint,
+    make_pendulum_checkpoint,
+)
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
+
+from rkn_ros.nodes.conversions import array_to_image, ns_to_stamp, stamp_to_ns
+from rkn_ros.sim.render import RenderParams, render
+
+BEST_EFFORT = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+FRAME = render(np.array([[0.6]]), (1.0,), RenderParams(image_size=24))[0]
+
+
+class Probe:
+    """Publishes to one estimator and records everything it says."""
+
+    def __init__(self, test_node: TestNode, name: str) -> None:
+        node = test_node.node
+        self.t = test_node
+        self.name = name
+        self.images = node.create_publisher(Image, f"/{name}/image", 10)
+        self.joints = node.create_publisher(JointState, f"/{name}/joint_states", 10)
+        self.commands = node.create_publisher(Float64MultiArray, f"/{name}/command", 10)
+        self.states: list[JointState] = []
+        self.stddevs: list[JointState] = []
+        self.predictions: list[JointTrajectory] = []
+        self.markers: list[MarkerArray] = []
+        self.diagnostics: dict[str, str] = {}
+        node.create_subscription(JointState, f"/{name}/state", self.states.append, BEST_EFFORT)
+        node.create_subscription(JointState, f"/{name}/state_stddev", self.stddevs.append, BEST_EFFORT)
+        node.create_subscription(
+            JointTrajectory, f"/{name}/prediction", self.predictions.append, BEST_EFFORT
+        )
+        node.create_subscription(MarkerArray, f"/{name}/markers", self.markers.append, BEST_EFFORT)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        self.reset_client = node.create_client(Trigger, f"/{name}/reset")
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith(f"/{self.name}:"):
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+
+    def now(self) -> Time:
+        return self.t.node.get_clock().now().to_msg()
+
+    def wait_ready(self, publisher, timeout: float = 60.0) -> None:
+        assert self.t.spin_until(
+            lambda: publisher.get_subscription_count() > 0 and "ticks" in self.diagnostics,
+            timeout,
+        ), f"estimator {self.name} did not come up"
+
+    def frame(self, image: np.ndarray = FRAME, stamp: Time | None = None, **fields) -> Image:
+        msg = array_to_image(image, stamp or self.now())
+        for key, value in fields.items():
+            setattr(msg, key, value)
+        return msg
+
+    def feed(self, count: int, period: float = 0.05, image: np.ndarray = FRAME) -> list[int]:
+        """Publish ``count`` frames ``period`` apart; returns their stamps (ns)."""
+        stamps = []
+        for _ in range(count):
+            msg = self.frame(image)
+            stamps.append(stamp_to_ns(msg.header.stamp))
+            self.images.publish(msg)
+            self.t.spin_for(period)
+        return stamps
+
+    def by_stamp(self, source: list) -> dict[int, JointState]:
+        return {stamp_to_ns(m.header.stamp): m for m in source}
+
+    def counter(self, key: str) -> int:
+        return int(self.diagnostics.get(key, "0"))
+
+    def reset(self) -> Trigger.Response:
+        assert self.reset_client.wait_for_service(timeout_sec=20)
+        future = self.reset_client.call_async(Trigger.Request())
+        assert self.t.spin_until(future.done, 20)
+        return future.result()
+
+
+@pytest.fixture(scope="module")
+def probe_node():
+    node = TestNode("rkn_test_probe")
+    yield node
+    node.close()
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("node_checkpoints")
+    return {
+        "monotone": make_monotone_pendulum_checkpoint(root / "monotone"),
+        "pendulum": make_pendulum_checkpoint(root / "pendulum"),
+        "joint": make_joint_checkpoint(root / "joint"),
+    }
+
+
+@pytest.fixture(scope="module")
+def image_estimator(checkpoints, probe_node, tmp_path_factory):
+    log = tmp_path_factory.mktemp("logs") / "image_estimator.log"
+    process = NodeProcess(
+        "rkn_estimator",
+        params={
+            "model_path": checkpoints["monotone"],
+            "tick_on": "image",
+            "sensor_timeout": 0.12,
+            "prediction_horizon": 3,
+            "publish_markers": True,
+            "diagnostics_period": 0.2,
+            "warn_throttle": 1.0,
+            "max_future": 1.0,
+        },
+        log=log,
+    )
+    probe = Probe(probe_node, "rkn_estimator")
+    probe.wait_ready(probe.images)
+    yield probe, process
+    assert process.process.poll() is None, f"estimator died:\n{process.output()}"
+    assert process.stop() == 0, process.output()
+
+
+def test_one_estimate_per_frame_with_rising_stamps_and_predictions(image_estimator):
+    probe, _ = image_estimator
+    probe.states.clear()
+    stamps = probe.feed(20)
+    assert probe.t.spin_until(lambda: set(stamps) <= set(probe.by_stamp(probe.states)), 10)
+    states = probe.by_stamp(probe.states)
+    for stamp in stamps:
+        assert states[stamp].name == ["theta_1"] and len(states[stamp].position) == 1
+    got = [stamp_to_ns(m.header.stamp) for m in probe.states]
+    assert all(b > a for a, b in zip(got, got[1:], strict=False)), "stamps must rise strictly"
+    stddevs = probe.by_stamp(probe.stddevs)
+    assert all(stddevs[s].name == ["theta_1"] and stddevs[s].position[0] > 0 for s in stamps)
+    prediction = next(p for p in probe.predictions if stamp_to_ns(p.header.stamp) == stamps[-1])
+    assert prediction.joint_names == ["theta_1"] and len(prediction.points) == 3
+    offsets = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in prediction.points]
+    assert offsets == pytest.approx([0.05, 0.10, 0.15])
+    assert probe.markers and len(probe.markers[-1].markers) == 3
+
+
+def test_camera_gap_raises_std_which_falls_when_frames_return(image_estimator):
+    probe, _ = image_estimator
+    probe.states.clear()
+    probe.stddevs.clear()
+    before = probe.feed(10)
+    probe.t.spin_for(0.8)  # the camera stops
+    after = probe.feed(10)
+    assert probe.t.spin_until(lambda: after[-1] in probe.by_stamp(probe.stddevs), 10)
+    series = [(stamp_to_ns(m.header.stamp), m.position[0]) for m in probe.stddevs]
+    gap = [(s, v) for s, v in series if before[-1] < s < after[0]]
+    assert len(gap) >= 4, f"the timer should coast through the gap, got {len(gap)} ticks"
+    values = [v for _, v in gap]
+    # rises tick by tick (up to the no-information spread of an angle, where it stays)
+    assert all(b >= a for a, b in zip(values, values[1:], strict=False)), values
+    assert values[-1] > values[0]
+    last_before = dict(series)[before[-1]]
+    first_after = dict(series)[after[0]]
+    assert values[0] > last_before
+    assert first_after < values[-1]
+    assert dict(series)[after[-1]] < first_after
+    assert probe.counter("coasting_ticks") >= len(gap) or probe.t.spin_until(
+        lambda: probe.counter("coasting_ticks") >= len(gap), 3
+    )
+
+
+def test_reset_service_and_every_accepted_encoding(image_estimator):
+    """After a reset the same picture gives the same estimate in mono8, mono16, rgb8, bgr8."""
+    probe, _ = image_estimator
+    picture = FRAME
+    variants = {
+        "mono8": picture,
+        "mono16": picture.astype(np.uint16) * 257,
+        "rgb8": np.repeat(picture[:, :, None], 3, axis=2),
+    }
+    results = {}
+    for encoding in ("mono8", "mono16", "rgb8", "bgr8"):
+        response = probe.reset()
+        assert response.success and "reset" in response.message
+        msg = probe.frame(variants.get(encoding, variants["rgb8"]))
+        if encoding == "bgr8":
+            msg.encoding = "bgr8"
+        assert msg.encoding == encoding
+        stamp = stamp_to_ns(msg.header.stamp)
+        probe.images.publish(msg)
+        assert probe.t.spin_until(lambda s=stamp: s in probe.by_stamp(probe.stddevs), 10), encoding
+        results[encoding] = (
+            probe.by_stamp(probe.states)[stamp].position[0],
+            probe.by_stamp(probe.stddevs)[stamp].position[0],
+        )
+        probe.t.spin_for(0.06)
+    reference = results["mono8"]
+    for encoding, value in results.items():
+        assert value == pytest.approx(reference, abs=1e-6), encoding
+    # a reset estimate starts from the initial belief: as uncertain as the very first tick
+    assert reference[1] > 1.0
+
+
+def test_bad_images_are_dropped_counted_and_survived(image_estimator):
+    probe, process = image_estimator
+    probe.feed(2)
+    now = probe.now()
+    now_ns = stamp_to_ns(now)
+    bad = {
+        "wrong_size": probe.frame(np.zeros((20, 20), np.uint8)),
+        "unknown_encoding": probe.frame(encoding="yuv422"),
+        "step_mismatch": probe.frame(step=10),
+        "truncated_data": probe.frame(data=array_to_image(FRAME, now).data[:100]),
+        "zero_stamp": probe.frame(stamp=Time()),
+        "stamp_backwards": probe.frame(stamp=ns_to_stamp(now_ns - 5_000_000_000)),
+        "future_stamp": probe.frame(stamp=ns_to_stamp(now_ns + 100_000_000_000)),
+    }
+    before = {reason: probe.counter(f"rejected.image.{reason}") for reason in bad}
+    for reason, msg in bad.items():
+        probe.images.publish(msg)
+        probe.t.spin_for(0.05)
+    for _ in range(1000):  # a burst: the depth-1 queue keeps the newest, nothing queues up
+        probe.images.publish(probe.frame())
+    probe.t.spin_for(0.3)
+    for reason in bad:
+        assert probe.t.spin_until(
+            lambda r=reason: probe.counter(f"rejected.image.{r}") > before[r], 5
+        ), f"{reason} not counted: {probe.diagnostics}"
+    probe.states.clear()
+    stamps = probe.feed(5)
+    assert probe.t.spin_until(lambda: stamps[-1] in probe.by_stamp(probe.states), 10)
+    assert process.process.poll() is None
+    assert "dropped image message" in process.output()
+
+
+@pytest.fixture(scope="module")
+def joint_estimator(checkpoints, probe_node, image_estimator, tmp_path_factory):
+    log = tmp_path_factory.mktemp("logs") / "joint_estimator.log"
+    process = NodeProcess(
+        "rkn_estimator",
+        params={
+            "model_path": checkpoints["joint"],
+            "diagnostics_period": 0.2,
+            "sensor_timeout": 0.5,
+        },
+        remaps={"__node": "joint_estimator"},
+        log=log,
+    )
+    probe = Probe(probe_node, "joint_estimator")
+    probe.wait_ready(probe.joints)
+    yield probe, process
+    assert process.process.poll() is None, f"estimator died:\n{process.output()}"
+    assert process.stop() == 0, process.output()
+
+
+def _joints(probe: Probe, names, position, velocity=(), effort=(), stamp=None) -> JointState:
+    msg = JointState()
+    msg.header.stamp = stamp or probe.now()
+    msg.name = list(names)
+    msg.position = [float(v) for v in position]
+    msg.velocity = [float(v) for v in velocity]
+    msg.effort = [float(v) for v in effort]
+    return msg
+
+
+def test_bad_joint_states_and_commands_are_dropped_counted_and_survived(joint_estimator):
+    probe, process = joint_estimator
+    names = ["extensor", "joint", "flexor"]  # order in the message does not matter
+    good = dict(position=[0.0, 0.3, 0.0], effort=[1.5, 0.0, 2.5])
+    bad = {
+        "non_finite": _joints(probe, names, [0.0, math.nan, 0.0], effort=[1.0, 0.0, 1.0]),
+        "unknown_names": _joints(probe, ["a", "b"], [0.0, 0.0]),
+        "missing_names": _joints(probe, ["joint"], [0.1]),
+        "mismatched_lengths": _joints(probe, names, [0.0, 0.1]),
+    }
+    before = {reason: probe.counter(f"rejected.joint_states.{reason}") for reason in bad}
+    for reason, msg in bad.items():
+        probe.joints.publish(msg)
+        probe.t.spin_for(0.03)
+    probe.joints.publish(_joints(probe, names, good["position"], effort=[math.inf, 0.0, 1.0]))
+    probe.commands.publish(Float64MultiArray(data=[1.0]))
+    probe.commands.publish(Float64MultiArray(data=[math.nan, 1.0]))
+    received = probe.counter("received.joint_states")
+    for _ in range(1000):
+        probe.joints.publish(_joints(probe, names, **good))
+    probe.t.spin_for(0.5)
+    for reason in bad:
+        assert probe.t.spin_until(
+            lambda r=reason: probe.counter(f"rejected.joint_states.{r}") > before[r], 5
+        ), f"{reason} not counted: {probe.diagnostics}"
+    assert probe.counter("rejected.joint_states.non_finite") >= before["non_finite"] + 2
+    assert probe.t.spin_until(lambda: probe.counter("rejected.command.wrong_size") >= 1, 5)
+    assert probe.t.spin_until(lambda: probe.counter("rejected.command.non_finite") >= 1, 5)
+    assert probe.t.spin_until(lambda: probe.counter("received.joint_states") > received, 5)
+    # still estimating, with the velocity the model provides
+    probe.states.clear()
+    probe.commands.publish(Float64MultiArray(data=[2.0, 3.0]))
+    probe.joints.publish(_joints(probe, names, **good))
+    assert probe.t.spin_until(lambda: len(probe.states) >= 5, 10)
+    assert probe.states[-1].name == ["joint"] and len(probe.states[-1].velocity) == 1
+    assert process.process.poll() is None
+
+
+def test_joint_inputs_missing_keep_the_estimate_coming(joint_estimator):
+    """Timer ticks continue with no input at all (missing counted), predicting blind."""
+    probe, _ = joint_estimator
+    probe.t.spin_for(0.6)
+    missing = probe.counter("missing.joint_states")
+    probe.states.clear()
+    probe.t.spin_for(0.5)
+    assert len(probe.states) >= 5
+    assert probe.t.spin_until(lambda: probe.counter("missing.joint_states") > missing, 3)
+
+
+def test_a_model_that_cannot_serve_stops_startup_with_one_line(checkpoints, tmp_path):
+    corrupt = make_pendulum_checkpoint(tmp_path / "corrupt")
+    (corrupt / "model.safetensors").write_bytes(b"\x00" * 64)
+    cases = {
+        "does not exist": ["-p", f"model_path:={tmp_path / 'missing'}"],
+        "corrupt": ["-p", f"model_path:={corrupt}"],
+        "image size [48, 48] requested": [
+            "-p", f"model_path:={checkpoints['pendulum']}", "-p", "image_height:=48", "-p",
+            "image_width:=48",
+        ],
+    }
+    for expected, args in cases.items():
+        result = run_once("rkn_estimator", ["--ros-args", *args])
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1, result.stderr
+        assert len(lines) == 1 and expected in lines[0], result.stderr
+        assert "Traceback" not in result.stderr

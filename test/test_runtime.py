@@ -1,0 +1,301 @@
+"""The streaming estimator (rkn_ros.runtime) on real checkpoint files; no ROS."""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_runtime_support import (
+    make_joint_checkpoint,
+    make_monotone_pendulum_checkpoint,
+    make_pendulum_checkpoint,
+)
+
+from rkn_ros.runtime import (
+    InputError,
+    LatencyStats,
+    OutputLayout,
+    OutputLayoutError,
+    StreamingEstimator,
+)
+from rkn_ros.runtime.decode import UNIFORM_ANGLE_STD, chain_points
+from rkn_ros.runtime.metrics import OnlineMetrics, wrapped_error
+from rkn_ros.train.checkpoint import CheckpointError
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {
+        "pendulum": make_pendulum_checkpoint(root / "pendulum"),
+        "monotone": make_monotone_pendulum_checkpoint(root / "monotone"),
+        "joint": make_joint_checkpoint(root / "joint"),
+        "joint_gru": make_joint_checkpoint(root / "joint_gru", kind="gru"),
+    }
+
+
+def _frames(count: int, seed: int = 0) -> list[np.ndarray | None]:
+    rng = np.random.default_rng(seed)
+    return [
+        None if k % 3 == 1 else rng.integers(0, 256, (24, 24), dtype=np.uint8) for k in range(count)
+    ]
+
+
+def test_step_matches_the_model_sequence_forward(checkpoints):
+    """The runtime's step (host-checked inputs, no per-step checks) equals model.forward."""
+    est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
+    frames = _frames(12)
+    outputs = [est.step({"image": f}) for f in frames]
+    images = torch.stack(
+        [torch.zeros(24, 24) if f is None else torch.from_numpy(f).float() / 255 for f in frames]
+    )[None]
+    valid = torch.tensor([f is not None for f in frames])[None]
+    with torch.inference_mode():
+        seq = est.model({"image": images}, {"image": valid})
+    mean, std = est.layout.decode(seq.mean[0].double().numpy(), seq.var[0].double().numpy())
+    np.testing.assert_allclose(np.stack([o.mean for o in outputs]), mean, atol=1e-5)
+    np.testing.assert_allclose(np.stack([o.std for o in outputs]), std, atol=1e-5)
+    assert [o.used["image"] for o in outputs] == [f is not None for f in frames]
+    assert outputs[-1].names == ("theta_1",) and outputs[-1].units == ("rad",)
+    assert outputs[-1].step_index == 12
+
+
+def test_reset_returns_to_the_initial_belief(checkpoints):
+    est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
+    frames = _frames(6, seed=1)
+    first = [est.step({"image": f}).mean for f in frames]
+    est.reset()
+    assert est.steps_since_reset == 0
+    again = [est.step({"image": f}).mean for f in frames]
+    np.testing.assert_array_equal(np.stack(first), np.stack(again))
+
+
+def test_missing_inputs_raise_uncertainty_and_observations_lower_it(checkpoints):
+    est = StreamingEstimator.from_checkpoint(checkpoints["monotone"], device="cpu")
+    frame = np.zeros((24, 24), np.uint8)
+    frame[12:, 11:13] = 255
+    seen = [est.step({"image": frame}).std[0] for _ in range(10)]
+    gap = [est.step({"image": None}).std[0] for _ in range(5)]
+    back = [est.step({}).std[0] for _ in range(0)] + [est.step({"image": frame}).std[0]]
+    assert all(b > a for a, b in zip(gap, gap[1:], strict=False))
+    assert gap[0] > seen[-1]
+    assert back[0] < gap[-1]
+
+
+def test_predict_leaves_the_belief_alone_and_matches_stepping_blind(checkpoints):
+    est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
+    for frame in _frames(5, seed=2):
+        est.step({"image": frame})
+    prediction = est.predict(4)
+    assert prediction.mean.shape == (4, 1) and prediction.std.shape == (4, 1)
+    assert prediction.dt == pytest.approx(0.05)
+    # Stepping with no observation gives the posterior of the prior = the first predicted tick.
+    blind = est.step({"image": None})
+    np.testing.assert_allclose(blind.mean, prediction.mean[0], atol=1e-6)
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        est.predict(0)
+
+
+def test_bad_inputs_are_refused_before_the_belief_changes(checkpoints):
+    est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
+    reference = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
+    frame = np.full((24, 24), 80, np.uint8)
+    cases = [
+        ({"image": np.zeros((20, 24), np.uint8)}, "wrong_size"),
+        ({"image": np.zeros((24, 24, 4), np.uint8)}, "wrong_shape"),
+        ({"image": np.zeros((24, 24), np.int32)}, "wrong_dtype"),
+        ({"image": np.full((24, 24), np.nan, np.float32)}, "non_finite"),
+        ({"image": np.full((24, 24), 2.0, np.float32)}, "out_of_range"),
+        ({"camera": frame}, "unknown_input"),
+    ]
+    for inputs, reason in cases:
+        with pytest.raises(InputError) as info:
+            est.step(inputs)
+        assert info.value.reason == reason, str(info.value)
+    with pytest.raises(InputError, match="takes no action"):
+        est.step({"image": frame}, action=[1.0])
+    np.testing.assert_array_equal(est.step({"image": frame}).mean, reference.step({"image": frame}).mean)
+
+
+def test_image_encodings_give_the_same_estimate(checkpoints):
+    """uint8, uint16 (x257), float [0, 1] and RGB with equal channels are the same picture."""
+    est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
+    grey = np.random.default_rng(3).integers(0, 256, (24, 24), dtype=np.uint8)
+    variants = [
+        grey,
+        grey.astype(np.uint16) * 257,
+        grey.astype(np.float32) / 255.0,
+        np.repeat(grey[:, :, None], 3, axis=2),
+        grey[:, :, None],
+    ]
+    means = []
+    for image in variants:
+        est.reset()
+        means.append(est.step({"image": image}).mean)
+    for mean in means[1:]:
+        np.testing.assert_allclose(mean, means[0], atol=1e-5)
+
+
+def test_resizing_only_when_configured(checkpoints):
+    big = np.zeros((48, 48), np.uint8)
+    strict = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
+    with pytest.raises(InputError, match="expected image size"):
+        strict.check_input("image", big)
+    resizing = StreamingEstimator.from_checkpoint(
+        checkpoints["pendulum"], device="cpu", resize_images=True, image_shape=(48, 48)
+    )
+    assert resizing.step({"image": big}).mean.shape == (1,)
+
+
+def test_steps_reuse_their_buffers_without_growing(checkpoints):
+    est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
+    frames = _frames(30, seed=4)
+    pointer = est._obs["image"].data_ptr()
+    for frame in frames * 10:
+        est.step({"image": frame})
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for frame in frames * 20:
+        est.step({"image": frame})
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    growth = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    assert growth < 64 * 1024, f"{growth} bytes retained over 600 steps"
+    assert est._obs["image"].data_ptr() == pointer
+    assert est.latency.count == min(est.latency.total, 1000)
+
+
+def test_action_conditioned_vector_model(checkpoints):
+    est = StreamingEstimator.from_checkpoint(checkpoints["joint"], device="cpu")
+    out = est.step({"joints": np.array([0.2, 2.5, 1.5])}, action=[3.0, 1.0])
+    assert out.joint_names == ("joint",)
+    assert out.velocity is not None and out.velocity_std is not None
+    assert out.position.shape == (1,) and np.all(out.std > 0)
+    # The held command and an explicit identical one predict the same; another one differs.
+    held = est.predict(5)
+    explicit = est.predict(5, actions=np.tile([3.0, 1.0], (5, 1)))
+    other = est.predict(5, actions=np.tile([0.0, 4.0], (5, 1)))
+    np.testing.assert_allclose(held.mean, explicit.mean)
+    assert not np.allclose(held.mean[1:], other.mean[1:])
+    with pytest.raises(InputError, match="expected 2 values"):
+        est.step({"joints": np.zeros(3)}, action=[1.0])
+    with pytest.raises(InputError) as info:
+        est.step({"joints": np.array([0.0, np.inf, 1.0])})
+    assert info.value.reason == "non_finite"
+    with pytest.raises(ValueError, match="actions must have shape"):
+        est.predict(3, actions=np.zeros((2, 2)))
+
+
+def test_recurrent_baseline_checkpoint_serves_too(checkpoints):
+    est = StreamingEstimator.from_checkpoint(checkpoints["joint_gru"], device="cpu")
+    first = est.step({"joints": None})
+    est.step({"joints": np.array([0.1, 2.0, 2.0])}, action=[2.0, 2.0])
+    est.reset()
+    np.testing.assert_array_equal(est.step({"joints": None}).mean, first.mean)
+
+
+def test_checkpoint_problems_are_one_clear_error(checkpoints, tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        StreamingEstimator.from_checkpoint(tmp_path / "nothing", device="cpu")
+    with pytest.raises(CheckpointError, match="image size"):
+        StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu", image_shape=(48, 48))
+    broken = make_pendulum_checkpoint(tmp_path / "broken")
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupt|sha256"):
+        StreamingEstimator.from_checkpoint(broken, device="cpu")
+
+
+def test_device_choice(checkpoints):
+    est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="auto")
+    assert est.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert est.uses_cuda_graph == (est.device.type == "cuda" and est.graph_error is None)
+    with pytest.raises(ValueError, match="device"):
+        StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="tpu")
+
+
+def test_sincos_decoding_propagates_the_spread():
+    layout = OutputLayout.from_metadata(
+        {"names": ["a", "b"], "units": ["rad", "rad"], "kind": "sincos"},
+        {"names": ["sin_a", "cos_a", "cos_b", "sin_b"]},
+        4,
+    )
+    theta_a, theta_b = 0.7, -2.0
+    mean = np.array([math.sin(theta_a), math.cos(theta_a), math.cos(theta_b), math.sin(theta_b)])
+    var = np.array([1e-4, 1e-4, 4e-4, 4e-4])
+    angles, std = layout.decode(mean, var)
+    np.testing.assert_allclose(angles, [theta_a, theta_b], atol=1e-12)
+    # Monte Carlo of atan2 under the same independent Gaussians
+    rng = np.random.default_rng(0)
+    samples = mean + rng.standard_normal((200_000, 4)) * np.sqrt(var)
+    mc_a = np.arctan2(samples[:, 0], samples[:, 1]).std()
+    mc_b = np.arctan2(samples[:, 3], samples[:, 2]).std()
+    np.testing.assert_allclose(std, [mc_a, mc_b], rtol=0.02)
+    # No information (mean at the origin) is the uniform-angle spread, never inf/NaN
+    _, flat = layout.decode(np.zeros(4), np.ones(4))
+    np.testing.assert_allclose(flat, UNIFORM_ANGLE_STD)
+
+
+def test_direct_layout_with_velocities_and_normalization():
+    layout = OutputLayout.from_metadata(
+        {"names": ["j", "j_velocity"], "units": ["rad", "rad/s"], "kind": "direct"},
+        {"names": ["j", "j_velocity"]},
+        2,
+        {"targets": {"mean": [1.0, 0.0], "std": [2.0, 3.0]}},
+    )
+    mean, std = layout.decode(np.array([0.5, -1.0]), np.array([0.25, 4.0]))
+    np.testing.assert_allclose(mean, [2.0, -3.0])
+    np.testing.assert_allclose(std, [1.0, 6.0])
+    assert layout.joint_names == ("j",)
+    assert layout.velocity_index.tolist() == [1]
+    with pytest.raises(OutputLayoutError, match="no position output"):
+        OutputLayout.from_metadata(
+            {"names": ["x", "y_velocity"], "units": ["rad", "rad/s"], "kind": "direct"}, {}, 2
+        )
+    with pytest.raises(OutputLayoutError, match="2 output names for 3 targets"):
+        OutputLayout.from_metadata({"names": ["a", "b"], "units": ["m", "m"], "kind": "direct"}, {}, 3)
+
+
+def test_latency_window_percentiles():
+    stats = LatencyStats(window=100)
+    assert math.isnan(stats.p50_ms)
+    for value in range(1, 301):  # only the last 100 (201..300 ms) stay in the window
+        stats.add(value * 1e-3)
+    assert stats.count == 100 and stats.total == 300
+    assert stats.p50_ms == pytest.approx(250.5)
+    assert stats.p99_ms == pytest.approx(299.01)
+    assert stats.max_ms == pytest.approx(300.0)
+
+
+def test_online_metrics_match_the_batch_formulas():
+    rng = np.random.default_rng(5)
+    truth = rng.uniform(-math.pi, math.pi, (400, 2))
+    std = rng.uniform(0.05, 0.3, (400, 2))
+    estimate = truth + rng.standard_normal((400, 2)) * std
+    metrics = OnlineMetrics(2, wrap=True)
+    for e, s, t in zip(estimate, std, truth, strict=True):
+        metrics.add(e, s, t)
+    summary = metrics.summary()
+    err = wrapped_error(estimate, truth, True)
+    assert summary["rmse"] == pytest.approx(np.sqrt(np.mean(err**2)))
+    nll = np.mean(np.sum(0.5 * (np.log(2 * np.pi) + np.log(std**2) + err**2 / std**2), axis=1))
+    assert summary["nll"] == pytest.approx(nll)
+    assert summary["coverage_2sigma"] == pytest.approx(np.mean(np.abs(err) <= 2 * std))
+    assert 0.9 < summary["coverage_2sigma"] < 0.99
+    # across the +-pi seam the error is small, not 2 pi
+    assert wrapped_error(np.array([math.pi - 0.01]), np.array([-math.pi + 0.01]), True)[0] == (
+        pytest.approx(-0.02)
+    )
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.add(np.array([np.nan, 0.0]), np.ones(2), np.zeros(2))
+
+
+def test_chain_points_hang_down_at_zero():
+    points = chain_points(np.array([0.0, math.pi / 2]), np.array([1.0, 2.0]))
+    np.testing.assert_allclose(points, [[0, 0], [0, -1], [2, -1]], atol=1e-12)
