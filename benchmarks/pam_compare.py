@@ -241,7 +241,8 @@ def main() -> int:
     parser.add_argument("--joint", type=int, default=0, choices=range(4))
     parser.add_argument("--config", type=Path, default=REPO / "config" / "sim" / "pneumatic.yaml")
     parser.add_argument("--data", type=Path, default=shared_dir() / "data" / "pam" / "pam_dev.npz")
-    parser.add_argument("--episodes", type=int, default=600, help="real/simulated episodes used")
+    parser.add_argument("--episodes", type=int, default=None,
+                        help="use only the first N episodes (default: all)")
     parser.add_argument("--pressure-scale", type=float, default=5.0,
                         help="bar per unit of the real normalized pressure (assumed)")
     parser.add_argument("--seed", type=int, default=0)

@@ -31,8 +31,8 @@ EVALUATION_DATA: dict[str, dict] = {
                               "seed": 9001, "noise": True}},
     "quad_link": {"generate": {"generator": "quad_link", "num_sequences": 20, "steps": 100,
                                "seed": 9002}},
-    "pneumatic": {"generate": {"generator": "pneumatic", "num_sequences": 20, "steps": 200,
-                               "seed": 9003}},
+    "pneumatic": {"generate": {"generator": "pneumatic", "num_sequences": 20, "steps": 300,
+                               "seed": 9003, "config": "config/sim/pneumatic.yaml"}},
     "pam": {"path": "../shared/data/pam/pam_dev.npz", "pam_part": "validation",
             "max_sequences": 300},
 }

@@ -31,7 +31,9 @@ def test_cli_writes_a_loadable_pendulum_data_set_byte_for_byte(tmp_path, capsys)
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     other_seed = [a if a != "3" else "4" for a in args]
     assert main([*other_seed, "--out", str(tmp_path / "c")]) == 0
-    assert "wrote pendulum data set" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote pendulum data set" in printed
+    assert "dropped on purpose (--drop-prob), zeroed and flagged in 'images_valid'" in printed
     digest_a = _digest(tmp_path / "a")
     assert set(digest_a) == {"data.npz", "metadata.yaml"}
     assert digest_a == _digest(tmp_path / "b")
@@ -127,6 +129,17 @@ def test_cli_rejects_bad_combinations_and_files(tmp_path, capsys):
     bad.write_text("physic: {}\n")
     assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 2
     assert "unknown key(s) ['physic']" in capsys.readouterr().err
+    bad.write_text("physics:\n  masses: 1.0\n")
+    assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 2
+    assert f"pendulum config {bad}" in capsys.readouterr().err
+    missing = tmp_path / "nope.yaml"
+    assert main(["generate", "pendulum", "--config", str(missing), "--out", str(out),
+                 *common]) == 2
+    assert f"pendulum config {missing}: cannot read" in capsys.readouterr().err
+    bad.write_text("joint:\n  inertia: heavy\n")
+    assert main(["generate", "pneumatic", "--config", str(bad), "--out", str(out), *common]) == 2
+    assert "'joint.inertia': expected a finite number, received 'heavy'" in \
+        capsys.readouterr().err
     assert not out.exists()
 
     assert main(["generate", "pendulum", "--out", str(out), *common]) == 0

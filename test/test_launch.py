@@ -18,7 +18,9 @@ import types
 from pathlib import Path
 
 import pytest
+import rclpy
 import yaml
+from rclpy.parameter import Parameter
 from test_nodes_support import BIN, REPO  # sets ROS_DOMAIN_ID first
 from test_runtime_support import (
     make_joint_checkpoint,
@@ -26,9 +28,6 @@ from test_runtime_support import (
     make_pam_checkpoint,
     make_pendulum_checkpoint,
 )
-
-import rclpy
-from rclpy.parameter import Parameter
 
 from rkn_ros.nodes.demo import ESTIMATOR, SYSTEMS
 from rkn_ros.nodes.estimator_node import EstimatorNode
@@ -159,10 +158,22 @@ def test_estimator_launch_takes_the_users_topics_and_settings():
 def test_launch_files_declare_their_arguments():
     expected = {
         "pendulum_sim.launch.py": {"links", "use_sim_time", "model_path", "log_level"},
-        "pneumatic_sim.launch.py": {"source", "pam_file", "use_sim_time", "model_path", "log_level"},
+        "pneumatic_sim.launch.py": {
+            "source",
+            "pam_file",
+            "use_sim_time",
+            "model_path",
+            "log_level",
+        },
         "estimator.launch.py": {
-            "model_path", "params_file", "image_topic", "joint_states_topic", "command_topic",
-            "namespace", "use_sim_time", "log_level",
+            "model_path",
+            "params_file",
+            "image_topic",
+            "joint_states_topic",
+            "command_topic",
+            "namespace",
+            "use_sim_time",
+            "log_level",
         },
     }
     assert sorted(p.name for p in LAUNCH.glob("*.launch.py")) == sorted(expected)
@@ -171,12 +182,11 @@ def test_launch_files_declare_their_arguments():
         declared = {
             call.args[0].value
             for call in ast.walk(tree)
-            if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument"
+            if isinstance(call, ast.Call)
+            and getattr(call.func, "id", "") == "DeclareLaunchArgument"
         }
         assert declared == arguments, name
-        imports = {
-            node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-        }
+        imports = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert {"launch", "launch_ros.actions", "ament_index_python.packages"} <= imports
 
 
@@ -231,8 +241,19 @@ def test_every_parameter_in_the_config_files_is_declared_by_its_node(config_name
 
 def _demo(system: str, model: Path, out: Path, duration: float = 5.0) -> dict:
     result = subprocess.run(
-        [str(BIN / "rkn-ros"), "demo", system, "--duration", str(duration), "--model", str(model),
-         "--json", str(out / "summary.json"), "--out", str(out)],
+        [
+            str(BIN / "rkn-ros"),
+            "demo",
+            system,
+            "--duration",
+            str(duration),
+            "--model",
+            str(model),
+            "--json",
+            str(out / "summary.json"),
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -270,6 +291,9 @@ def test_demo_pam_replays_the_real_recordings(checkpoints, tmp_path):
 def test_demo_refuses_a_missing_model(tmp_path):
     result = subprocess.run(
         [str(BIN / "rkn-ros"), "demo", "pendulum", "--model", str(tmp_path / "none")],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 1 and "not found" in result.stderr

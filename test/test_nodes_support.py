@@ -75,7 +75,9 @@ class NodeProcess:
         return self.log.read_text() if self.log is not None and self.log.exists() else ""
 
 
-def run_once(executable: str, args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+def run_once(
+    executable: str, args: list[str], timeout: float = 60.0
+) -> subprocess.CompletedProcess:
     """Run a console script to completion (for start-up failures)."""
     return subprocess.run(
         [str(BIN / executable), *args],

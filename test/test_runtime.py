@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import tracemalloc
 from pathlib import Path
@@ -62,7 +63,7 @@ def test_step_matches_the_model_sequence_forward(checkpoints):
     np.testing.assert_allclose(np.stack([o.mean for o in outputs]), mean, atol=1e-5)
     np.testing.assert_allclose(np.stack([o.std for o in outputs]), std, atol=1e-5)
     assert [o.used["image"] for o in outputs] == [f is not None for f in frames]
-    assert outputs[-1].names == ("theta_1",) and outputs[-1].units == ("rad",)
+    assert outputs[-1].names == ("joint_1",) and outputs[-1].units == ("rad",)
     assert outputs[-1].step_index == 12
 
 
@@ -82,8 +83,8 @@ def test_missing_inputs_raise_uncertainty_and_observations_lower_it(checkpoints)
     frame[12:, 11:13] = 255
     seen = [est.step({"image": frame}).std[0] for _ in range(10)]
     gap = [est.step({"image": None}).std[0] for _ in range(5)]
-    back = [est.step({}).std[0] for _ in range(0)] + [est.step({"image": frame}).std[0]]
-    assert all(b > a for a, b in zip(gap, gap[1:], strict=False))
+    back = [est.step({"image": frame}).std[0]]
+    assert all(b > a for a, b in itertools.pairwise(gap))
     assert gap[0] > seen[-1]
     assert back[0] < gap[-1]
 
@@ -120,7 +121,9 @@ def test_bad_inputs_are_refused_before_the_belief_changes(checkpoints):
         assert info.value.reason == reason, str(info.value)
     with pytest.raises(InputError, match="takes no action"):
         est.step({"image": frame}, action=[1.0])
-    np.testing.assert_array_equal(est.step({"image": frame}).mean, reference.step({"image": frame}).mean)
+    np.testing.assert_array_equal(
+        est.step({"image": frame}).mean, reference.step({"image": frame}).mean
+    )
 
 
 def test_image_encodings_give_the_same_estimate(checkpoints):
@@ -204,11 +207,13 @@ def test_checkpoint_problems_are_one_clear_error(checkpoints, tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         StreamingEstimator.from_checkpoint(tmp_path / "nothing", device="cpu")
     with pytest.raises(CheckpointError, match="image size"):
-        StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu", image_shape=(48, 48))
+        StreamingEstimator.from_checkpoint(
+            checkpoints["pendulum"], device="cpu", image_shape=(48, 48)
+        )
     broken = make_pendulum_checkpoint(tmp_path / "broken")
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="corrupt|sha256"):
+    with pytest.raises(CheckpointError, match=r"corrupt|sha256"):
         StreamingEstimator.from_checkpoint(broken, device="cpu")
 
 
@@ -254,12 +259,27 @@ def test_direct_layout_with_velocities_and_normalization():
     np.testing.assert_allclose(std, [1.0, 6.0])
     assert layout.joint_names == ("j",)
     assert layout.velocity_index.tolist() == [1]
+    # names that do not pair by suffix pair in order ("angle", "angular_velocity")
+    paired = OutputLayout.from_metadata(
+        {"names": ["angle", "angular_velocity"], "units": ["rad", "rad/s"], "kind": "direct"},
+        {},
+        2,
+    )
+    assert paired.joint_names == ("angle",) and paired.velocity_index.tolist() == [1]
     with pytest.raises(OutputLayoutError, match="no position output"):
         OutputLayout.from_metadata(
-            {"names": ["x", "y_velocity"], "units": ["rad", "rad/s"], "kind": "direct"}, {}, 2
+            {
+                "names": ["x", "y_velocity", "z_velocity"],
+                "units": ["rad", "rad/s", "rad/s"],
+                "kind": "direct",
+            },
+            {},
+            3,
         )
     with pytest.raises(OutputLayoutError, match="2 output names for 3 targets"):
-        OutputLayout.from_metadata({"names": ["a", "b"], "units": ["m", "m"], "kind": "direct"}, {}, 3)
+        OutputLayout.from_metadata(
+            {"names": ["a", "b"], "units": ["m", "m"], "kind": "direct"}, {}, 3
+        )
 
 
 def test_latency_window_percentiles():

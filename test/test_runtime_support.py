@@ -26,7 +26,7 @@ def pendulum_metadata(config: ModelConfig, name: str = "pendulum_test") -> dict:
             "units": ["1"] * (2 * links),
         },
         "outputs": {
-            "names": [f"theta_{i + 1}" for i in range(links)],
+            "names": [f"joint_{i + 1}" for i in range(links)],
             "units": ["rad"] * links,
             "kind": "sincos",
         },
@@ -126,7 +126,9 @@ def make_pam_checkpoint(folder: Path, seed: int = 0) -> Path:
         "name": "pam_test",
         "model": dataclasses.asdict(config),
         "dt": 0.01,
-        "inputs": {"joints": {"kind": "vector", "shape": [4], "names": joints, "units": ["rad"] * 4}},
+        "inputs": {
+            "joints": {"kind": "vector", "shape": [4], "names": joints, "units": ["rad"] * 4}
+        },
         "targets": {"names": [f"{j}_next" for j in joints], "units": ["rad"] * 4},
         "outputs": {"names": [f"{j}_next" for j in joints], "units": ["rad"] * 4, "kind": "direct"},
         "actions": {"names": [f"muscle_{i + 1}" for i in range(8)], "units": ["1"] * 8},

@@ -120,3 +120,15 @@ def test_from_dict_rejects_unknown_keys():
         PendulumParams.from_dict({"mass_kg": 1.0})
     assert PendulumParams.from_dict(PendulumParams.quad_link().to_dict()) == \
         PendulumParams.quad_link()
+
+
+def test_single_sequence_fast_path_equals_the_batch_path():
+    # the stepping simulator integrates one pendulum on Python floats; it must not drift apart
+    params = PendulumParams(process_noise_std=0.0)
+    const = chain_constants(params)
+    rng = np.random.default_rng(0)
+    theta, omega = rng.uniform(0, 6, size=(8, 1)), rng.normal(0, 2, size=(8, 1))
+    batch = integrate_dt(theta, omega, params, const)
+    for i in range(8):
+        one = integrate_dt(theta[i:i + 1], omega[i:i + 1], params, const)
+        assert one[0][0, 0] == batch[0][i, 0] and one[1][0, 0] == batch[1][i, 0]

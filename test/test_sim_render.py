@@ -138,3 +138,41 @@ def test_stepping_simulator_matches_renderer_and_is_seeded():
     assert np.array_equal(angles, angles_b) and np.array_equal(image, image_b)
     assert np.array_equal(image, render(angles[None], params.lengths, render_params)[0])
     assert not np.array_equal(first[1], angles)           # it moved
+
+
+def test_render_matches_a_brute_force_supersampled_reference():
+    # an independent float64 implementation: every canvas sample, every link, in order
+    params = RenderParams(image_size=24, supersample=4, line_width=2.5)
+    angles = np.random.default_rng(4).uniform(-4, 4, size=(6, 3))
+    images = render(angles, (1.0, 0.7, 0.5), params)
+    points = link_endpoints(angles, (1.0, 0.7, 0.5), params)
+    levels = params.levels(3).astype(np.float64)
+    centres = (np.arange(96) + 0.5) / 4
+    yy, xx = np.meshgrid(centres, centres, indexing="ij")
+    for k in range(6):
+        canvas = np.zeros((96, 96))
+        for i in range(3):
+            a, b = points[k, i], points[k, i + 1]
+            d = b - a
+            t = np.clip(((xx - a[0]) * d[0] + (yy - a[1]) * d[1]) / (d @ d), 0, 1)
+            inside = np.hypot(xx - a[0] - t * d[0], yy - a[1] - t * d[1]) <= 1.25
+            canvas[inside] = levels[i]
+        reference = np.rint(canvas.reshape(24, 4, 24, 4).mean(axis=(1, 3)) * 255)
+        differ = np.abs(images[k].astype(float) - reference) > 0
+        assert differ.sum() <= 2, differ.sum()          # only samples exactly on an edge
+
+
+def test_stepping_simulator_with_image_noise_keeps_the_first_frames_clean():
+    noisy = PendulumSimulator(seed=2, image_noise=True)
+    factors, images, clean = [], [], []
+    image, angles, _ = noisy.reset()
+    for t in range(40):
+        if t:
+            image, angles, _ = noisy.step()
+        factors.append(noisy.noise_factor)
+        images.append(image)
+        clean.append(render(angles[None], (1.0,), RenderParams())[0])
+    for t in range(5):
+        assert factors[t] == 1.0 and np.array_equal(images[t], clean[t])
+    assert min(factors) < 1.0
+    assert any(not np.array_equal(i, c) for i, c in zip(images, clean, strict=True))

@@ -82,7 +82,7 @@ def _pendulum_config(args: argparse.Namespace) -> generate.PendulumConfig:
         physics = dataclasses.replace(physics, links=args.links, masses=(1.0,) * args.links,
                                       lengths=(1.0,) * args.links,
                                       integrator="rk4" if args.links > 1 else "symplectic_euler",
-                                      sub_step=1e-3 if args.links > 1 else 1e-4)
+                                      sub_step=2e-3 if args.links > 1 else 1e-4)
         render_params = dataclasses.replace(render_params, grey_levels=())
     if args.image_size is not None:
         render_params = dataclasses.replace(render_params, image_size=args.image_size)
@@ -123,6 +123,11 @@ def run(args: argparse.Namespace) -> int:
     dataset.save(out)
     print(f"wrote {args.kind} data set: {dataset.num_sequences} sequences x "
           f"{dataset.sequence_length} steps -> {out / DATA_FILE}, {out / METADATA_FILE}")
+    for sensor, spec in dataset.metadata["inputs"].items():
+        valid = dataset.arrays[spec["valid"]]
+        if not valid.all():
+            print(f"{sensor}: {int((~valid).sum())} of {valid.size} samples dropped on purpose "
+                  f"(--drop-prob), zeroed and flagged in '{spec['valid']}'")
     return 0
 
 

@@ -60,7 +60,8 @@ def check_stamp(stamp_ns: int, last_ns: int | None, now_ns: int, max_future_ns: 
     if stamp_ns > now_ns + max_future_ns:
         raise MessageError(
             "future_stamp",
-            f"header stamp {stamp_ns * 1e-9:.6f} s is {(stamp_ns - now_ns) * 1e-9:.3f} s in the future",
+            f"header stamp {stamp_ns * 1e-9:.6f} s is {(stamp_ns - now_ns) * 1e-9:.3f} s "
+            "in the future",
         )
 
 
@@ -75,7 +76,8 @@ def image_to_array(msg: Image, color: bool = False) -> np.ndarray:
     if encoding not in ACCEPTED_ENCODINGS:
         raise MessageError(
             "unknown_encoding",
-            f"image encoding {encoding!r} is not accepted (accepted: {', '.join(ACCEPTED_ENCODINGS)})",
+            f"image encoding {encoding!r} is not accepted "
+            f"(accepted: {', '.join(ACCEPTED_ENCODINGS)})",
         )
     depth, _, typestr, channels = to_cvtype(encoding)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
@@ -107,7 +109,8 @@ def image_to_array(msg: Image, color: bool = False) -> np.ndarray:
 
 
 def array_to_image(image: np.ndarray, stamp: Time, frame_id: str = "") -> Image:
-    """``uint8 [H, W]`` (mono8), ``uint16 [H, W]`` (mono16) or ``uint8 [H, W, 3]`` (rgb8) -> Image."""
+    """``uint8 [H, W]`` (mono8), ``uint16 [H, W]`` (mono16) or ``uint8 [H, W, 3]`` (rgb8) as
+    an Image."""
     image = np.ascontiguousarray(image)
     if image.dtype == np.uint8 and image.ndim == 2:
         encoding = "mono8"
@@ -132,7 +135,8 @@ def array_to_image(image: np.ndarray, stamp: Time, frame_id: str = "") -> Image:
 
 
 def parse_joint_entries(entries: Sequence[str]) -> list[tuple[str, str]]:
-    """``["j1", "j1/velocity", "m/effort"]`` -> ``[(joint, field), ...]``; bare names are positions."""
+    """``["j1", "j1/velocity", "m/effort"]`` -> ``[(joint, field), ...]``; bare names are
+    positions."""
     parsed = []
     for entry in entries:
         joint, _, field = str(entry).rpartition("/")
@@ -216,7 +220,8 @@ def make_trajectory(
     positions: np.ndarray,
     velocities: np.ndarray | None = None,
 ) -> JointTrajectory:
-    """``positions [steps, joints]`` (and velocities) as points ``dt, 2 dt, ...`` after ``stamp``."""
+    """``positions [steps, joints]`` (and velocities) as points ``dt, 2 dt, ...`` after
+    ``stamp``."""
     msg = JointTrajectory()
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id

@@ -82,17 +82,23 @@ class DemoSystem:
 SYSTEMS: dict[str, DemoSystem] = {
     "pendulum": DemoSystem(
         "config/pendulum.yaml",
-        _pipeline(NodeSpec("pendulum_sim", "pendulum_sim"), image=True, joints=False, command=False),
+        _pipeline(
+            NodeSpec("pendulum_sim", "pendulum_sim"), image=True, joints=False, command=False
+        ),
         "launch/pendulum_sim.launch.py",
     ),
     "quad_link": DemoSystem(
         "config/quad_link.yaml",
-        _pipeline(NodeSpec("pendulum_sim", "pendulum_sim"), image=True, joints=False, command=False),
+        _pipeline(
+            NodeSpec("pendulum_sim", "pendulum_sim"), image=True, joints=False, command=False
+        ),
         "launch/pendulum_sim.launch.py",
     ),
     "pneumatic": DemoSystem(
         "config/pneumatic.yaml",
-        _pipeline(NodeSpec("pneumatic_sim", "pneumatic_sim"), image=False, joints=True, command=True),
+        _pipeline(
+            NodeSpec("pneumatic_sim", "pneumatic_sim"), image=False, joints=True, command=True
+        ),
         "launch/pneumatic_sim.launch.py",
     ),
     "pam": DemoSystem(
@@ -109,14 +115,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds to run (default 30)")
     parser.add_argument("--json", type=Path, default=None, help="write the summary as JSON here")
     parser.add_argument(
-        "--plot", type=Path, default=None, help="PNG of estimate +- 2 sigma vs truth (default "
-        "OUT/<system>.png)"
+        "--plot",
+        type=Path,
+        default=None,
+        help="PNG of estimate +- 2 sigma vs truth (default OUT/<system>.png)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("runs/demo"), help="folder for logs, trace and plot"
     )
     parser.add_argument(
         "--model", default=None, help="checkpoint to use instead of the parameter file's"
+    )
+    parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=90.0,
+        help="seconds to wait for the nodes to start and data to flow (default 90)",
     )
     parser.add_argument(
         "--domain-id",
@@ -212,6 +226,21 @@ def _read_json(path: Path) -> dict:
         return {}  # not written yet (or being replaced): the next second will have it
 
 
+def _wait_for_flow(
+    processes: list[tuple[NodeSpec, subprocess.Popen]], summary_file: Path, timeout: float
+) -> NodeSpec | None:
+    """Wait until the monitor has matched an estimate with the truth (nodes up, data flowing);
+    returns the node that exited meanwhile, if any. The duration is counted from here."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        failed = next((s for s, p in processes if p.poll() is not None), None)
+        if failed is not None or _read_json(summary_file).get("matched", 0) > 0:
+            return failed
+        time.sleep(0.2)
+    print(f"rkn-ros demo: no estimate reached the monitor within {timeout:.0f} s", file=sys.stderr)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 on success, 1 when a node fails (its log is shown)."""
     system = SYSTEMS[args.system]
@@ -241,8 +270,10 @@ def run(args: argparse.Namespace) -> int:
     }
     processes: list[tuple[NodeSpec, subprocess.Popen]] = []
     logs = {}
-    print(f"rkn-ros demo {args.system}: {config} (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}), "
-          f"model {model_dir}, {args.duration:.0f} s; logs in {out}/")
+    print(
+        f"rkn-ros demo {args.system}: {config} (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}), "
+        f"model {model_dir}, {args.duration:.0f} s; logs in {out}/"
+    )
     try:
         # Monitor and estimator first, so the first simulated frames are not lost.
         for spec in reversed(system.nodes):
@@ -252,10 +283,10 @@ def run(args: argparse.Namespace) -> int:
             processes.insert(
                 0, (spec, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
             )
+        failed = _wait_for_flow(processes, summary_file, args.startup_timeout)
         print(HEADER)
         start = time.monotonic()
-        failed = None
-        while time.monotonic() - start < args.duration:
+        while failed is None and time.monotonic() - start < args.duration:
             time.sleep(1.0)
             failed = next((s for s, p in processes if p.poll() is not None), None)
             if failed is not None:
@@ -267,8 +298,10 @@ def run(args: argparse.Namespace) -> int:
             log.close()
     if failed is not None:
         log_path = out / f"{args.system}_{failed.name}.log"
-        print(f"rkn-ros demo: {failed.executable} exited early; its log ({log_path}):",
-              file=sys.stderr)
+        print(
+            f"rkn-ros demo: {failed.executable} exited early; its log ({log_path}):",
+            file=sys.stderr,
+        )
         print(log_path.read_text()[-3000:], file=sys.stderr)
         return 1
     monitor = _read_json(summary_file)
@@ -312,8 +345,9 @@ def make_summary(system: str, model_dir: Path, monitor: dict, duration: float) -
         "ticks": num(estimator.get("ticks")),
         "matched": monitor.get("matched", 0),
         "rmse": position.get("rmse"),
-        "rmse_per_joint": dict(zip(monitor.get("joints", []), position.get("rmse_per_dim", []),
-                                   strict=False)),
+        "rmse_per_joint": dict(
+            zip(monitor.get("joints", []), position.get("rmse_per_dim", []), strict=False)
+        ),
         "nll": position.get("nll"),
         "coverage_1sigma": position.get("coverage_1sigma"),
         "coverage_2sigma": position.get("coverage_2sigma"),
@@ -336,16 +370,24 @@ def print_summary(summary: dict) -> None:
     reference = offline.get("angle_rmse", offline.get("rmse"))
     lines = [
         ("estimates matched with truth", summary["matched"], ""),
-        ("RMSE (positions, rad)", _fmt(summary["rmse"], 4),
-         f"offline evaluation {_fmt(reference, 4)}" if reference is not None else ""),
+        (
+            "RMSE (positions, rad)",
+            _fmt(summary["rmse"], 4),
+            f"offline evaluation {_fmt(reference, 4)}" if reference is not None else "",
+        ),
         ("NLL per tick", _fmt(summary["nll"]), ""),
         ("2-sigma coverage", _fmt(summary["coverage_2sigma"]), "(ideal 0.954)"),
-        ("step latency p50 / p99 (ms)",
-         f"{_fmt(summary['step_latency_p50_ms'])} / {_fmt(summary['step_latency_p99_ms'])}",
-         f"on {summary['device']}"),
-        ("publish-to-estimate p50 / p99 (ms)",
-         f"{_fmt(summary['publish_to_estimate_p50_ms'])} / "
-         f"{_fmt(summary['publish_to_estimate_p99_ms'])}", "input stamp -> ~/state publish"),
+        (
+            "step latency p50 / p99 (ms)",
+            f"{_fmt(summary['step_latency_p50_ms'])} / {_fmt(summary['step_latency_p99_ms'])}",
+            f"on {summary['device']}",
+        ),
+        (
+            "publish-to-estimate p50 / p99 (ms)",
+            f"{_fmt(summary['publish_to_estimate_p50_ms'])} / "
+            f"{_fmt(summary['publish_to_estimate_p99_ms'])}",
+            "input stamp -> ~/state publish",
+        ),
     ]
     for label, value, note in lines:
         print(f"  {label:<36} {value!s:>16}  {note}")
@@ -366,8 +408,14 @@ def plot_trace(trace_file: Path, png: Path, title: str) -> None:
     for k, ax in enumerate(axes[:, 0]):
         # Show the estimate on the truth's branch of the circle, so wrapping does not draw jumps.
         shown = truth[:, k] + (np.mod(mean[:, k] - truth[:, k] + np.pi, 2 * np.pi) - np.pi)
-        ax.fill_between(t, shown - 2 * std[:, k], shown + 2 * std[:, k], color="tab:blue",
-                        alpha=0.25, label="estimate ± 2σ")
+        ax.fill_between(
+            t,
+            shown - 2 * std[:, k],
+            shown + 2 * std[:, k],
+            color="tab:blue",
+            alpha=0.25,
+            label="estimate ± 2σ",
+        )
         ax.plot(t, truth[:, k], color="black", lw=1.0, label="truth")
         ax.plot(t, shown, color="tab:blue", lw=1.0, label="estimate")
         ax.set_ylabel(names[k])

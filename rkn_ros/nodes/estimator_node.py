@@ -88,7 +88,9 @@ class EstimatorNode(Node):
         p = self._declare_parameters()
         self._throttle = Throttle(self, p["warn_throttle"])
         image_shape = (
-            (p["image_height"], p["image_width"]) if p["image_height"] and p["image_width"] else None
+            (p["image_height"], p["image_width"])
+            if p["image_height"] and p["image_width"]
+            else None
         )
         model_path = resolve_share_path(p["model_path"]) if p["model_path"] else None
         if model_path is None:
@@ -112,7 +114,8 @@ class EstimatorNode(Node):
             name = est.image_sensor()
             if name is None:
                 raise StartupError(
-                    f"model {est.name}: image_height/image_width set but the model has no image input"
+                    f"model {est.name}: image_height/image_width set but the model has no "
+                    "image input"
                 )
         self._vector_sensors = [n for n, s in est.inputs.items() if s.kind == "vector"]
         model_entries = [e for n in self._vector_sensors for e in est.inputs[n].names]
@@ -146,7 +149,8 @@ class EstimatorNode(Node):
         if len(self._joint_names) != len(est.layout.joint_names):
             raise StartupError(
                 f"output_joint_names {self._joint_names} has {len(self._joint_names)} names, the "
-                f"model estimates {len(est.layout.joint_names)} joints {list(est.layout.joint_names)}"
+                f"model estimates {len(est.layout.joint_names)} joints "
+                f"{list(est.layout.joint_names)}"
             )
         self._horizon = p["prediction_horizon"]
         self._link_lengths = np.asarray(
@@ -170,6 +174,7 @@ class EstimatorNode(Node):
         self._command: np.ndarray | None = None
         self._command_last_ns: int | None = None
         self._last_tick_ns: int | None = None
+        self._first_timer_ns: int | None = None
         self.rejected: Counter[tuple[str, str]] = Counter()  # (input, reason) -> count
         self.missing: Counter[str] = Counter()  # input -> ticks without a usable sample
         self.received: Counter[str] = Counter()
@@ -262,7 +267,12 @@ class EstimatorNode(Node):
             array="string[]",
         )
         d["prediction_horizon"] = declare(
-            self, "prediction_horizon", 0, "ticks predicted ahead on ~/prediction (0 = off)", 0, 1000
+            self,
+            "prediction_horizon",
+            0,
+            "ticks predicted ahead on ~/prediction (0 = off)",
+            0,
+            1000,
         )
         d["publish_markers"] = declare(
             self, "publish_markers", False, "publish ~/markers (estimated links, +-2 sigma)"
@@ -362,7 +372,13 @@ class EstimatorNode(Node):
             self._tick(now)
             return
         if self._last_tick_ns is None:
-            return  # coasting starts after the first input-driven tick
+            # no input-driven tick yet: once the input is overdue from start-up, coast from now
+            if self._first_timer_ns is None:
+                self._first_timer_ns = now
+            if now - self._first_timer_ns >= self._coast_after_ns:
+                self.coasting_ticks += 1
+                self._tick(now)
+            return
         period_ns = round(1e9 * self._period)
         # Coast one period at a time once the input is overdue, stamping each tick where the
         # missing sample would have been; a late sample then still lands after it.
@@ -409,16 +425,16 @@ class EstimatorNode(Node):
             return
         self._last_tick_ns = tick_ns
         self.ticks += 1
-        self._publish(out, ns_to_stamp(tick_ns + self._offset_ns))
-        if not self._sim_time:
-            # stamp of the newest input (or the timer's now) to our publish, wall clock
-            self.input_to_publish.add(max(0.0, (time.time_ns() - tick_ns) * 1e-9))
+        self._publish(out, ns_to_stamp(tick_ns + self._offset_ns), tick_ns)
 
-    def _publish(self, out: EstimatorOutput, stamp: Time) -> None:
+    def _publish(self, out: EstimatorOutput, stamp: Time, tick_ns: int) -> None:
         frame = self._frame_id
         self.pub_state.publish(
             make_joint_state(stamp, frame, self._joint_names, out.position, out.velocity)
         )
+        if not self._sim_time:
+            # input stamp (or the timer's now) to the ~/state publish, wall clock
+            self.input_to_publish.add(max(0.0, (time.time_ns() - tick_ns) * 1e-9))
         self.pub_stddev.publish(
             make_joint_state(stamp, frame, self._joint_names, out.position_std, out.velocity_std)
         )

@@ -44,7 +44,9 @@ RELAYED_KEYS = (
     "device",
     "model",
 )
-QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.BEST_EFFORT
+)
 
 
 class MonitorNode(Node):
@@ -53,14 +55,23 @@ class MonitorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.tolerance_ns = int(
-            1e9 * declare(self, "match_tolerance", 0.01, "s; max stamp gap estimate-truth", 0.0, 10.0)
+            1e9
+            * declare(self, "match_tolerance", 0.01, "s; max stamp gap estimate-truth", 0.0, 10.0)
         )
         self.wrap = declare(self, "wrap_positions", True, "wrap position errors to [-pi, pi)")
         period = declare(self, "report_period", 1.0, "s between reports", 0.05, 3600.0)
+        # The first report comes sooner, so whoever waits for data to flow need not wait long.
+        self._first_report = self.create_timer(
+            0.2, self._report_once, clock=Clock(clock_type=ClockType.STEADY_TIME)
+        )
         self.summary_file = declare(self, "summary_file", "", "JSON summary path ('' = none)")
         self.trace_file = declare(self, "trace_file", "", ".npz trace written at exit ('' = none)")
         self.skip = declare(
-            self, "skip_first", 0, "matched samples ignored at the start (filter transient)", 0,
+            self,
+            "skip_first",
+            0,
+            "matched samples ignored at the start (filter transient)",
+            0,
             1000000,
         )
         self.quiet = declare(self, "quiet", False, "do not log the periodic report line")
@@ -149,7 +160,9 @@ class MonitorNode(Node):
         self.velocity = OnlineMetrics(dim, wrap=False)
         return index
 
-    def _score(self, stamp: int, estimate: JointState, stddev: JointState, truth: JointState) -> None:
+    def _score(
+        self, stamp: int, estimate: JointState, stddev: JointState, truth: JointState
+    ) -> None:
         index = self._mapping(estimate, truth)
         if index is None:
             self.unmatched += 1
@@ -214,10 +227,16 @@ class MonitorNode(Node):
         if not self.quiet and position.get("count"):
             self.get_logger().info(
                 f"n={self.matched} rmse={values['rmse']:.4f} nll={values['nll']:.3f} "
-                f"cov2={values['coverage_2sigma']:.3f} age_p50={values['estimate_age_p50_ms']:.2f}ms"
+                f"cov2={values['coverage_2sigma']:.3f} "
+                f"age_p50={values['estimate_age_p50_ms']:.2f}ms"
             )
         if self.summary_file:
             _write_atomic(Path(self.summary_file), json.dumps(summary, indent=2) + "\n")
+
+    def _report_once(self) -> None:
+        if self.matched:
+            self._report()
+            self._first_report.cancel()
 
     def write_outputs(self) -> None:
         """Final summary and trace files (called at exit)."""

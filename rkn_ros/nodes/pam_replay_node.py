@@ -49,9 +49,7 @@ SPLITS = ("validation", "train", "all")
 
 def default_pam_file() -> str:
     """``$RKN_ROS_SHARED/data/pam/pam_dev.npz``, by default ``../shared`` beside the repository."""
-    shared = os.environ.get(
-        "RKN_ROS_SHARED", str(Path(__file__).resolve().parents[3] / "shared")
-    )
+    shared = os.environ.get("RKN_ROS_SHARED", str(Path(__file__).resolve().parents[3] / "shared"))
     return str(Path(shared) / "data" / "pam" / "pam_dev.npz")
 
 

@@ -10,22 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    ParameterType,
-)
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-_ARRAY_TYPES = {
-    "string[]": ParameterType.PARAMETER_STRING_ARRAY,
-    "double[]": ParameterType.PARAMETER_DOUBLE_ARRAY,
-    "int[]": ParameterType.PARAMETER_INTEGER_ARRAY,
-}
+_ARRAY_TYPES = {"string[]": str, "double[]": int | float, "int[]": int}
 
 
 def declare(
@@ -42,7 +33,8 @@ def declare(
     return its value; ``array`` ("string[]", "double[]", "int[]") types an empty-list default."""
     descriptor = ParameterDescriptor(description=description, read_only=read_only)
     if array is not None:
-        descriptor.type = _ARRAY_TYPES[array]
+        # rclpy types an empty-list default as a byte array; typing is checked below instead
+        descriptor.dynamic_typing = True
     if low is not None and high is not None:
         if isinstance(default, bool) or not isinstance(default, int | float):
             raise TypeError(f"parameter {name}: a range needs a numeric default")
@@ -59,7 +51,15 @@ def declare(
     if override is not None and override.type_ == Parameter.Type.NOT_SET:
         # rcl's YAML parser reads `[]` as "not set"; it means the (empty) default
         del overrides[name]
-    return node.declare_parameter(name, default, descriptor).value
+    value = node.declare_parameter(name, default, descriptor).value
+    if array is not None:
+        element = _ARRAY_TYPES[array]
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, element) and not isinstance(v, bool) for v in value
+        ):
+            raise ValueError(f"parameter {name}: expected a {array} list, got {value!r}")
+        value = [float(v) for v in value] if array == "double[]" else list(value)
+    return value
 
 
 def resolve_share_path(path: str) -> Path:
@@ -134,7 +134,7 @@ def run_node(
     rclpy.init(args=args)
     try:
         node = factory()
-    except (*startup_errors, ParameterException) as err:
+    except (*startup_errors, ParameterException, ValueError) as err:
         rclpy.try_shutdown()
         return fail_startup(name, str(err))
     try:

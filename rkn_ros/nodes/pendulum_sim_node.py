@@ -69,7 +69,11 @@ class PendulumSimNode(Node):
             self, "publish_clock", False, "publish /clock and stamp with simulated time"
         )
         self.max_steps = declare(
-            self, "max_steps", 0, "stop publishing after this many steps (0 = run forever)", 0,
+            self,
+            "max_steps",
+            0,
+            "stop publishing after this many steps (0 = run forever)",
+            0,
             2**31 - 1,
         )
         self.frame_id = declare(self, "frame_id", "pendulum_camera", "frame_id of the images")
@@ -80,8 +84,12 @@ class PendulumSimNode(Node):
             "names of the links in ~/joint_states_truth; empty = joint_1 .. joint_n",
             array="string[]",
         )
-        params = PendulumParams() if links == 1 else PendulumParams.quad_link(
-            links=links, masses=(1.0,) * links, lengths=(1.0,) * links
+        params = (
+            PendulumParams()
+            if links == 1
+            else PendulumParams.quad_link(
+                links=links, masses=(1.0,) * links, lengths=(1.0,) * links
+            )
         )
         params = PendulumParams.from_dict({**params.to_dict(), "dt": self.dt})
         render = RenderParams(image_size=size or (24 if links == 1 else 48))
@@ -92,7 +100,9 @@ class PendulumSimNode(Node):
         self._rng = np.random.default_rng(seed + 1)
         self.pub_image = self.create_publisher(Image, "~/image", IMAGE_QOS)
         self.pub_truth = self.create_publisher(JointState, "~/joint_states_truth", 10)
-        self.pub_clock = self.create_publisher(ClockMsg, "/clock", 10) if self.publish_clock else None
+        self.pub_clock = (
+            self.create_publisher(ClockMsg, "/clock", 10) if self.publish_clock else None
+        )
         self.steps = 0
         self.published_frames = 0
         self._sim_ns = SIM_CLOCK_START_NS

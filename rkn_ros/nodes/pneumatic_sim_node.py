@@ -3,8 +3,8 @@
 Every ``dt / real_time_factor`` s it advances :class:`rkn_ros.sim.pneumatic.PneumaticJoint` by
 ``dt`` with the current pressure set-points and publishes:
 
-- ``~/joint_states`` (JointState) the measurements, names ``[<joint>, <joint>_flexor,
-  <joint>_extensor]``: the encoder angle (rad) as the joint's ``position``, the two measured
+- ``~/joint_states`` (JointState) the measurements, names ``[joint_name, flexor_name,
+  extensor_name]`` (default ``pam_joint, pam_flexor, pam_extensor``): the encoder angle (rad) as the joint's ``position``, the two measured
   muscle pressures (bar) as the ``effort`` of the muscles' entries; entries a sensor does not
   measure are NaN.
 - ``~/joint_states_truth`` (JointState) the true angle (rad) and velocity (rad/s) of the joint.
@@ -63,6 +63,12 @@ class PneumaticSimNode(Node):
             self, "publish_clock", False, "publish /clock and stamp with simulated time"
         )
         self.joint_name = declare(self, "joint_name", "pam_joint", "name of the joint")
+        flexor = declare(
+            self, "flexor_name", "pam_flexor", "JointState entry carrying the flexor pressure"
+        )
+        extensor = declare(
+            self, "extensor_name", "pam_extensor", "JointState entry carrying the extensor pressure"
+        )
         self.frame_id = declare(self, "frame_id", "pam_base", "frame_id of the messages")
         if params_file:
             params = load_pneumatic_params(resolve_share_path(params_file))
@@ -74,8 +80,7 @@ class PneumaticSimNode(Node):
         self._rng = np.random.default_rng(seed + 1)
         self._commands = np.zeros((0, 2))
         self._command = np.zeros(2)
-        names = [self.joint_name, f"{self.joint_name}_flexor", f"{self.joint_name}_extensor"]
-        self.names = names
+        self.names = [self.joint_name, flexor, extensor]
         self.pub_joints = self.create_publisher(JointState, "~/joint_states", 10)
         self.pub_truth = self.create_publisher(JointState, "~/joint_states_truth", 10)
         self.pub_clock = (
@@ -88,7 +93,9 @@ class PneumaticSimNode(Node):
         self._sim_ns = SIM_CLOCK_START_NS
         self.steps = 0
         self._measurement, self._truth = self.joint.reset()
-        self.create_timer(self.dt / rtf, self._on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.create_timer(
+            self.dt / rtf, self._on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME)
+        )
         self.get_logger().info(
             f"pneumatic joint '{self.joint_name}', dt {self.dt} s, real-time factor {rtf}, "
             f"{'built-in excitation' if self.excite else 'commands from ~/command_in'}"

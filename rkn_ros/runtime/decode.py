@@ -72,9 +72,7 @@ class OutputLayout:
         names = tuple(str(n) for n in outputs.get("names", []))
         units = tuple(str(u) for u in outputs.get("units", [""] * len(names)))
         if len(units) != len(names):
-            raise OutputLayoutError(
-                f"outputs: {len(names)} names but {len(units)} units"
-            )
+            raise OutputLayoutError(f"outputs: {len(names)} names but {len(units)} units")
         norm = (normalization or {}).get("targets") or {}
         mean = _vector(norm.get("mean"), target_dim, 0.0, "normalization.targets.mean")
         std = _vector(norm.get("std"), target_dim, 1.0, "normalization.targets.std")
@@ -92,9 +90,9 @@ class OutputLayout:
             cos_index = sin_index + 1
             if len(target_names) == target_dim:
                 for k in range(n_angles):  # a pair named (cos, sin) is taken in that order
-                    if target_names[2 * k].startswith("cos") and target_names[
-                        2 * k + 1
-                    ].startswith("sin"):
+                    if target_names[2 * k].startswith("cos") and target_names[2 * k + 1].startswith(
+                        "sin"
+                    ):
                         sin_index[k], cos_index[k] = 2 * k + 1, 2 * k
         elif kind == "direct":
             if len(names) != target_dim:
@@ -109,9 +107,7 @@ class OutputLayout:
         positions: list[int] = []
         for index, (name, unit) in enumerate(zip(names, units, strict=True)):
             if unit.endswith("/s"):
-                joint = next(
-                    (name[: -len(s)] for s in VELOCITY_SUFFIXES if name.endswith(s)), name
-                )
+                joint = next((name[: -len(s)] for s in VELOCITY_SUFFIXES if name.endswith(s)), name)
                 velocity_of[joint] = index
             else:
                 positions.append(index)
@@ -130,7 +126,9 @@ class OutputLayout:
         if velocity_of:
             missing = [j for j in joint_names if j not in velocity_of]
             if missing:
-                raise OutputLayoutError(f"outputs: joints {missing} have a position but no velocity")
+                raise OutputLayoutError(
+                    f"outputs: joints {missing} have a position but no velocity"
+                )
             velocity_index = np.array([velocity_of[j] for j in joint_names], dtype=np.int64)
         return cls(
             kind=kind,

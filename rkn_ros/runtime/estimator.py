@@ -144,7 +144,8 @@ def _map_state(state: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
         return fn(state)
     if dataclasses.is_dataclass(state):
         return dataclasses.replace(
-            state, **{f.name: _map_state(getattr(state, f.name), fn) for f in dataclasses.fields(state)}
+            state,
+            **{f.name: _map_state(getattr(state, f.name), fn) for f in dataclasses.fields(state)},
         )
     if isinstance(state, tuple | list):
         return type(state)(_map_state(s, fn) for s in state)
@@ -196,7 +197,9 @@ class StreamingEstimator:
             mean = std = None
             if sensor.kind == "vector":
                 stats = normalization.get(sensor.name) or {}
-                mean = np.asarray(stats.get("mean", np.zeros(shape)), dtype=np.float32).reshape(shape)
+                mean = np.asarray(stats.get("mean", np.zeros(shape)), dtype=np.float32).reshape(
+                    shape
+                )
                 std = np.asarray(stats.get("std", np.ones(shape)), dtype=np.float32).reshape(shape)
                 if np.any(std <= 0) or not np.all(np.isfinite(mean)):
                     raise CheckpointError(
@@ -205,7 +208,8 @@ class StreamingEstimator:
             elif sensor.kind != "image" or len(shape) not in (2, 3):
                 raise CheckpointError(
                     f"checkpoint '{metadata.name}': sensor '{sensor.name}' has kind "
-                    f"{sensor.kind!r} and shape {shape}; expected an image (H, W)/(C, H, W) or a vector"
+                    f"{sensor.kind!r} and shape {shape}; expected an image (H, W)/(C, H, W) "
+                    "or a vector"
                 )
             self.inputs[sensor.name] = InputSpec(
                 name=sensor.name,
@@ -361,7 +365,9 @@ class StreamingEstimator:
                     f"input '{name}': expected shape {spec.shape}, received {array.shape}",
                 )
             if not np.issubdtype(array.dtype, np.number):
-                raise InputError("wrong_dtype", f"input '{name}': dtype {array.dtype} is not numeric")
+                raise InputError(
+                    "wrong_dtype", f"input '{name}': dtype {array.dtype} is not numeric"
+                )
             if not np.all(np.isfinite(array)):
                 raise InputError("non_finite", f"input '{name}': holds NaN or inf")
             return array
@@ -385,7 +391,8 @@ class StreamingEstimator:
         if array.shape[:2] != spec.image_size and not self.resize_images:
             raise InputError(
                 "wrong_size",
-                f"input '{name}': expected image size {spec.image_size}, received {array.shape[:2]}",
+                f"input '{name}': expected image size {spec.image_size}, "
+                f"received {array.shape[:2]}",
             )
         return array
 
@@ -423,7 +430,9 @@ class StreamingEstimator:
             )
         if not np.all(np.isfinite(array)):
             raise InputError("non_finite", "action: holds NaN or inf")
-        np.divide(array - self._action_mean, self._action_std, out=self._action_np[0], casting="unsafe")
+        np.divide(
+            array - self._action_mean, self._action_std, out=self._action_np[0], casting="unsafe"
+        )
 
     def _reset_action(self) -> None:
         # Before any command arrives the actuators are taken to be at zero command.
@@ -597,12 +606,15 @@ class StreamingEstimator:
                 raw = np.asarray(actions, dtype=np.float64)
                 if raw.shape != (steps, self.action_dim):
                     raise ValueError(
-                        f"predict: actions must have shape {(steps, self.action_dim)}, got {raw.shape}"
+                        f"predict: actions must have shape {(steps, self.action_dim)}, "
+                        f"got {raw.shape}"
                     )
                 if not np.all(np.isfinite(raw)):
                     raise ValueError("predict: actions hold NaN or inf")
                 normalized = (raw - self._action_mean) / self._action_std
-            action_tensor = torch.as_tensor(normalized[None], dtype=torch.float32, device=self.device)
+            action_tensor = torch.as_tensor(
+                normalized[None], dtype=torch.float32, device=self.device
+            )
         elif actions is not None:
             raise ValueError(f"predict: model '{self.name}' takes no actions")
         dt_tensor = (

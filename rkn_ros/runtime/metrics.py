@@ -46,8 +46,9 @@ class OnlineMetrics:
         estimate, std, truth = (np.asarray(a, dtype=np.float64) for a in (estimate, std, truth))
         for name, array in (("estimate", estimate), ("std", std), ("truth", truth)):
             if array.shape != (self.dim,):
-                raise ValueError(f"OnlineMetrics.add: {name} must have shape ({self.dim},), "
-                                 f"got {array.shape}")
+                raise ValueError(
+                    f"OnlineMetrics.add: {name} must have shape ({self.dim},), got {array.shape}"
+                )
             if not np.all(np.isfinite(array)):
                 raise ValueError(f"OnlineMetrics.add: {name} holds NaN or inf")
         error = wrapped_error(estimate, truth, self.wrap)
@@ -65,8 +66,15 @@ class OnlineMetrics:
         ``coverage_1sigma``, ``coverage_2sigma`` (NaN while empty)."""
         if self.count == 0:
             nan = float("nan")
-            return {"count": 0, "rmse": nan, "rmse_per_dim": [nan] * self.dim, "nll": nan,
-                    "log_likelihood": nan, "coverage_1sigma": nan, "coverage_2sigma": nan}
+            return {
+                "count": 0,
+                "rmse": nan,
+                "rmse_per_dim": [nan] * self.dim,
+                "nll": nan,
+                "log_likelihood": nan,
+                "coverage_1sigma": nan,
+                "coverage_2sigma": nan,
+            }
         n = self.count
         return {
             "count": n,

@@ -96,7 +96,7 @@ class MuscleParams(_Section):
     _section = "muscle"
     diameter: float = 0.02           # m, D0 of the braid at rest
     braid_angle: float = 25.0        # deg, alpha0 of the braid fibres at rest
-    rest_length: float = 0.28        # m, muscle length at zero contraction
+    rest_length: float = 0.4         # m, muscle length at zero contraction
     pre_contraction: float = 0.1     # 1, contraction eps0 of both muscles at q = 0
     radius: float = 0.03             # m, pulley radius (moment arm)
 
@@ -114,9 +114,9 @@ class JointParams(_Section):
 
     _section = "joint"
     inertia: float = 0.05            # kg m^2 about the joint axis
-    viscous: float = 4.5             # N m s / rad
-    coulomb: float = 4.0             # N m, sliding friction
-    static: float = 7.0              # N m, break-away (stiction) torque, >= coulomb
+    viscous: float = 2.5             # N m s / rad
+    coulomb: float = 3.0             # N m, sliding friction
+    static: float = 6.0              # N m, break-away (stiction) torque, >= coulomb
     stick_velocity: float = 0.01     # rad/s, below this the joint may stick
     hysteresis_torque: float = 1.0   # N m, Bouc-Wen torque at saturation (|z| = 1)
     hysteresis_width: float = 0.05   # rad of travel over which z saturates

@@ -121,8 +121,8 @@ def render(angles: np.ndarray, lengths: tuple[float, ...], render_params: Render
     # Each link is evaluated only in a window that surely holds it (its length plus the line
     # width, in whole output pixels): on the quad-link that is ~20x fewer samples than the
     # whole canvas, with identical results.
-    scale = points[0, 1:] - points[0, :-1]
-    link_px = np.hypot(scale[:, 0], scale[:, 1]) if len(points) else np.zeros(len(lengths))
+    radius = render_params.image_size / 2.0 - render_params.line_width / 2.0 - render_params.margin
+    link_px = np.asarray(lengths) * radius / float(np.sum(lengths))
     windows = [min(size, int(np.ceil(px + render_params.line_width)) + 2) for px in link_px]
     out = np.empty((angles.shape[0], size, size), dtype=np.uint8)
     for start in range(0, angles.shape[0], chunk):

@@ -164,7 +164,16 @@ class RecipeConfig:
 def _check_model_section(model: dict) -> None:
     from rkn_ros.core.config import ModelConfig, SensorSpec
 
-    placeholder = (SensorSpec(name="placeholder", kind="vector", shape=(1,)),)
+    allowed = sorted(f.name for f in dataclasses.fields(ModelConfig)
+                     if f.name not in ("sensors", "output_dim", "action_dim"))
+    unknown = sorted(set(model) - set(allowed))
+    if unknown:
+        raise ConfigError(f"model.{unknown[0]}: unknown key (allowed: {', '.join(allowed)})")
+    # The real sensors come from the data; a stand-in lets every other field be checked now.
+    if model.get("image_decoder"):
+        placeholder = (SensorSpec(name="placeholder", kind="image", shape=(24, 24)),)
+    else:
+        placeholder = (SensorSpec(name="placeholder", kind="vector", shape=(1,)),)
     try:
         ModelConfig(sensors=placeholder, output_dim=1, **_listless(model))
     except TypeError as err:

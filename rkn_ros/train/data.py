@@ -61,7 +61,7 @@ GENERATE_KEYS = {
                  "physics", "render"),
     "quad_link": ("generator", "num_sequences", "steps", "seed", "config", "noise", "drop_prob",
                   "physics", "render"),
-    "pneumatic": ("generator", "num_sequences", "steps", "seed", "config", "options"),
+    "pneumatic": ("generator", "num_sequences", "steps", "seed", "config", "drop_prob"),
 }
 
 
@@ -110,9 +110,13 @@ def generate_dataset(spec: dict) -> SequenceDataset:
         return generate.generate_pendulum(
             name, config, spec["num_sequences"], spec["steps"], int(spec.get("seed", 0))
         )
+    from rkn_ros.sim.pneumatic import PneumaticParams
+
+    params = (generate.load_pneumatic_params(_repo_path(spec["config"])) if spec.get("config")
+              else PneumaticParams())
     return generate.generate_pneumatic(
-        num_sequences=spec["num_sequences"], steps=spec["steps"], seed=int(spec.get("seed", 0)),
-        **spec.get("options", {}),
+        params, spec["num_sequences"], spec["steps"], int(spec.get("seed", 0)),
+        drop_prob=float(spec.get("drop_prob", 0.0)),
     )
 
 

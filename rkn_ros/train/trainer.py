@@ -72,7 +72,8 @@ def model_config_for(recipe: RecipeConfig, dataset: SequenceDataset) -> ModelCon
         sensors.append(SensorSpec(name=name, kind=spec["kind"], shape=shape))
     output_dim = int(dataset.arrays[meta["targets"]["array"]].shape[-1])
     action_dim = 0
-    if meta.get("actions") and recipe.model.get("kind", "rkn") == "rkn":
+    if meta.get("actions"):
+        # ac-RKN shifts its predicted mean; LSTM/GRU get the action as an extra input.
         action_dim = int(dataset.arrays[meta["actions"]["array"]].shape[-1])
     return ModelConfig(
         sensors=tuple(sensors), output_dim=output_dim, action_dim=action_dim,
@@ -93,6 +94,14 @@ def outputs_for(dataset: SequenceDataset, kind: str = "auto") -> dict:
         if isinstance(truth_names, list) and len(truth_names) == len(angles):
             angles = [str(n) for n in truth_names]
         return {"names": angles, "units": ["rad"] * len(angles), "kind": "sincos"}
+    truth_names = (dataset.metadata.get("truth") or {}).get("names")
+    n = len(truth_names) if isinstance(truth_names, list) else 0
+    if n and units == ["rad"] * n + ["rad/s"] * n:
+        # Angle and velocity of the truth's joints: name them as the joint states do.
+        names = [str(j) for j in truth_names] + [f"{j}_velocity" for j in truth_names]
+    elif all(name.endswith("_next") for name in names):
+        # Forward prediction of the next value of each joint: the joint's own name.
+        names = [name[: -len("_next")] for name in names]
     return {"names": names, "units": units, "kind": "direct"}
 
 

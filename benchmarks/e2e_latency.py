@@ -1,0 +1,211 @@
+"""Camera publish -> ``~/state`` publish across processes, beside a bare rclpy relay.
+
+This script is the camera (24x24 mono8 frames at ``--rate`` Hz, stamped at publish) and the
+listener. In the same run it measures, one after the other:
+
+1. a bare rclpy relay process (subscribe the image, republish it): round trip camera -> relay ->
+   here, the floor any ROS node pays;
+2. ``rkn_estimator`` (tick on each image): round trip camera -> estimator -> ``~/state`` here, and
+   the estimator's own figure from ``/diagnostics``: image stamp to its ``~/state`` publish.
+
+    .venv/bin/python benchmarks/e2e_latency.py [--rate 50] [--duration 60] [--model PATH]
+
+It also counts frames without an estimate (missed ticks). Uses its own ROS_DOMAIN_ID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 80))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+import numpy as np  # noqa: E402
+import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+
+from rkn_ros.nodes.conversions import array_to_image, stamp_to_ns  # noqa: E402
+
+BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+RELAY_CODE = """
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+rclpy.init()
+node = Node("bare_relay")
+qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+pub = node.create_publisher(Image, "/relay/out", 10)
+node.create_subscription(Image, "/relay/in", pub.publish, qos)
+try:
+    rclpy.spin(node)
+except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+    pass
+"""
+
+
+class Bench(Node):
+    def __init__(self) -> None:
+        super().__init__("e2e_bench")
+        self.received: dict[int, int] = {}  # stamp -> receive time (ns)
+        self.diag: dict[str, str] = {}
+        self.create_subscription(Image, "/relay/out", self._on_relay, BEST_EFFORT)
+        self.create_subscription(JointState, "/rkn_estimator/state", self._on_state, BEST_EFFORT)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+
+    def _on_relay(self, msg: Image) -> None:
+        self.received[stamp_to_ns(msg.header.stamp)] = time.time_ns()
+
+    def _on_state(self, msg: JointState) -> None:
+        self.received[stamp_to_ns(msg.header.stamp)] = time.time_ns()
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
+            if "input_to_publish_p50_ms" in values:
+                self.diag = values
+
+
+def run_phase(
+    bench: Bench, executor, topic: str, rate: float, duration: float, warmup: float
+) -> tuple[np.ndarray, int, int]:
+    """Publish frames on ``topic``; returns round-trip latencies (ms), sent and answered."""
+    pub = bench.create_publisher(Image, topic, BEST_EFFORT)
+    deadline = time.monotonic() + 60
+    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+    frame = np.zeros((24, 24), np.uint8)
+    frame[12:, 11:13] = 255
+    period = 1.0 / rate
+    sent: list[int] = []
+    start = time.monotonic()
+    next_time = start
+    while time.monotonic() - start < warmup + duration:
+        now = time.monotonic()
+        if now >= next_time:
+            stamp_ns = time.time_ns()
+            msg = array_to_image(frame, rclpy.time.Time(nanoseconds=stamp_ns).to_msg())
+            pub.publish(msg)
+            if now - start >= warmup:
+                sent.append(stamp_ns)
+            next_time += period
+        executor.spin_once(timeout_sec=max(0.0, min(0.002, next_time - time.monotonic())))
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.01)
+    latencies = np.array([(bench.received[s] - s) * 1e-6 for s in sent if s in bench.received])
+    bench.destroy_publisher(pub)
+    return latencies, len(sent), latencies.size
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def report(label: str, latencies: np.ndarray, sent: int, answered: int) -> None:
+    p50, p99 = np.percentile(latencies, [50, 99]) if latencies.size else (float("nan"),) * 2
+    print(f"{label:<44} p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  answered {answered}/{sent}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=50.0, help="frames per second")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds measured per phase")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds not measured")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="checkpoint (default models/pendulum, else an untrained one)",
+    )
+    args = parser.parse_args()
+    model = args.model or REPO / "models" / "pendulum"
+    tmp = tempfile.TemporaryDirectory()
+    if not (model / "model.yaml").is_file():
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from step_latency import checkpoint_for
+
+        model = checkpoint_for("pendulum", "rkn", Path(tmp.name))
+    print(
+        f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}, {args.rate:.0f} Hz, "
+        f"{args.duration:.0f} s per phase, model {model}"
+    )
+    rclpy.init()
+    bench = Bench()
+    executor = SingleThreadedExecutor()
+    executor.add_node(bench)
+    env = dict(os.environ)
+    bin_dir = Path(sys.executable).parent
+    relay = subprocess.Popen([sys.executable, "-c", RELAY_CODE], env=env)
+    try:
+        relay_result = run_phase(
+            bench, executor, "/relay/in", args.rate, args.duration, args.warmup
+        )
+    finally:
+        stop(relay)
+    estimator = subprocess.Popen(
+        [
+            str(bin_dir / "rkn_estimator"),
+            "--ros-args",
+            "-p",
+            f"model_path:={model}",
+            "-p",
+            "tick_on:=image",
+            "-p",
+            "sensor_timeout:=0.5",
+            "-p",
+            "diagnostics_period:=0.5",
+            "-p",
+            f"latency_window:={int(args.rate * (args.duration + args.warmup)) + 100}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        bench.received.clear()
+        estimator_result = run_phase(
+            bench, executor, "/rkn_estimator/image", args.rate, args.duration, args.warmup
+        )
+    finally:
+        stop(estimator)
+    report("bare rclpy relay, camera -> relay -> here", *relay_result)
+    report("rkn_estimator, camera -> ~/state -> here", *estimator_result)
+    diag = bench.diag
+    if diag:
+        print(
+            f"{'rkn_estimator, image stamp -> ~/state publish':<44} "
+            f"p50 {float(diag['input_to_publish_p50_ms']):7.3f} ms  "
+            f"p99 {float(diag['input_to_publish_p99_ms']):7.3f} ms  (its /diagnostics)"
+        )
+        print(
+            f"{'rkn_estimator step':<44} p50 {float(diag['step_latency_p50_ms']):7.3f} ms  "
+            f"p99 {float(diag['step_latency_p99_ms']):7.3f} ms"
+        )
+    executor.remove_node(bench)
+    bench.destroy_node()
+    rclpy.shutdown()
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

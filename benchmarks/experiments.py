@@ -1,0 +1,397 @@
+"""The paper's experiments on our data: RKN against LSTM and GRU, several seeds, one command each.
+
+    .venv/bin/python benchmarks/experiments.py EXPERIMENT [--scale small|paper] [--seeds 3]
+        [--jobs N] [--device cpu|cuda|auto] [--epochs E] [--out DIR]
+
+EXPERIMENT: ``pendulum`` (noisy 24x24, RKN m=15 vs LSTM/GRU with 50 units and parameter-matched
+small ones), ``quad_link`` (48x48, with and without noise), ``imputation`` (half the frames
+dropped, Bernoulli log-likelihood of the clean images), ``pam`` (real pneumatic muscles:
+ac-RKN, RKN with the actions appended to its observations, LSTM, GRU; RMSE 1..10 steps ahead),
+``cost`` (seconds per epoch, RKN against GRU on the same data and batch).
+
+Fairness: every model of one experiment trains on the same generated data (written once to
+``OUT/data``), for the same epochs, batch size, learning rate and early-stopping rule, and is
+evaluated on the same held-out test set. Each (model, seed) runs as its own process
+(``--jobs`` at a time, one torch thread each on the CPU). Results: ``OUT/results.json`` and
+``OUT/results.md`` (mean +- std over seeds, beside the paper's numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# The paper's log-likelihoods (RKN.md); RMSE where it reports one.
+PAPER = {
+    "pendulum": {"rkn": "6.182 +- 0.155", "lstm_50": "5.773", "lstm_small": "6.019 (m=6)",
+                 "gru_50": "5.649", "gru_small": "6.051 (m=8)"},
+    "quad_link_clean": {"rkn": "14.534 +- 0.176 (RMSE 0.103)", "lstm_50": "11.960 (RMSE 0.118)",
+                        "gru_50": "10.346 (RMSE 0.121)"},
+    "quad_link_noisy": {"rkn": "6.259 +- 0.412", "lstm_50": "5.21", "gru_50": "4.696"},
+    "imputation": {"rkn": "1751 (Bernoulli LL)"},
+    "pam": {"ac_rkn": "best at 1-10 steps (paper: m=60, lr 3.1e-3)", "rkn_appended": "-",
+            "lstm": "-", "gru": "-"},
+    "cost": {"rkn": "target: RKN epoch <= 2x GRU epoch"},
+}
+
+SCALES = {
+    # sequences (train, validation, test), steps, epochs, rkn m for the quad-link
+    "tiny": {"pendulum": (20, 6, 6, 20), "quad_link": (10, 4, 4, 20),
+             "imputation": (20, 6, 6, 20), "epochs": 1, "quad_m": 8, "pam_fraction": 0.01},
+    "small": {"pendulum": (300, 50, 100, 75), "quad_link": (200, 40, 60, 75),
+              "imputation": (300, 50, 100, 75), "epochs": 12, "quad_m": 30,
+              "pam_fraction": 0.25},
+    "paper": {"pendulum": (2000, 200, 1000, 75), "quad_link": (4000, 400, 1000, 150),
+              "imputation": (2000, 200, 1000, 75), "epochs": 60, "quad_m": 100,
+              "pam_fraction": 1.0},
+}
+
+
+def _rkn(**extra: Any) -> dict:
+    return {"kind": "rkn", **extra}
+
+
+def _rnn(kind: str, hidden: int, **extra: Any) -> dict:
+    return {"kind": kind, "hidden_size": hidden, **extra}
+
+
+# ---------------------------------------------------------------------- data
+def _generate(spec: dict, folder: Path) -> Path:
+    from rkn_ros.train.data import generate_dataset
+
+    if not (folder / "data.npz").exists():
+        generate_dataset(dict(spec)).save(folder)
+    return folder
+
+
+def _pendulum_data(out: Path, kind: str, sizes: tuple, noise: bool, drop: float = 0.0
+                   ) -> dict[str, Path]:
+    n_train, n_val, n_test, steps = sizes
+    base = {"generator": kind, "steps": steps, "noise": noise}
+    if drop:
+        base["drop_prob"] = drop
+    tag = f"{kind}_{'noisy' if noise else 'clean'}{'_drop' if drop else ''}"
+    return {
+        part: _generate({**base, "num_sequences": n, "seed": seed}, out / "data" / f"{tag}_{part}")
+        for part, n, seed in (("train", n_train, 1), ("validation", n_val, 2), ("test", n_test, 3))
+    }
+
+
+def _pam_data(out: Path, fraction: float) -> dict[str, dict[str, Path]]:
+    """Train/validation/test folders of the PAM recording, plain and with actions appended."""
+    import numpy as np
+
+    from rkn_ros.data.dataset import SequenceDataset
+    from rkn_ros.train.data import load_pam_part
+
+    shared = Path(os.environ.get("RKN_ROS_SHARED", REPO.parent / "shared"))
+    npz = shared / "data" / "pam" / "pam_dev.npz"
+    folders: dict[str, dict[str, Path]] = {"plain": {}, "appended": {}}
+    options = {"window": 40, "validation_fraction": 0.2, "seed": 0, "targets": "next"}
+    train_all = load_pam_part(npz, options, "train")
+    test = load_pam_part(npz, options, "validation")
+    rng = np.random.default_rng(0)
+    keep = np.sort(rng.permutation(train_all.num_sequences)[
+        : max(10, int(fraction * train_all.num_sequences))])
+    train_all = train_all.subset(keep)
+    train, validation = train_all.split(0.1, seed=0)
+    for part, ds in (("train", train), ("validation", validation), ("test", test)):
+        folder = out / "data" / f"pam_{part}"
+        if not (folder / "data.npz").exists():
+            ds.save(folder)
+        folders["plain"][part] = folder
+        folder = out / "data" / f"pam_appended_{part}"
+        if not (folder / "data.npz").exists():
+            arrays = dict(ds.arrays)
+            arrays["joint_obs"] = np.concatenate([arrays["joint_obs"], arrays["actions"]], -1)
+            meta = json.loads(json.dumps(ds.metadata))
+            spec = meta["inputs"]["joints"]
+            spec["names"] = spec["names"] + meta["actions"]["names"]
+            spec["units"] = spec["units"] + meta["actions"]["units"]
+            meta["actions"] = None
+            del arrays["actions"]
+            meta.pop("normalization", None)  # recomputed from the training part
+            SequenceDataset(arrays=arrays, metadata=meta).save(folder)
+        folders["appended"][part] = folder
+    return folders
+
+
+# ---------------------------------------------------------------------- one run
+def _recipe(name: str, model: dict, data: dict[str, Path], epochs: int, seed: int,
+            device: str, extra_training: dict | None = None) -> dict:
+    return {
+        "name": name,
+        "seed": seed,
+        "data": {"train": {"path": str(data["train"])},
+                 "validation": {"path": str(data["validation"])}},
+        "model": model,
+        "training": {"epochs": epochs, "batch_size": 50, "lr": 1e-3, "grad_clip": 5.0,
+                     "early_stopping_patience": max(3, epochs // 4), "device": device,
+                     "num_threads": 1, **(extra_training or {})},
+    }
+
+
+def run_one(job: dict) -> dict:
+    """Train one (model, seed) and evaluate it on the test set (runs in a worker process)."""
+    import torch
+
+    from rkn_ros.data.dataset import SequenceDataset
+    from rkn_ros.train.checkpoint import load_checkpoint
+    from rkn_ros.train.config import recipe_from_dict
+    from rkn_ros.train.evaluation import evaluate
+    from rkn_ros.train.trainer import Trainer
+
+    torch.set_num_threads(1)
+    recipe = recipe_from_dict(job["recipe"])
+    out = Path(job["out"])
+    start = time.monotonic()
+    result = Trainer(recipe, out, device=recipe.training.device, show_progress=False).run()
+    seconds = time.monotonic() - start
+    model, metadata = load_checkpoint(out, recipe.training.device
+                                      if recipe.training.device != "auto" else "cpu")
+    device = next(model.parameters()).device
+    report = evaluate(model, metadata, SequenceDataset.load(job["test"]), device)
+    params = sum(p.numel() for p in model.parameters())
+    keys = ("log_likelihood", "rmse", "angle_rmse", "coverage_2sigma",
+            "bernoulli_log_likelihood", "rmse_by_horizon")
+    return {"model": job["model"], "seed": job["seed"], "group": job["group"],
+            "parameters": params, "epochs": result.epochs_done, "train_seconds": seconds,
+            "stopped": result.stopped, **{k: report[k] for k in keys if k in report}}
+
+
+def _param_matched(kind: str, target: int, data: dict[str, Path], extra: dict) -> int:
+    """Hidden size whose LSTM/GRU has the parameter count closest to ``target``."""
+    from rkn_ros.core import build_model
+    from rkn_ros.data.dataset import SequenceDataset
+    from rkn_ros.train.config import recipe_from_dict
+    from rkn_ros.train.trainer import model_config_for
+
+    ds = SequenceDataset.load(data["validation"])
+    best, best_gap = 2, math.inf
+    for hidden in range(2, 64):
+        recipe = recipe_from_dict(_recipe("x", _rnn(kind, hidden, **extra), data, 1, 0, "cpu"))
+        count = sum(p.numel() for p in build_model(model_config_for(recipe, ds)).parameters())
+        if abs(count - target) < best_gap:
+            best, best_gap = hidden, abs(count - target)
+    return best
+
+
+def _count(model: dict, data: dict[str, Path]) -> int:
+    from rkn_ros.core import build_model
+    from rkn_ros.data.dataset import SequenceDataset
+    from rkn_ros.train.config import recipe_from_dict
+    from rkn_ros.train.trainer import model_config_for
+
+    ds = SequenceDataset.load(data["validation"])
+    recipe = recipe_from_dict(_recipe("x", model, data, 1, 0, "cpu"))
+    return sum(p.numel() for p in build_model(model_config_for(recipe, ds)).parameters())
+
+
+# ---------------------------------------------------------------------- experiments
+def plan(args: argparse.Namespace, out: Path) -> list[dict]:
+    """All (group, model, seed) jobs of one experiment."""
+    scale = SCALES[args.scale]
+    epochs = args.epochs or scale["epochs"]
+    groups: list[tuple[str, dict[str, Path], dict[str, dict], dict]] = []
+    if args.experiment == "pendulum":
+        data = _pendulum_data(out, "pendulum", scale["pendulum"], noise=True)
+        rkn = _rkn(latent_obs_dim=15)
+        target = _count(rkn, data)
+        models = {"rkn": rkn, "lstm_50": _rnn("lstm", 50), "gru_50": _rnn("gru", 50),
+                  "lstm_small": _rnn("lstm", _param_matched("lstm", target, data, {})),
+                  "gru_small": _rnn("gru", _param_matched("gru", target, data, {}))}
+        groups.append(("pendulum", data, models, {}))
+    elif args.experiment == "quad_link":
+        m = scale["quad_m"]
+        wide = {"encoder_dense": 100, "decoder_hidden": [100]}
+        for noise in (False, True):
+            data = _pendulum_data(out, "quad_link", scale["quad_link"], noise=noise)
+            models = {"rkn": _rkn(latent_obs_dim=m, **wide),
+                      "lstm_50": _rnn("lstm", 50, **wide), "gru_50": _rnn("gru", 50, **wide)}
+            groups.append((f"quad_link_{'noisy' if noise else 'clean'}", data, models, {}))
+    elif args.experiment == "imputation":
+        data = _pendulum_data(out, "pendulum", scale["imputation"], noise=False, drop=0.5)
+        decoder = {"image_decoder": True}
+        models = {"rkn": _rkn(latent_obs_dim=15, **decoder),
+                  "lstm_50": _rnn("lstm", 50, **decoder), "gru_50": _rnn("gru", 50, **decoder)}
+        groups.append(("imputation", data, models, {"loss": "bernoulli"}))
+    elif args.experiment == "pam":
+        folders = _pam_data(out, scale["pam_fraction"])
+        vector = {"encoder_hidden": [120], "decoder_hidden": [120],
+                  "normalize_latent_obs": False}
+        training = {"observation_drop": 0.5, "keep_first": 5, "lr": 3e-3}
+        for name, model, variant in (
+            ("ac_rkn", _rkn(latent_obs_dim=30, control_hidden=[120, 120, 120], **vector), "plain"),
+            ("rkn_appended", _rkn(latent_obs_dim=30, **vector), "appended"),
+            ("lstm", _rnn("lstm", 60, **vector), "plain"),
+            ("gru", _rnn("gru", 60, **vector), "plain"),
+        ):
+            groups.append(("pam", folders[variant], {name: model}, training))
+    else:
+        raise ValueError(f"unknown experiment {args.experiment!r}")
+    jobs = []
+    for group, data, models, training in groups:
+        for name, model in models.items():
+            for seed in range(args.seeds):
+                run_dir = out / "runs" / group / f"{name}_seed{seed}"
+                recipe = _recipe(f"{group}_{name}", model, data, epochs, seed, args.device,
+                                 training)
+                jobs.append({"group": group, "model": name, "seed": seed, "recipe": recipe,
+                             "out": str(run_dir), "test": str(data["test"])})
+    return jobs
+
+
+def summarize(results: list[dict], experiment: str) -> tuple[dict, str]:
+    """Mean +- std per (group, model) of every metric, and a markdown table."""
+    table: dict[str, dict[str, dict]] = {}
+    for row in results:
+        entry = table.setdefault(row["group"], {}).setdefault(row["model"], {"runs": []})
+        entry["runs"].append(row)
+    lines = []
+    for group, models in table.items():
+        metrics = ["log_likelihood", "rmse", "angle_rmse", "coverage_2sigma",
+                   "bernoulli_log_likelihood", "train_seconds"]
+        horizons = ["1", "3", "5", "7", "10"] if group == "pam" else []
+        present = [m for m in metrics if any(m in r for v in models.values() for r in v["runs"])]
+        header = ["model", "params", *present, *[f"rmse@{h}" for h in horizons], "paper"]
+        lines += [f"### {group}", "", "| " + " | ".join(header) + " |",
+                  "|" + " --- |" * len(header)]
+        for name, entry in models.items():
+            runs = entry["runs"]
+            cells = [name, str(runs[0]["parameters"])]
+            for metric in present:
+                values = [r[metric] for r in runs if metric in r]
+                entry[metric] = _stats(values)
+                cells.append(_fmt(entry[metric]))
+            for h in horizons:
+                values = [r["rmse_by_horizon"][h] for r in runs]
+                entry[f"rmse@{h}"] = _stats(values)
+                cells.append(_fmt(entry[f"rmse@{h}"]))
+            cells.append(PAPER.get(group, {}).get(name, "-"))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return table, "\n".join(lines)
+
+
+def _stats(values: list[float]) -> dict:
+    if not values:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
+
+
+def _fmt(stats: dict) -> str:
+    mean = stats["mean"]
+    digits = 4 if abs(mean) < 10 else 1
+    return f"{mean:.{digits}f} +- {stats['std']:.{digits}f}"
+
+
+def cost(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
+    """Seconds per training epoch of RKN and GRU on the same pendulum data and batch size."""
+    import torch
+
+    from rkn_ros.core import build_model
+    from rkn_ros.data.dataset import SequenceDataset
+    from rkn_ros.train.checkpoint import resolve_device
+    from rkn_ros.train.config import recipe_from_dict
+    from rkn_ros.train.data import compute_normalization, to_tensors
+    from rkn_ros.train.trainer import batch_loss, model_config_for
+
+    torch.set_num_threads(1)
+    device = resolve_device(args.device)
+    sizes = SCALES[args.scale]["pendulum"]
+    data = _pendulum_data(out, "pendulum", sizes, noise=True)
+    ds = SequenceDataset.load(data["train"])
+    rows = {}
+    for name, model in (("rkn", _rkn(latent_obs_dim=15)), ("gru_50", _rnn("gru", 50)),
+                        ("lstm_50", _rnn("lstm", 50))):
+        recipe = recipe_from_dict(_recipe(name, model, data, 1, 0, args.device))
+        torch.manual_seed(0)
+        net = build_model(model_config_for(recipe, ds)).to(device)
+        tensors = to_tensors(ds, compute_normalization(ds))
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        times = []
+        for _epoch in range(args.seeds):
+            start = time.perf_counter()
+            for index in torch.arange(ds.num_sequences).split(50):
+                loss = batch_loss(net, tensors, index, device, "gaussian")
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        steps = ds.num_sequences * ds.sequence_length
+        rows[name] = {"epoch_seconds": _stats(times[1:] or times),
+                      "seconds_per_1000_sequence_steps": min(times) / steps * 1000}
+    ratio = rows["rkn"]["epoch_seconds"]["mean"] / rows["gru_50"]["epoch_seconds"]["mean"]
+    lines = ["### cost", "", f"pendulum, {ds.num_sequences} sequences x {ds.sequence_length} "
+             f"steps, batch 50, device {device}", "",
+             "| model | epoch seconds | s per 1000 sequence-steps |", "| --- | --- | --- |"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | {_fmt(row['epoch_seconds'])} | "
+                     f"{row['seconds_per_1000_sequence_steps']:.4f} |")
+    lines += ["", f"RKN / GRU epoch time: {ratio:.2f} (target <= 2; DESIGN.md aims at 1.5)", ""]
+    return {"cost": rows, "rkn_over_gru": ratio}, "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("experiment",
+                        choices=("pendulum", "quad_link", "imputation", "pam", "cost"))
+    parser.add_argument("--scale", choices=tuple(SCALES), default="small")
+    parser.add_argument("--paper-scale", action="store_true", help="same as --scale paper")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per model (cost: epochs)")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    parser.add_argument("--epochs", type=int, default=None, help="override the scale's epochs")
+    parser.add_argument("--out", type=Path, default=None, help="default runs/bench/EXPERIMENT")
+    args = parser.parse_args(argv)
+    if args.paper_scale:
+        args.scale = "paper"
+    if args.seeds < 1 or args.jobs < 1:
+        parser.error("--seeds and --jobs must be >= 1")
+    out = (args.out or REPO / "runs" / "bench" / args.experiment).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    if args.experiment == "cost":
+        table, markdown = cost(args, out)
+    else:
+        jobs = plan(args, out)
+        print(f"{args.experiment}: {len(jobs)} runs, {args.jobs} at a time, device {args.device}",
+              flush=True)
+        results = []
+        context = multiprocessing.get_context("spawn")  # no forked torch/CUDA state
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+            for row in pool.map(run_one, jobs):
+                results.append(row)
+                print(json.dumps(row), flush=True)
+        table, markdown = summarize(results, args.experiment)
+    header = (f"## {args.experiment} (scale {args.scale}, seeds {args.seeds}, device "
+              f"{args.device}, {platform.node()} {os.cpu_count()} cpus, "
+              f"{time.monotonic() - start:.0f} s)\n\n"
+              f"Command: `python benchmarks/experiments.py "
+              f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n")
+    (out / "results.md").write_text(header + markdown)
+    (out / "results.json").write_text(json.dumps(
+        {"experiment": args.experiment, "args": {k: str(v) for k, v in vars(args).items()},
+         "paper": PAPER.get(args.experiment, {}), "results": table}, indent=2, default=str))
+    print(header + markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""One estimator step (encoder + update + predict + decoder, batch 1) through the runtime.
+
+Prints p50/p99 per model beside a GRU of the same encoder/decoder run through the same runtime
+in the same process (the reference DESIGN.md asks for), and the budget:
+
+    .venv/bin/python benchmarks/step_latency.py [--device cpu|cuda] [--steps 3000]
+
+Models: the shipped ``models/pendulum`` (24x24) and ``models/quad_link`` (48x48) when present,
+else untrained models of the recipes' architectures (same cost: timing does not depend on the
+weights). On CUDA the runtime captures the step in a CUDA graph; the line says whether it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from rkn_ros.core import ModelConfig, SensorSpec, build_model  # noqa: E402
+from rkn_ros.runtime import StreamingEstimator  # noqa: E402
+from rkn_ros.train.checkpoint import (  # noqa: E402
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+BUDGET_MS = {"pendulum": 0.18, "quad_link": 0.5}  # CPU p50 budgets; GPU: 0.3 ms
+ARCHITECTURES = {
+    "pendulum": dict(links=1, size=24, latent_obs_dim=15),
+    "quad_link": dict(
+        links=4, size=48, latent_obs_dim=50, encoder_dense=100, decoder_hidden=(100,)
+    ),
+}
+
+
+def _metadata(config: ModelConfig, name: str, links: int) -> dict:
+    return {
+        "name": name,
+        "model": dataclasses.asdict(config),
+        "dt": 0.05,
+        "inputs": {"image": {"kind": "image", "shape": list(config.sensors[0].shape)}},
+        "targets": {
+            "names": [f"{f}_theta_{i + 1}" for i in range(links) for f in ("sin", "cos")],
+            "units": ["1"] * (2 * links),
+        },
+        "outputs": {
+            "names": [f"joint_{i + 1}" for i in range(links)],
+            "units": ["rad"] * links,
+            "kind": "sincos",
+        },
+        "actions": None,
+        "normalization": {},
+    }
+
+
+def checkpoint_for(name: str, kind: str, folder: Path) -> Path:
+    """The shipped model for ``kind == "rkn"`` when it exists, else a fresh one of that shape."""
+    shipped = REPO / "models" / name
+    if kind == "rkn" and (shipped / "model.yaml").is_file():
+        try:
+            load_checkpoint(shipped)
+            return shipped
+        except CheckpointError as err:
+            print(f"(shipped {name} not usable, timing an untrained one of its shape: {err})")
+    arch = dict(ARCHITECTURES[name])
+    links, size = arch.pop("links"), arch.pop("size")
+    if kind == "gru":
+        # same encoder and decoder; hidden size = the RKN's latent state size (2m)
+        arch = {"hidden_size": 2 * arch.pop("latent_obs_dim"), **arch}
+    torch.manual_seed(0)
+    config = ModelConfig(
+        sensors=(SensorSpec("image", "image", (size, size)),),
+        output_dim=2 * links,
+        kind=kind,
+        **arch,
+    )
+    return save_checkpoint(
+        folder / f"{name}_{kind}", build_model(config), _metadata(config, f"{name}_{kind}", links)
+    )
+
+
+def measure(path: Path, device: str, steps: int, seed: int = 0) -> StreamingEstimator:
+    """Step the estimator ``steps`` times on random frames (a third missing)."""
+    est = StreamingEstimator.from_checkpoint(
+        path, device=device, warmup_steps=50, latency_window=steps
+    )
+    size = est.inputs["image"].image_size
+    rng = np.random.default_rng(seed)
+    frames = [rng.integers(0, 256, size, dtype=np.uint8) for _ in range(64)]
+    est.latency.clear()
+    for k in range(steps):
+        est.step({"image": None if k % 3 == 2 else frames[k % 64]})
+    return est
+
+
+def graph_vs_eager(path: Path, device: str, steps: int = 300) -> float:
+    """Largest difference between the CUDA-graph and the eager estimator on the same inputs."""
+    graph = StreamingEstimator.from_checkpoint(path, device=device, cuda_graph=True)
+    eager = StreamingEstimator.from_checkpoint(path, device=device, cuda_graph=False)
+    size = graph.inputs["image"].image_size
+    rng = np.random.default_rng(1)
+    worst = 0.0
+    for k in range(steps):
+        frame = None if k % 4 == 3 else rng.integers(0, 256, size, dtype=np.uint8)
+        if k == steps // 2:
+            graph.reset()
+            eager.reset()
+        a, b = graph.step({"image": frame}), eager.step({"image": frame})
+        worst = max(worst, float(np.abs(a.mean - b.mean).max()), float(np.abs(a.std - b.std).max()))
+    pa, pb = graph.predict(5), eager.predict(5)
+    return max(worst, float(np.abs(pa.mean - pb.mean).max()))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__}, device {args.device}, threads {args.threads}, "
+        f"{args.steps} steps each (one in three frames missing)"
+    )
+    if args.device.startswith("cuda"):
+        print(f"GPU: {torch.cuda.get_device_name(torch.device(args.device))}")
+    print(
+        f"{'model':<10} {'kind':<4} {'p50 ms':>8} {'p99 ms':>8} {'p99/p50':>8} "
+        f"{'budget p50':>10}  note"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("pendulum", "quad_link"):
+            results = {}
+            for kind in ("rkn", "gru"):
+                path = checkpoint_for(name, kind, Path(tmp))
+                est = measure(path, args.device, args.steps)
+                results[kind] = est
+                note = (
+                    "shipped model" if path.parent == REPO / "models" else "untrained, same shape"
+                )
+                if est.device.type == "cuda":
+                    note += (
+                        ", CUDA graph" if est.uses_cuda_graph else f", eager ({est.graph_error})"
+                    )
+                budget = 0.3 if est.device.type == "cuda" else BUDGET_MS[name]
+                p50, p99 = est.latency.p50_ms, est.latency.p99_ms
+                print(
+                    f"{name:<10} {kind:<4} {p50:8.4f} {p99:8.4f} {p99 / p50:8.2f} "
+                    f"{budget if kind == 'rkn' else '':>10}  {note}"
+                )
+                if est.uses_cuda_graph:
+                    print(f"{'':<10} {kind:<4} graph replay vs eager step, max |diff| over 300 "
+                          f"steps: {graph_vs_eager(path, args.device):.2e}")
+            ratio = results["rkn"].latency.p50_ms / results["gru"].latency.p50_ms
+            print(f"{name:<10} RKN / GRU step p50: {ratio:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

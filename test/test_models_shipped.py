@@ -1,0 +1,82 @@
+"""Every shipped model loads the way users load it, says what it is, and still evaluates as its
+``evaluation.json`` records (metrics within 20%) on freshly generated data or the PAM file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rkn_ros.train.checkpoint import METADATA_FILE, WEIGHTS_FILE, load_checkpoint
+from rkn_ros.train.evaluation import evaluate
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "models"
+EXPECTED = {
+    # name: (input sensors and shapes, output kind, output names, dt, action-conditioned)
+    "pendulum": ({"image": [24, 24]}, "sincos", ["joint_1"], 0.05, False),
+    "quad_link": ({"image": [48, 48]}, "sincos", [f"joint_{i}" for i in range(1, 5)], 0.05,
+                  False),
+    "pneumatic": ({"joints": [3]}, "direct", ["pam_joint", "pam_joint_velocity"], 0.01, True),
+    "pam": ({"joints": [4]}, "direct", [f"joint_{i}" for i in range(1, 5)], 0.01, True),
+}
+TOLERANCE = 0.2
+
+
+def _regenerate_module():
+    spec = importlib.util.spec_from_file_location("regenerate", MODELS / "regenerate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_all_models_are_shipped_and_small():
+    folders = sorted(p.name for p in MODELS.iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert folders == sorted(EXPECTED)
+    total = sum(f.stat().st_size for f in MODELS.rglob("*") if f.is_file())
+    assert total < 20 * 2**20, f"models/ holds {total / 2**20:.1f} MB"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_metadata_says_what_the_model_is(name):
+    folder = MODELS / name
+    for file in (WEIGHTS_FILE, METADATA_FILE, "evaluation.json"):
+        assert (folder / file).is_file(), file
+    sensors, kind, outputs, dt, conditioned = EXPECTED[name]
+    model, meta = load_checkpoint(folder / WEIGHTS_FILE, "cpu", sensors=list(sensors), dt=dt)
+    assert meta.name == name
+    assert {s: spec["shape"] for s, spec in meta.inputs.items()} == sensors
+    assert meta.outputs["kind"] == kind and meta.outputs["names"] == outputs
+    assert (meta.actions is not None) == conditioned
+    assert (meta.model["action_dim"] > 0) == conditioned
+    assert len(meta.data_hash) == 64
+    for stats in meta.normalization["targets"].values():
+        assert len(stats) == meta.model["output_dim"]
+    assert not model.training
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_evaluation_reproduces_recorded_metrics(name):
+    regenerate = _regenerate_module()
+    recorded = json.loads((MODELS / name / "evaluation.json").read_text())
+    assert recorded["evaluation_data"] == regenerate.EVALUATION_DATA[name]
+    model, meta = load_checkpoint(MODELS / name, "cpu")
+    dataset = regenerate.evaluation_dataset(recorded["evaluation_data"], meta)
+    report = evaluate(model, meta, dataset, "cpu")
+    assert report["data_hash"] == recorded["data_hash"]  # the same data were regenerated
+    keys = ["log_likelihood", "rmse", "coverage_1sigma", "coverage_2sigma"]
+    keys += [k for k in ("angle_rmse",) if k in recorded]
+    for key in keys:
+        assert report[key] == pytest.approx(recorded[key], rel=TOLERANCE, abs=1e-3), key
+    if "rmse_by_horizon" in recorded:
+        assert set(report["rmse_by_horizon"]) == {"1", "3", "5", "7", "10"}
+        for horizon, value in recorded["rmse_by_horizon"].items():
+            assert report["rmse_by_horizon"][horizon] == pytest.approx(value, rel=TOLERANCE)
+    # Trained, not merely loadable: well inside the calibration and error a random model has.
+    assert 0.8 <= report["coverage_2sigma"] <= 1.0
+    if name == "pendulum":
+        assert report["angle_rmse"] < 0.35  # radians, noisy frames included
+        assert np.isfinite(report["log_likelihood"]) and report["log_likelihood"] > 1.0

@@ -1,0 +1,207 @@
+"""`rkn-ros train` and `rkn-ros evaluate` end to end, resume, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from rkn_ros.cli import main as cli
+from rkn_ros.train.checkpoint import METADATA_FILE, WEIGHTS_FILE, load_checkpoint
+from rkn_ros.train.config import load_recipe
+from rkn_ros.train.data import generate_dataset
+from rkn_ros.train.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "config" / "train" / "tiny.yaml"
+PAM = REPO.parent / "shared" / "data" / "pam" / "pam_dev.npz"
+REPORT_KEYS = {"log_likelihood", "rmse", "coverage_1sigma", "coverage_2sigma",
+               "calibration_histogram", "angle_rmse"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """The tiny recipe trained through the real console entry point (a subprocess)."""
+    out = tmp_path_factory.mktemp("tiny")
+    proc = subprocess.run(
+        [sys.executable, "-m", "rkn_ros.cli", "train", str(TINY), "--out", str(out),
+         "--device", "cpu"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny: 2 epochs" in proc.stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def fresh_data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data") / "pendulum"
+    generate_dataset({"generator": "pendulum", "num_sequences": 6, "steps": 20, "seed": 77,
+                      "noise": True}).save(folder)
+    return folder
+
+
+def test_train_writes_checkpoint_and_log(trained):
+    for name in (WEIGHTS_FILE, METADATA_FILE, "log.csv", "last/optimizer.safetensors"):
+        assert (trained / name).is_file(), name
+    rows = (trained / "log.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("epoch,step,train_nll,val_nll")
+    assert len(rows) == 3  # header + 2 epochs
+    meta = yaml.safe_load((trained / METADATA_FILE).read_text())
+    assert meta["outputs"] == {"names": ["joint_1"], "units": ["rad"], "kind": "sincos"}
+    assert meta["inputs"]["image"]["shape"] == [24, 24]
+    assert meta["dt"] == 0.05 and len(meta["data_hash"]) == 64
+    assert math.isfinite(meta["metrics"]["validation_nll"])
+
+
+def test_evaluate_cli_json_and_plots(trained, fresh_data, tmp_path, capsys):
+    out_json = tmp_path / "report.json"
+    code = cli(["evaluate", str(trained), "--data", str(fresh_data), "--json", str(out_json),
+                "--plots", str(tmp_path / "plots")])
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    assert set(report) >= REPORT_KEYS
+    assert 0.0 <= report["coverage_1sigma"] <= report["coverage_2sigma"] <= 1.0
+    assert report["rmse"] > 0 and math.isfinite(report["log_likelihood"])
+    hist = report["calibration_histogram"]
+    assert len(hist["observed"]) == len(hist["edges"]) - 1
+    assert abs(sum(hist["observed"]) + hist["outside"] - 1.0) < 1e-9
+    for png in ("sequences.png", "calibration.png"):
+        assert (tmp_path / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(capsys.readouterr().out)["rmse"] == report["rmse"]
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
+    recipe = load_recipe(TINY)
+    whole = Trainer(recipe, tmp_path / "whole", "cpu", show_progress=False).run()
+    first = Trainer(
+        _with_training(recipe, max_steps=3), tmp_path / "split", "cpu", show_progress=False
+    ).run()
+    assert first.stopped == "max_steps" and first.steps == 3
+    # The interrupted run already holds a usable checkpoint.
+    load_checkpoint(tmp_path / "split")
+    resumed = Trainer(recipe, tmp_path / "split", "cpu", resume=tmp_path / "split",
+                      show_progress=False).run()
+    assert resumed.steps == whole.steps and resumed.epochs_done == 2
+    a = (tmp_path / "whole" / WEIGHTS_FILE).read_bytes()
+    b = (tmp_path / "split" / WEIGHTS_FILE).read_bytes()
+    assert a == b
+
+
+def test_same_recipe_same_bytes(trained, tmp_path):
+    again = Trainer(load_recipe(TINY), tmp_path / "again", "cpu", show_progress=False).run()
+    assert (again.out_dir / WEIGHTS_FILE).read_bytes() == (trained / WEIGHTS_FILE).read_bytes()
+
+
+def _with_training(recipe, **changes):
+    import dataclasses
+
+    return dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, **changes))
+
+
+def _one_error_line(capsys, prefix: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(prefix), err
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["training"].update(learning_rate=0.1), "training.learning_rate: unknown key"),
+        (lambda d: d["training"].update(epochs="ten"), "training.epochs: expected an integer"),
+        (lambda d: d["training"].update(lr=-1.0), "training.lr: expected a number > 0"),
+        (lambda d: d["training"].update(device="tpu"), "training.device: expected one of"),
+        (lambda d: d["model"].update(latent_obs_dim=0), "model.latent_obs_dim"),
+        (lambda d: d["model"].update(colour="red"), "model.colour: unknown key"),
+        (lambda d: d["data"]["train"]["generate"].update(sequences=3),
+         "data.train.generate.sequences"),
+        (lambda d: d["data"].update(validation_fraction=1.5), "data.validation_fraction"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path, capsys, edit, message):
+    data = yaml.safe_load(TINY.read_text())
+    edit(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert cli(["train", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = _one_error_line(capsys, "rkn-ros train: error:")
+    assert message in err and str(path) in err
+    assert not (tmp_path / "out").exists()  # rejected before any work
+
+
+def test_truncated_weights_one_line(trained, fresh_data, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / METADATA_FILE).write_bytes((trained / METADATA_FILE).read_bytes())
+    (broken / WEIGHTS_FILE).write_bytes((trained / WEIGHTS_FILE).read_bytes()[:-100])
+    assert cli(["evaluate", str(broken), "--data", str(fresh_data)]) == 1
+    err = _one_error_line(capsys, "rkn-ros evaluate: error:")
+    assert "truncated or corrupt" in err and WEIGHTS_FILE in err
+
+
+def test_metadata_mismatch_one_line(trained, fresh_data, tmp_path, capsys):
+    broken = tmp_path / "mismatch"
+    broken.mkdir()
+    (broken / WEIGHTS_FILE).write_bytes((trained / WEIGHTS_FILE).read_bytes())
+    meta = yaml.safe_load((trained / METADATA_FILE).read_text())
+    meta["model"]["latent_obs_dim"] = 5
+    (broken / METADATA_FILE).write_text(yaml.safe_dump(meta))
+    assert cli(["evaluate", str(broken), "--data", str(fresh_data)]) == 1
+    err = _one_error_line(capsys, "rkn-ros evaluate: error:")
+    assert "metadata does not match the weights" in err
+
+
+def test_data_not_matching_checkpoint_one_line(trained, tmp_path, capsys):
+    folder = tmp_path / "quad"
+    generate_dataset({"generator": "quad_link", "num_sequences": 2, "steps": 8,
+                      "seed": 1}).save(folder)
+    assert cli(["evaluate", str(trained), "--data", str(folder)]) == 1
+    err = _one_error_line(capsys, "rkn-ros evaluate: error:")
+    assert "input 'image'" in err and "[48, 48]" in err
+
+
+def test_pam_recipe_trains_and_reports_horizons(tmp_path):
+    """A PAM-format file the model never saw: forward-prediction RMSE at 1..10 steps."""
+    with np.load(PAM) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    episodes = 24
+    stop = int(arrays["episode_starts"][episodes - 1] + arrays["episode_lengths"][episodes - 1])
+    small = {
+        "observations": arrays["observations"][:stop],
+        "actions": arrays["actions"][:stop],
+        "episode_starts": arrays["episode_starts"][:episodes],
+        "episode_lengths": arrays["episode_lengths"][:episodes],
+        "episode_ids": arrays["episode_ids"][:episodes],
+    }
+    train_file = tmp_path / "pam_small.npz"
+    np.savez(train_file, **small)
+    recipe = tmp_path / "pam.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "pam_tiny",
+        "data": {"train": {"path": str(train_file), "pam": {"window": 20, "seed": 0}}},
+        "model": {"latent_obs_dim": 4, "num_basis": 3, "encoder_hidden": [8],
+                  "decoder_hidden": [8], "control_hidden": [8]},
+        "training": {"epochs": 1, "batch_size": 16, "device": "cpu",
+                     "observation_drop": 0.5},
+    }))
+    out = tmp_path / "out"
+    assert cli(["train", str(recipe), "--out", str(out), "--no-progress"]) == 0
+    _model, meta = load_checkpoint(out)
+    assert meta.model["action_dim"] == 8 and meta.actions["names"][0] == "muscle_1"
+    assert meta.outputs["kind"] == "direct" and meta.outputs["units"] == ["rad"] * 4
+    unseen = tmp_path / "unseen.npz"
+    half = {k: v for k, v in small.items()}
+    np.savez(unseen, **half)
+    report_path = tmp_path / "pam.json"
+    assert cli(["evaluate", str(out), "--data", str(unseen), "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert set(report["rmse_by_horizon"]) == {"1", "3", "5", "7", "10"}
+    assert all(0 < v < 10 for v in report["rmse_by_horizon"].values())
