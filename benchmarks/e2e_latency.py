@@ -137,9 +137,9 @@ def main() -> int:
         help="checkpoint (default models/pendulum, else an untrained one)",
     )
     args = parser.parse_args()
-    model = args.model or REPO / "models" / "pendulum"
     tmp = tempfile.TemporaryDirectory()
-    if not (model / "model.yaml").is_file():
+    model = args.model
+    if model is None:  # the shipped model if it loads, else an untrained one of its shape
         sys.path.insert(0, str(REPO / "benchmarks"))
         from step_latency import checkpoint_for
 
@@ -186,6 +186,8 @@ def main() -> int:
             bench, executor, "/rkn_estimator/image", args.rate, args.duration, args.warmup
         )
     finally:
+        if estimator.poll() is not None:
+            print(f"rkn_estimator exited with code {estimator.returncode}", file=sys.stderr)
         stop(estimator)
     report("bare rclpy relay, camera -> relay -> here", *relay_result)
     report("rkn_estimator, camera -> ~/state -> here", *estimator_result)

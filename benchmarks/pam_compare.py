@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from rkn_ros.data.generate import load_pneumatic_params
 from rkn_ros.sim.pneumatic import PneumaticJoint, PneumaticParams, excitation, simulate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -237,6 +237,7 @@ def figure(path: Path, real_eps: list, sim_eps: list, real: dict, sim: dict,
 
 
 def main() -> int:
+    """Print the comparison table and write the figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--joint", type=int, default=0, choices=range(4))
     parser.add_argument("--config", type=Path, default=REPO / "config" / "sim" / "pneumatic.yaml")
@@ -249,7 +250,7 @@ def main() -> int:
     parser.add_argument("--figure", type=Path,
                         default=REPO / "docs" / "figures" / "pneumatic_vs_real.png")
     args = parser.parse_args()
-    params = PneumaticParams.from_dict(yaml.safe_load(args.config.read_text(encoding="utf-8")))
+    params = load_pneumatic_params(args.config)
     real_eps = real_episodes(args.data, args.joint)[: args.episodes]
     lengths = np.array([len(e["q"]) for e in real_eps])
     sim_eps = sim_episodes(params, lengths, args.seed, args.pressure_scale)

@@ -35,6 +35,7 @@ def _timed(fn) -> float:
 
 
 def generation(quick: bool) -> None:
+    """Data set throughput; the extrapolation is linear, so an upper bound (batches vectorize)."""
     print("## generation (sequences x steps: seconds; extrapolated to the paper's set)")
     n = 50 if quick else 200
     cases = [
@@ -52,6 +53,7 @@ def generation(quick: bool) -> None:
 
 
 def ticks() -> None:
+    """Per-tick cost of the stepping simulators the ROS nodes call."""
     print("## stepping simulators (one tick, median of 200)")
     for name, sim in (("pendulum 24x24", PendulumSimulator(seed=0)),
                       ("quad_link 48x48", PendulumSimulator(PendulumParams.quad_link(),
@@ -67,6 +69,7 @@ def ticks() -> None:
 
 
 def quad_drift(quick: bool) -> None:
+    """Worst relative energy drift of the frictionless, noiseless quad-link."""
     steps = 200 if quick else 1000
     params = PendulumParams.quad_link(friction=0.0, process_noise_std=0.0)
     const = chain_constants(params)
@@ -82,6 +85,7 @@ def quad_drift(quick: bool) -> None:
 
 
 def main() -> int:
+    """Run the three measurements and print them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs")
     args = parser.parse_args()

@@ -100,13 +100,16 @@ def train_shipped(name: str, device: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", choices=[*NAMES, []], default=list(NAMES))
+    parser.add_argument("names", nargs="*", help=f"models to regenerate (default: {NAMES})")
     parser.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--evaluate-only", action="store_true",
                         help="only re-evaluate the shipped copies")
     parser.add_argument("--train-only", action="store_true", help="skip the evaluation")
     parser.add_argument("--plots", type=Path, default=None, help="also write PNG figures here")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in NAMES]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; choose from {NAMES}")
     for name in args.names or NAMES:
         if not args.evaluate_only:
             train_shipped(name, args.device)

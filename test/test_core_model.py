@@ -200,6 +200,8 @@ def test_bad_inputs_raise_clear_errors(kind: str) -> None:
                  step_valid)
     expect_error(re.escape("action: expected shape [batch, 2] with batch = 2, received [2, 3]"),
                  model.step, state, step_obs, step_valid, torch.zeros(2, 3, dtype=torch.float64))
+    expect_error("action: expected finite values", model.step, state, step_obs, step_valid,
+                 torch.full((2, 2), float("nan"), dtype=torch.float64))
     expect_error("dt: this model was built without it", model.step, state, step_obs, step_valid,
                  act, torch.ones(2, 1, dtype=torch.float64))
     expect_error("state", model.step, model.initial_state(3), step_obs, step_valid, act)

@@ -160,6 +160,14 @@ def _corrupt(tmp_path: Path, edit) -> Path:
             lambda a, m: a.__setitem__("extra", np.zeros(4, np.float32)),
             r"'extra' expected ndim >= 2",
         ),
+        (
+            lambda a, m: m["targets"].__setitem__("names", 2),
+            r"targets.names expected a list of column names, got 2",
+        ),
+        (
+            lambda a, m: m["inputs"]["image"].__setitem__("shape", 8),
+            r"inputs.image.shape expected a list of integers .*, got 8",
+        ),
         (lambda a, m: m.pop("dt"), r"missing keys \['dt'\]"),
         (lambda a, m: m.__setitem__("dt", -0.1), r"dt expected a positive number, got -0.1"),
         (lambda a, m: m.__setitem__("generator", "magic"), r"generator expected one of"),

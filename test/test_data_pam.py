@@ -138,6 +138,9 @@ def test_synthetic_windows_counts_and_short_episodes(tmp_path: Path, caplog) -> 
     expected = sum(len(range(0, n - 20, 10)) for n in (50, 61, 45, 90, 30, 70))
     assert len(train) == expected
     assert len(val) == 0
+    # the tail after the last window of each episode is counted, not silently lost
+    tails = sum(n - (range(0, n - 20, 10)[-1] + 21) for n in (50, 61, 45, 90, 30, 70))
+    assert tails == 40 and train.metadata["split"]["unused_steps"] == tails
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="rkn_ros.data.pam"):
         train, val = load_pam(path, PamConfig(window=50, validation_fraction=0.0))
@@ -185,8 +188,10 @@ def test_normalize_round_trip(tmp_path: Path) -> None:
         normalize(np.zeros((2, 3), np.float32), stats)
 
 
-def test_saved_parts_load_back(tmp_path: Path) -> None:
+def test_saved_parts_load_back(tmp_path: Path, capsys) -> None:
     path = write(tmp_path / "p.npz", synthetic_arrays())
+    assert main([str(path), "--out", str(tmp_path / "p.npz" / "out"), "--window", "10"]) == 2
+    assert "cannot write the data sets" in capsys.readouterr().err   # one line, no traceback
     assert main([str(path), "--out", str(tmp_path / "out"), "--window", "10"]) == 0
     train = SequenceDataset.load(tmp_path / "out" / "train")
     val = SequenceDataset.load(tmp_path / "out" / "validation")
@@ -252,6 +257,15 @@ def test_bad_config_and_missing_file(tmp_path: Path) -> None:
         PamConfig(targets="absolute")
     with pytest.raises(DatasetError, match="does not exist"):
         load_pam(tmp_path / "none.npz")
+    with pytest.raises(DatasetError, match="is a folder, not a file"):
+        load_pam(tmp_path)
+    # recipes pass YAML values straight in: wrong types fail by name, not deep in the cutting
+    with pytest.raises(ValueError, match=r"PamConfig\.window expected int, got '40'"):
+        PamConfig.from_dict({"window": "40"})
+    with pytest.raises(ValueError, match=r"PamConfig\.include_pressures expected bool, got 1"):
+        PamConfig(include_pressures=1)
+    with pytest.raises(ValueError, match=r"PamConfig\.seed expected int, got True"):
+        PamConfig(seed=True)
     path = write(tmp_path / "short.npz", synthetic_arrays(lengths=(10, 12)))
     with pytest.raises(DatasetError, match="no train window of 40 \\+ 1 steps"):
         load_pam(path)

@@ -109,10 +109,17 @@ def test_bad_episode_files_are_named(json_folder, content: str, message: str) ->
         assert "20190807-999999" in str(info.value)
 
 
-def test_missing_folder_and_ids(tmp_path: Path, json_folder) -> None:
+def test_missing_folder_and_ids(tmp_path: Path, json_folder, capsys) -> None:
     folder, _ = json_folder
     with pytest.raises(DatasetError, match="does not exist"):
         convert(tmp_path / "nope")
     with pytest.raises(DatasetError, match="1 requested episodes not found"):
         convert(folder, ids=["20190807-100236", "19990101-000000"])
     assert main([str(tmp_path / "nope"), str(tmp_path / "x.npz")]) == 2
+    capsys.readouterr()
+    assert main([str(folder), str(tmp_path / "x.npz"), "--ids-from", str(tmp_path / "no.npz")]) == 2
+    assert f"--ids-from {tmp_path / 'no.npz'}: no such file" in capsys.readouterr().err
+    blocked = folder / "20190807-100240" / "x.npz"       # below a file: cannot be written
+    assert main([str(folder), str(blocked)]) == 2
+    err = capsys.readouterr().err
+    assert f"{blocked}: cannot write" in err and "Traceback" not in err

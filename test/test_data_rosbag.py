@@ -331,6 +331,8 @@ def test_cli_export_then_import(pneumatic: SequenceDataset, tmp_path: Path, caps
                 "/pneumatic_sim/joint_states",
                 "--joints",
                 ",".join(joint_labels(pneumatic)),
+                "--joint-units",
+                "rad,bar,bar",
                 "--command-topic",
                 "/pneumatic_sim/command",
                 "--window",
@@ -344,6 +346,7 @@ def test_cli_export_then_import(pneumatic: SequenceDataset, tmp_path: Path, caps
     back = SequenceDataset.load(tmp_path / "back")
     original = pneumatic
     assert len(back) == 3
+    assert back.metadata["inputs"]["joints"]["units"] == ["rad", "bar", "bar"]
     np.testing.assert_array_equal(
         back.arrays["joint_obs"].reshape(30, 3), original.arrays["joint_obs"][1]
     )
@@ -370,6 +373,17 @@ def test_cli_export_then_import(pneumatic: SequenceDataset, tmp_path: Path, caps
         == 2
     )
     assert "has no topic /nope" in capsys.readouterr().err
+    argv = ["bag", "import", str(tmp_path / "bag"), "--dt", "0.01", "--out", str(tmp_path / "y"),
+            "--joint-topic", "/pneumatic_sim/joint_states", "--joints", "pam_joint",
+            "--joint-units", "rad,bar"]
+    assert main(argv) == 2
+    assert "joint_units has 2 entries for 1 joints" in capsys.readouterr().err
+    # an output that cannot be created (below a file): one line, exit code 2, no traceback
+    blocked = tmp_path / "ds" / "data.npz" / "bag"
+    assert main(["bag", "export", str(tmp_path / "ds"), "--out", str(blocked)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {blocked}: cannot write" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 @settings(max_examples=60, deadline=None)
@@ -413,3 +427,34 @@ def test_export_refuses_colour_images(tmp_path: Path, pendulum: SequenceDataset)
     with pytest.raises(BagError, match=r"only grey images \[time, H, W\].*\[25, 3, 24, 24\]"):
         write_bag(colour, tmp_path / "bag")
     assert not (tmp_path / "bag").exists()
+
+
+def _command(ns: int, values: tuple[float, ...]):
+    t = TS.types
+    msg = t["std_msgs/msg/Float64MultiArray"](
+        layout=t["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0),
+        data=np.asarray(values, float),
+    )
+    return ("/cmd", "std_msgs/msg/Float64MultiArray", ns, msg)
+
+
+def test_nonfinite_joints_and_held_commands_are_counted_and_logged(
+    tmp_path: Path, caplog
+) -> None:
+    # joints every 10 ms with a NaN at step 2; commands only at steps 0 and 3
+    joints = [_joints(S + k * 10 * MS, position=(np.nan if k == 2 else k, 0.0)) for k in range(5)]
+    commands = [_command(S, (1.0, 2.0)), _command(S + 30 * MS, (3.0, 4.0))]
+    bag = _write_raw(tmp_path / "bag", sorted([*joints, *commands], key=lambda m: m[2]))
+    spec = BagImport(dt=0.01, joint_topic="/js", joints=(JointField("a"),), command_topic="/cmd")
+    with caplog.at_level(logging.INFO, logger="rkn_ros.data.rosbag_io"):
+        data = read_bag(bag, spec)
+    np.testing.assert_array_equal(data.arrays["joint_obs_valid"][0], [1, 1, 0, 1, 1])
+    np.testing.assert_array_equal(data.arrays["joint_obs"][0, :, 0], [0, 1, 0, 3, 4])
+    # zero-order hold between commands
+    np.testing.assert_array_equal(
+        data.arrays["actions"][0], [[1, 2], [1, 2], [1, 2], [3, 4], [3, 4]]
+    )
+    counts = data.metadata["parameters"]["counts"]["bag"]
+    assert counts["joints_nonfinite"] == 1 and counts["commands_held"] == 3
+    assert "1 steps with NaN/inf joint values marked missing" in caplog.text
+    assert "3 steps without a command hold the previous one" in caplog.text

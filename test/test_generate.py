@@ -140,7 +140,20 @@ def test_cli_rejects_bad_combinations_and_files(tmp_path, capsys):
     assert main(["generate", "pneumatic", "--config", str(bad), "--out", str(out), *common]) == 2
     assert "'joint.inertia': expected a finite number, received 'heavy'" in \
         capsys.readouterr().err
+    bad.write_text("physics: 3\n")
+    assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 2
+    assert "section 'physics' must be a mapping, received int" in capsys.readouterr().err
+    bad.write_text("noise: 'false'\n")           # a quoted YAML string, truthy for bool()
+    assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 2
+    assert "'noise' expected true or false, received 'false'" in capsys.readouterr().err
     assert not out.exists()
+    # an --out that cannot be created: one line naming it, no traceback
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["generate", "pendulum", "--out", str(blocker / "d"), *common]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {blocker / 'd'}: cannot write the data set" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
     assert main(["generate", "pendulum", "--out", str(out), *common]) == 0
     assert main(["generate", "pendulum", "--out", str(out), *common]) == 2

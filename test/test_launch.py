@@ -239,7 +239,7 @@ def test_every_parameter_in_the_config_files_is_declared_by_its_node(config_name
             rclpy.shutdown(context=context)
 
 
-def _demo(system: str, model: Path, out: Path, duration: float = 5.0) -> dict:
+def _demo(system: str, model: Path, out: Path, duration: float = 3.0) -> dict:
     result = subprocess.run(
         [
             str(BIN / "rkn-ros"),

@@ -14,7 +14,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
-from test_nodes_support import NodeProcess, TestNode, run_once  # sets ROS_DOMAIN_ID first
+from test_nodes_support import NodeProcess, TestNode, start_once  # sets ROS_DOMAIN_ID first
 from test_runtime_support import (
     make_joint_checkpoint,
     make_monotone_pendulum_checkpoint,
@@ -343,9 +343,41 @@ def test_a_model_that_cannot_serve_stops_startup_with_one_line(checkpoints, tmp_
             "image_width:=48",
         ],
     }
-    for expected, args in cases.items():
-        result = run_once("rkn_estimator", ["--ros-args", *args])
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        assert result.returncode == 1, result.stderr
-        assert len(lines) == 1 and expected in lines[0], result.stderr
-        assert "Traceback" not in result.stderr
+    # the three start in parallel: each spends its time importing torch
+    running = {e: start_once("rkn_estimator", ["--ros-args", *a]) for e, a in cases.items()}
+    for expected, process in running.items():
+        _, stderr = process.communicate(timeout=120)
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert process.returncode == 1, stderr
+        assert len(lines) == 1 and expected in lines[0], stderr
+        assert "Traceback" not in stderr
+
+
+def test_use_sim_time_follows_the_simulators_clock(checkpoints, probe_node, tmp_path):
+    """pendulum_sim publishing /clock at 4x real time drives a use_sim_time estimator: its
+    stamps are simulated times (from 1 s on), strictly rising, one per simulated dt."""
+    sim = NodeProcess(
+        "pendulum_sim",
+        params={"publish_clock": True, "real_time_factor": 4.0},
+        log=tmp_path / "sim.log",
+    )
+    estimator = NodeProcess(
+        "rkn_estimator",
+        params={"model_path": checkpoints["pendulum"], "use_sim_time": True},
+        remaps={"__node": "sim_time_estimator", "~/image": "/pendulum_sim/image"},
+        log=tmp_path / "estimator.log",
+    )
+    try:
+        probe = Probe(probe_node, "sim_time_estimator")
+        assert probe.t.spin_until(lambda: len(probe.states) >= 40, 60), estimator.output()
+        stamps = [stamp_to_ns(m.header.stamp) for m in probe.states]
+        assert all(b > a for a, b in itertools.pairwise(stamps))
+        assert 1_000_000_000 <= stamps[0] < 1_000_000_000 * 3600  # simulated, not wall time
+        steps = np.diff(stamps[5:]) / 50_000_000  # in simulated ticks of dt = 0.05 s
+        assert np.median(steps) == pytest.approx(1.0, abs=0.01)
+        # the frames arrive and are used: few ticks go without one
+        assert probe.t.spin_until(lambda: probe.counter("received.image") >= 40, 10)
+        assert probe.counter("missing.image") < probe.counter("ticks") / 2
+    finally:
+        assert estimator.stop() == 0, estimator.output()
+        assert sim.stop() == 0, sim.output()

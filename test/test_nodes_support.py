@@ -75,17 +75,14 @@ class NodeProcess:
         return self.log.read_text() if self.log is not None and self.log.exists() else ""
 
 
-def run_once(
-    executable: str, args: list[str], timeout: float = 60.0
-) -> subprocess.CompletedProcess:
-    """Run a console script to completion (for start-up failures)."""
-    return subprocess.run(
+def start_once(executable: str, args: list[str]) -> subprocess.Popen:
+    """Start a console script that is expected to exit by itself (start-up failures)."""
+    return subprocess.Popen(
         [str(BIN / executable), *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
         env=dict(os.environ),
-        check=False,
     )
 
 

@@ -109,6 +109,8 @@ def test_wrap_angle_range():
     ({"sub_step": 0.1}, "sub_step"),
     ({"integrator": "euler"}, "integrator"),
     ({"links": 0}, "links"),
+    ({"masses": 1.0}, r"'masses': expected a list of numbers .*received 1\.0"),   # YAML typos
+    ({"friction": "abc"}, "'friction': expected a number, received 'abc'"),
 ])
 def test_bad_parameters_are_rejected_by_name(overrides, word):
     with pytest.raises(ValueError, match=word):

@@ -80,6 +80,10 @@ def test_render_rejects_bad_input():
         RenderParams(image_size=4)
     with pytest.raises(ValueError, match="grey_levels"):
         RenderParams(grey_levels=(0,))
+    with pytest.raises(ValueError, match="'line_width': expected a number of px, received 'x'"):
+        RenderParams(line_width="x")
+    with pytest.raises(ValueError, match=r"'grey_levels': expected a list of integers"):
+        RenderParams.from_dict({"grey_levels": ["a"]})
     with pytest.raises(ValueError, match=r"grey_levels.*4"):
         RenderParams(grey_levels=(255,)).levels(4)
 

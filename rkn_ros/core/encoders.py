@@ -30,13 +30,15 @@ class ImageEncoder(nn.Module):
         height, width = spec.shape[-2:]
         self.conv1 = nn.Conv2d(spec.channels, c1, 5, padding=2)
         self.features = nn.Sequential(
+            # pool before ReLU: the same function (max commutes with a monotone map) on a
+            # quarter of the elements
             nn.GroupNorm(1, c1),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
             nn.Conv2d(c1, c2, 3, stride=2, padding=1),
             nn.GroupNorm(1, c2),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
             nn.Flatten(),
             nn.Linear(c2 * feature_size_after_conv(height) * feature_size_after_conv(width), dense),
             nn.ReLU(),

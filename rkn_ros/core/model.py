@@ -106,6 +106,11 @@ class SequenceModel(nn.Module):
     def _check_state(self, state: Any, batch: int) -> None:
         raise NotImplementedError
 
+    def _sequence_constants(self) -> dict[str, Any]:
+        """Keyword arguments for `_cell` that depend on the weights only: computed once per
+        sequence in `forward` instead of once per tick (fewer graph nodes to back-propagate)."""
+        return {}
+
     def predict(self, state: Any, steps: int, actions: Tensor | None = None,
                 dt: Tensor | None = None) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -229,12 +234,13 @@ class SequenceModel(nn.Module):
         """The loop over `_cell`; returns the final state and features [batch, time, dim]."""
         mean_features, var_features = [], []
         masks = [valid[s.name] for s in self.sensors]
+        constants = self._sequence_constants()
         for t in range(masks[0].shape[1]):
             tick = [(w[:, t], v[:, t], mask[:, t])
                     for (w, v), mask in zip(encoded, masks, strict=True)]
             state, mf, vf, _ = self._cell(state, tick,
                                           actions[:, t] if actions is not None else None,
-                                          dt[:, t] if dt is not None else None)
+                                          dt[:, t] if dt is not None else None, **constants)
             mean_features.append(mf)
             var_features.append(vf)
         return state, torch.stack(mean_features, 1), torch.stack(var_features, 1)

@@ -50,10 +50,14 @@ class RKN(SequenceModel):
                       zeros)
 
     def transition_step(self, belief: Belief, action: Tensor | None = None,
-                        dt: Tensor | None = None) -> Belief:
-        """Prior of the next tick from a (posterior) belief: `A_t`, noise and control shift."""
+                        dt: Tensor | None = None,
+                        noise: tuple[Tensor, Tensor] | None = None) -> Belief:
+        """Prior of the next tick from a (posterior) belief: `A_t`, noise and control shift.
+
+        noise: `transition.noise()` if already computed for this sequence.
+        """
         matrix = self.transition.matrix(belief.mean, dt)
-        noise_upper, noise_lower = self.transition.noise()
+        noise_upper, noise_lower = self.transition.noise() if noise is None else noise
         mean, upper, lower, side = kalman_predict(*belief.tensors(), matrix, noise_upper,
                                                   noise_lower)
         if action is not None:
@@ -61,13 +65,17 @@ class RKN(SequenceModel):
         return Belief(mean, upper, lower, side)
 
     def _cell(self, state: Belief, encoded: list[Encoded], action: Tensor | None,
-              dt: Tensor | None) -> tuple[Belief, Tensor, Tensor, Belief]:
+              dt: Tensor | None,
+              noise: tuple[Tensor, Tensor] | None = None) -> tuple[Belief, Tensor, Tensor, Belief]:
         mean, upper, lower, side = state.tensors()
         for w, var_obs, valid in encoded:  # several sensors: successive updates
             mean, upper, lower, side = kalman_update(mean, upper, lower, side, w, var_obs, valid)
         posterior = Belief(mean, upper, lower, side)
-        prior = self.transition_step(posterior, action, dt)
+        prior = self.transition_step(posterior, action, dt, noise)
         return prior, mean, torch.cat([upper, lower, side], -1), posterior
+
+    def _sequence_constants(self) -> dict[str, Any]:
+        return {"noise": self.transition.noise()}
 
     def _check_state(self, state: Any, batch: int) -> None:
         if not isinstance(state, Belief):
@@ -92,12 +100,13 @@ class RKN(SequenceModel):
         self._check_state(state, batch)
         self._check_predict_args(steps, actions, dt, batch)
         mean_features, var_features = [], []
+        noise = self.transition.noise()
         for j in range(steps):
             mean_features.append(state.mean)
             var_features.append(torch.cat([state.var_upper, state.var_lower, state.var_side], -1))
             if j < steps - 1:
                 state = self.transition_step(state, actions[:, j] if actions is not None else None,
-                                             dt[:, j] if dt is not None else None)
+                                             dt[:, j] if dt is not None else None, noise)
         mean, var, _ = self.decode(torch.cat(mean_features), torch.cat(var_features))
         # cat puts the step index first: [steps * batch] -> [batch, steps]
         return (mean.view(steps, batch, -1).transpose(0, 1),

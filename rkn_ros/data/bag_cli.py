@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from rkn_ros.data.dataset import DatasetError, SequenceDataset
+from rkn_ros.data.dataset import SequenceDataset
 from rkn_ros.data.rosbag_io import STORAGES, BagImport, JointField, read_bag, write_bag
 
 
@@ -22,21 +22,37 @@ def _names(text: str | None) -> tuple[str, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``rkn-ros bag export`` and ``rkn-ros bag import``."""
     actions = parser.add_subparsers(dest="bag_command", required=True, metavar="ACTION")
     export = actions.add_parser("export", help="write one sequence of a data set as a rosbag2")
     export.add_argument("dataset", type=Path, help="data set folder (data.npz + metadata.yaml)")
     export.add_argument("--sequence", type=int, default=0, help="sequence index (default 0)")
     export.add_argument("--out", type=Path, required=True, help="bag folder to create")
-    export.add_argument("--storage", choices=sorted(STORAGES), default="mcap")
+    export.add_argument("--storage", choices=sorted(STORAGES), default="mcap",
+                        help="rosbag2 storage plugin (default mcap)")
     export.add_argument(
         "--namespace",
         default=None,
         help="topic namespace (default from the generator: /pendulum_sim, /pneumatic_sim)",
     )
 
-    imp = actions.add_parser("import", help="turn rosbag2 recordings into a data set")
+    imp = actions.add_parser(
+        "import",
+        help="turn rosbag2 recordings into a data set",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example (a bag exported from `rkn-ros generate pneumatic`):\n"
+        "  rkn-ros bag import bags/pneumatic_0 --dt 0.01 --out data/from_bag \\\n"
+        "    --joint-topic /pneumatic_sim/joint_states \\\n"
+        "    --joints pam_joint,pam_flexor:effort,pam_extensor:effort \\\n"
+        "    --joint-units rad,bar,bar \\\n"
+        "    --command-topic /pneumatic_sim/command \\\n"
+        "    --truth-topic /pneumatic_sim/joint_states_truth --truth-joints pam_joint\n"
+        "steps are aligned by header stamp on a grid of --dt; see docs/data.md",
+    )
     imp.add_argument("bags", type=Path, nargs="+", help="bag folder(s), one recording each")
-    imp.add_argument("--dt", type=float, required=True, help="model step in seconds")
+    imp.add_argument(
+        "--dt", type=float, required=True, help="model step in s (pendulum 0.05, pneumatic 0.01)"
+    )
     imp.add_argument("--out", type=Path, required=True, help="data set folder to write")
     imp.add_argument("--image-topic", default=None, help="sensor_msgs/Image topic")
     imp.add_argument("--joint-topic", default=None, help="sensor_msgs/JointState topic")
@@ -44,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--joints",
         default=None,
         help="observed joints, comma separated; NAME (position) or NAME:velocity / NAME:effort",
+    )
+    imp.add_argument(
+        "--joint-units",
+        default=None,
+        help="units of the --joints columns, comma separated (default: rad, rad/s, 1 by field)",
     )
     imp.add_argument("--command-topic", default=None, help="std_msgs/Float64MultiArray topic")
     imp.add_argument("--truth-topic", default=None, help="JointState topic with true angles")
@@ -60,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Export or import; bad input is one line on stderr and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         if args.bag_command == "export":
@@ -81,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             image_topic=args.image_topic,
             joint_topic=args.joint_topic,
             joints=tuple(JointField.parse(text) for text in _names(args.joints)),
+            joint_units=_names(args.joint_units),
             command_topic=args.command_topic,
             truth_topic=args.truth_topic,
             truth_joints=_names(args.truth_joints),
@@ -89,8 +112,12 @@ def run(args: argparse.Namespace) -> int:
         )
         dataset = read_bag(args.bags, spec)
         dataset.save(args.out)
-    except (DatasetError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except ValueError as err:
+        print(f"rkn-ros bag: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        # reading errors are BagErrors already; what is left is writing --out
+        print(f"rkn-ros bag: error: --out {args.out}: cannot write ({err})", file=sys.stderr)
         return 2
     print(
         f"wrote {args.out}: {len(dataset)} sequences of {dataset.sequence_length} steps "

@@ -226,6 +226,10 @@ class SequenceDataset:
                     f"{where_data}: array {name!r} ({role}) expected float32 "
                     f"[sequence, time, dim], got {array.dtype} with shape {list(array.shape)}"
                 )
+            if names is not None and not isinstance(names, (list, tuple)):
+                raise DatasetError(
+                    f"{where_meta}: {role}.names expected a list of column names, got {names!r}"
+                )
             if names is not None and len(names) != array.shape[2]:
                 raise DatasetError(
                     f"{where_data}: array {name!r} ({role}) has {array.shape[2]} columns but "
@@ -245,8 +249,15 @@ class SequenceDataset:
             if "valid" in spec and spec["valid"] is not None:
                 need_valid(spec["valid"], role + ".valid")
             if spec["kind"] == "image":
-                shape = list(spec.get("shape", array.shape[2:]))
-                wrong = array.dtype != np.uint8 or list(array.shape[2:]) != shape
+                shape = spec.get("shape", list(array.shape[2:]))
+                if not isinstance(shape, (list, tuple)) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in shape
+                ):
+                    raise DatasetError(
+                        f"{where_meta}: {role}.shape expected a list of integers "
+                        f"([height, width] or [channels, height, width]), got {shape!r}"
+                    )
+                wrong = array.dtype != np.uint8 or list(array.shape[2:]) != list(shape)
                 if wrong or len(shape) not in (2, 3):
                     raise DatasetError(
                         f"{where_data}: image array {spec['array']!r} ({role}) expected uint8 "
@@ -341,7 +352,10 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def atomic_write(path: Path, payload: bytes) -> None:
-    # Write beside the target and rename, so an interrupted save never leaves half a file.
+    """Write ``payload`` to ``path`` through a temporary file beside it and a rename.
+
+    An interrupted save then never leaves half a file behind.
+    """
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "wb") as tmp:

@@ -93,23 +93,33 @@ def load_pendulum_config(path: str | Path, kind: str) -> PendulumConfig:
     values = _reject_unknown("top level", values, ("physics", "render", "noise", "drop_prob"),
                              str(path))
     base = default_pendulum_config(kind)
+    # an empty YAML section ("physics:") reads as None: it keeps the defaults
+    sections = {name: {} if values.get(name) is None else values[name]
+                for name in ("physics", "render")}
+    for name, section in sections.items():
+        if not isinstance(section, dict):
+            raise ValueError(f"pendulum config {path}: section '{name}' must be a mapping, "
+                             f"received {type(section).__name__}")
+    noise = values.get("noise", base.noise)
+    if not isinstance(noise, bool):
+        # bool("false") is True: a quoted YAML value must not switch the noise on
+        raise ValueError(f"pendulum config {path}: 'noise' expected true or false, received "
+                         f"{noise!r}")
     try:
-        physics = PendulumParams.from_dict({**base.physics.to_dict(),
-                                            **values.get("physics", {})})
-        render_params = RenderParams.from_dict({**base.render.to_dict(),
-                                                **values.get("render", {})})
-        return PendulumConfig(physics=physics, render=render_params,
-                              noise=bool(values.get("noise", base.noise)),
+        physics = PendulumParams.from_dict({**base.physics.to_dict(), **sections["physics"]})
+        render_params = RenderParams.from_dict({**base.render.to_dict(), **sections["render"]})
+        return PendulumConfig(physics=physics, render=render_params, noise=noise,
                               drop_prob=values.get("drop_prob", base.drop_prob))
     except (TypeError, ValueError) as err:
         raise ValueError(f"pendulum config {path}: {err}") from err
 
 
-def _progress_bar(enabled: bool, total: int, desc: str) -> AbstractContextManager:
+def _progress_bar(enabled: bool, total: int, desc: str,
+                  unit: str = "step") -> AbstractContextManager:
     if not enabled:
         return nullcontext(None)
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="step", leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, leave=False)
 
 
 def _callback(bar: Any) -> Callable[[int], None] | None:
@@ -130,7 +140,7 @@ def generate_pendulum(kind: str, config: PendulumConfig, num_sequences: int, ste
     with _progress_bar(progress, steps - 1, f"{kind}: physics") as bar:
         angles, velocities = pendulum.simulate(physics, num_sequences, steps, rng_physics,
                                                _callback(bar))
-    with _progress_bar(progress, num_sequences * steps, f"{kind}: render") as bar:
+    with _progress_bar(progress, num_sequences * steps, f"{kind}: render", "frame") as bar:
         clean = render(angles.reshape(-1, n), physics.lengths, render_params,
                        progress=_callback(bar))
     clean = clean.reshape(num_sequences, steps, *clean.shape[1:])
@@ -170,8 +180,9 @@ def generate_pendulum(kind: str, config: PendulumConfig, num_sequences: int, ste
             "clean_first": image_noise.CLEAN_FIRST,
             "num_sequences": int(num_sequences),
             "steps": int(steps),
-            "units": {**pendulum.UNITS, "image_size": "px", "line_width": "px", "margin": "px",
-                      "grey_levels": "0-255", "drop_prob": "1"},
+            "units": {**pendulum.UNITS, "image_size": "px", "supersample": "1", "line_width": "px",
+                      "margin": "px", "grey_levels": "0-255", "drop_prob": "1",
+                      "clean_first": "steps"},
             "angle_convention": "absolute link angle from the downward vertical, wrapped to "
                                 "[-pi, pi)",
             "dynamics": "chain of uniform rods, Lagrangian; see rkn_ros/sim/pendulum.py",
@@ -198,7 +209,6 @@ def _check_size(num_sequences: int, steps: int, seed: int) -> None:
     if steps <= image_noise.CLEAN_FIRST:
         raise ValueError(f"'steps' must be > {image_noise.CLEAN_FIRST} (the first "
                          f"{image_noise.CLEAN_FIRST} frames are always clean), received {steps}")
-
 
 
 PNEUMATIC_OBSERVATIONS = ["pam_joint", "pam_flexor", "pam_extensor"]

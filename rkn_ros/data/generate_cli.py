@@ -42,8 +42,19 @@ def _probability(text: str) -> float:
     return value
 
 
+EXAMPLES = """the paper's data sets (Becker et al. 2019):
+  rkn-ros generate pendulum --out data/pendulum_noisy --sequences 2000 --steps 75 --noise
+  rkn-ros generate pendulum --out data/pendulum_impute --sequences 2000 --steps 75 --drop-prob 0.5
+  rkn-ros generate quad_link --out data/quad_link --sequences 4000 --steps 150
+and the pneumatic joint (100 Hz):
+  rkn-ros generate pneumatic --out data/pneumatic --sequences 2000 --steps 150
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``rkn-ros generate``."""
+    parser.epilog = EXAMPLES
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("kind", choices=KINDS, help="which simulator")
     parser.add_argument("--out", required=True, type=Path, help="output data set folder")
     parser.add_argument("--sequences", required=True, type=_int_at_least(1),
@@ -120,7 +131,10 @@ def run(args: argparse.Namespace) -> int:
                                                   progress=not args.no_progress)
     except ValueError as err:
         return _fail(str(err))
-    dataset.save(out)
+    try:
+        dataset.save(out)
+    except OSError as err:
+        return _fail(f"--out {out}: cannot write the data set ({err})")
     print(f"wrote {args.kind} data set: {dataset.num_sequences} sequences x "
           f"{dataset.sequence_length} steps -> {out / DATA_FILE}, {out / METADATA_FILE}")
     for sensor, spec in dataset.metadata["inputs"].items():

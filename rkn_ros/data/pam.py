@@ -71,6 +71,13 @@ class PamConfig:
     keep_first: int = 5  # leading steps of each window that are never dropped
 
     def __post_init__(self) -> None:
+        # recipes pass these straight from YAML: a string or float must fail here, by name
+        for f in fields(self):
+            value = getattr(self, f.name)
+            expected = {"int": (int, np.integer), "float": (int, float, np.integer, np.floating),
+                        "bool": bool, "str": str}[f.type]
+            if not isinstance(value, expected) or (f.type != "bool" and isinstance(value, bool)):
+                raise ValueError(f"PamConfig.{f.name} expected {f.type}, got {value!r}")
         if self.window < 1:
             raise ValueError(f"PamConfig.window expected >= 1, got {self.window}")
         if self.stride < 0:
@@ -109,6 +116,7 @@ class PamRecording:
 
     @property
     def num_episodes(self) -> int:
+        """Number of episodes E."""
         return int(self.episode_starts.shape[0])
 
     def episode(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +130,8 @@ def load_recording(path: str | os.PathLike) -> PamRecording:
     """Read a PAM ``.npz`` and check it against the format; raise :class:`DatasetError`."""
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"PAM file {path} does not exist")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise DatasetError(f"PAM file {path} {what}")
     arrays = read_npz(path)
     missing = [name for name in REQUIRED_ARRAYS if name not in arrays]
     if missing:
@@ -266,6 +275,7 @@ def _windows(
     obs_w, act_w, tgt_w, ang_w = [], [], [], []
     window_episode, window_start = [], []
     too_short = 0
+    unused_steps = 0  # steps of used episodes that no window reads (tails, stride gaps)
     for index in episodes:
         obs, act = recording.episode(int(index))
         angles = obs[:, ANGLE_COLUMNS]
@@ -274,6 +284,10 @@ def _windows(
         if not starts:
             too_short += 1
             continue
+        read = np.zeros(obs.shape[0], dtype=bool)
+        for s in starts:
+            read[s : s + T + 1] = True
+        unused_steps += int((~read).sum())
         for s in starts:
             nxt = angles[s + 1 : s + T + 1]
             obs_w.append(observed[s : s + T])
@@ -290,6 +304,13 @@ def _windows(
             len(episodes),
             part,
             T + 1,
+        )
+    if unused_steps:
+        LOG.info(
+            "%s %s: %d steps at episode ends (or between strided windows) are in no window",
+            recording.path,
+            part,
+            unused_steps,
         )
     if not obs_w and len(episodes):
         raise DatasetError(
@@ -332,6 +353,7 @@ def _windows(
         "window_episode": [position[e] for e in window_episode],  # index into `episodes`
         "window_start": window_start,
         "skipped_short_episodes": too_short,
+        "unused_steps": unused_steps,
     }
     dataset = SequenceDataset(arrays=arrays, metadata=metadata)
     dataset.validate(source=f"{recording.path} ({part})")
@@ -388,24 +410,26 @@ def _metadata(
 
 def normalize(values: np.ndarray, stats: dict[str, list[float]]) -> np.ndarray:
     """``(values - mean) / std`` with statistics from the metadata; ``values [..., dim]``."""
-    mean = np.asarray(stats["mean"], dtype=np.float32)
-    std = np.asarray(stats["std"], dtype=np.float32)
-    if values.shape[-1] != mean.shape[0]:
-        raise ValueError(
-            f"normalize: values have {values.shape[-1]} columns, statistics {mean.shape[0]}"
-        )
+    mean, std = _mean_std(values, stats, "normalize")
     return ((values - mean) / std).astype(np.float32)
 
 
 def denormalize(values: np.ndarray, stats: dict[str, list[float]]) -> np.ndarray:
     """Inverse of :func:`normalize` (back to physical units, e.g. radians)."""
+    mean, std = _mean_std(values, stats, "denormalize")
+    return (values * std + mean).astype(np.float32)
+
+
+def _mean_std(
+    values: np.ndarray, stats: dict[str, list[float]], caller: str
+) -> tuple[np.ndarray, np.ndarray]:
     mean = np.asarray(stats["mean"], dtype=np.float32)
     std = np.asarray(stats["std"], dtype=np.float32)
     if values.shape[-1] != mean.shape[0]:
         raise ValueError(
-            f"denormalize: values have {values.shape[-1]} columns, statistics {mean.shape[0]}"
+            f"{caller}: values have {values.shape[-1]} columns, statistics {mean.shape[0]}"
         )
-    return (values * std + mean).astype(np.float32)
+    return mean, std
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -414,14 +438,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("npz", type=Path, help="PAM .npz (format of shared/data/pam/README.md)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     defaults = PamConfig()
-    parser.add_argument("--window", type=int, default=defaults.window)
-    parser.add_argument("--stride", type=int, default=defaults.stride)
-    parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--include-pressures", action="store_true")
-    parser.add_argument("--targets", choices=("next", "delta"), default=defaults.targets)
-    parser.add_argument("--drop-prob", type=float, default=defaults.drop_prob)
-    parser.add_argument("--keep-first", type=int, default=defaults.keep_first)
+    parser.add_argument("--window", type=int, default=defaults.window,
+                        help=f"steps per sequence (default {defaults.window}, the paper's)")
+    parser.add_argument("--stride", type=int, default=defaults.stride,
+                        help="steps between window starts (default 0: = window, no overlap)")
+    parser.add_argument("--validation-fraction", type=float,
+                        default=defaults.validation_fraction,
+                        help=f"share of episodes held out (default "
+                             f"{defaults.validation_fraction})")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seed of the episode split and the drop masks")
+    parser.add_argument("--include-pressures", action="store_true",
+                        help="also observe the 8 muscle pressures (columns 8-15)")
+    parser.add_argument("--targets", choices=("next", "delta"), default=defaults.targets,
+                        help="next joint angles or their differences (default next)")
+    parser.add_argument("--drop-prob", type=float, default=defaults.drop_prob,
+                        help="probability that an observation is missing (paper: 0.5)")
+    parser.add_argument("--keep-first", type=int, default=defaults.keep_first,
+                        help=f"leading steps of each window never dropped (default "
+                             f"{defaults.keep_first})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
@@ -439,8 +474,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    train.save(args.out / "train")
-    validation.save(args.out / "validation")
+    try:
+        train.save(args.out / "train")
+        validation.save(args.out / "validation")
+    except OSError as err:
+        print(f"error: --out {args.out}: cannot write the data sets ({err})", file=sys.stderr)
+        return 2
     print(
         f"wrote {args.out}/train ({len(train)} windows) and {args.out}/validation "
         f"({len(validation)} windows) of {config.window} steps"

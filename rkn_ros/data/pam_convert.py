@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from rkn_ros.data.dataset import DatasetError, atomic_write, npz_bytes
+from rkn_ros.data.dataset import DatasetError, atomic_write, npz_bytes, read_npz
 from rkn_ros.data.pam import NUM_MUSCLES, OBS_COLUMNS, validate_recording
 
 LOG = logging.getLogger(__name__)
@@ -122,13 +122,16 @@ def write_npz(arrays: dict[str, np.ndarray], path: str | os.PathLike) -> None:
 
 
 def _ids_from(npz_path: Path) -> list[str]:
-    with np.load(npz_path, allow_pickle=False) as npz:
-        if "episode_ids" not in npz.files:
-            raise DatasetError(f"{npz_path}: no array 'episode_ids' to take episode names from")
-        return [str(name) for name in npz["episode_ids"]]
+    if not npz_path.is_file():
+        raise DatasetError(f"--ids-from {npz_path}: no such file")
+    arrays = read_npz(npz_path)
+    if "episode_ids" not in arrays:
+        raise DatasetError(f"{npz_path}: no array 'episode_ids' to take episode names from")
+    return [str(name) for name in arrays["episode_ids"]]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m rkn_ros.data.pam_convert FOLDER OUT.npz``; bad input: one line, exit 2."""
     parser = argparse.ArgumentParser(
         prog="python -m rkn_ros.data.pam_convert",
         description="Convert the public PAM JSON episode folder (data/PAMData/Data2) to .npz.",
@@ -149,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    write_npz(arrays, args.out)
+    try:
+        write_npz(arrays, args.out)
+    except OSError as err:
+        print(f"error: {args.out}: cannot write ({err})", file=sys.stderr)
+        return 2
     episodes, steps = arrays["episode_ids"].shape[0], arrays["observations"].shape[0]
     print(f"wrote {args.out}: {episodes} episodes, {steps} steps")
     return 0

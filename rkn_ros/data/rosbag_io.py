@@ -237,6 +237,7 @@ class JointField:
 
     @property
     def label(self) -> str:
+        """The column name in the data set: ``NAME`` or ``NAME:FIELD``."""
         return self.name if self.field == "position" else f"{self.name}:{self.field}"
 
 
@@ -289,6 +290,7 @@ class BagImport:
 
     @property
     def target_kind(self) -> str:
+        """``targets`` with ``auto`` resolved: truth if a truth topic is given, else joints."""
         if self.targets != "auto":
             return self.targets
         return "truth" if self.truth_topic else "joints"

@@ -326,11 +326,19 @@ def make_summary(system: str, model_dir: Path, monitor: dict, duration: float) -
     position = monitor.get("position") or {}
     estimator = monitor.get("estimator") or {}
     age = monitor.get("estimate_age_ms") or {}
-    offline = {}
+    offline: dict = {}
+    comparable = None
     meta_file = model_dir / "model.yaml"
     if meta_file.is_file():
-        metrics = (yaml.safe_load(meta_file.read_text()) or {}).get("metrics") or {}
-        offline = {k: metrics[k] for k in ("angle_rmse", "rmse", "coverage_2sigma") if k in metrics}
+        meta = yaml.safe_load(meta_file.read_text()) or {}
+        offline = {
+            k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, int | float)
+        }
+        # Only an RMSE in the same units as ours (radians of the joint positions) compares:
+        # sin/cos models record it as angle_rmse; direct models' rmse is already in radians.
+        kind = (meta.get("outputs") or {}).get("kind")
+        keys = ("angle_rmse",) if kind == "sincos" else ("angle_rmse", "rmse", "validation_rmse")
+        comparable = next((offline[k] for k in keys if k in offline), None)
 
     def num(value: object) -> float | None:
         try:
@@ -360,14 +368,17 @@ def make_summary(system: str, model_dir: Path, monitor: dict, duration: float) -
         "publish_to_monitor_p99_ms": age.get("p99_ms"),
         "device": estimator.get("device"),
         "offline": offline,
+        "offline_rmse": comparable,
+        "online_over_offline_rmse": (
+            position["rmse"] / comparable if comparable and position.get("rmse") else None
+        ),
     }
 
 
 def print_summary(summary: dict) -> None:
     """The summary as aligned lines."""
     print("\nsummary")
-    offline = summary["offline"]
-    reference = offline.get("angle_rmse", offline.get("rmse"))
+    reference = summary["offline_rmse"]
     lines = [
         ("estimates matched with truth", summary["matched"], ""),
         (

@@ -342,6 +342,14 @@ class EstimatorNode(Node):
         color = self.est.inputs[sensor].channels == 3
 
         def convert() -> np.ndarray:
+            expected = self.est.inputs[sensor].image_size
+            if not self.est.resize_images and (msg.height, msg.width) != expected:
+                # refuse before decoding: a wrong camera can send large frames at high rates
+                raise MessageError(
+                    "wrong_size",
+                    f"image is {msg.height}x{msg.width}, "
+                    f"the model takes {expected[0]}x{expected[1]}",
+                )
             return self.est.check_input(sensor, image_to_array(msg, color=color))
 
         if self._accept("image", msg.header.stamp, convert) and self._tick_on == "image":

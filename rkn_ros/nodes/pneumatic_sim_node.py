@@ -4,9 +4,9 @@ Every ``dt / real_time_factor`` s it advances :class:`rkn_ros.sim.pneumatic.Pneu
 ``dt`` with the current pressure set-points and publishes:
 
 - ``~/joint_states`` (JointState) the measurements, names ``[joint_name, flexor_name,
-  extensor_name]`` (default ``pam_joint, pam_flexor, pam_extensor``): the encoder angle (rad) as the joint's ``position``, the two measured
-  muscle pressures (bar) as the ``effort`` of the muscles' entries; entries a sensor does not
-  measure are NaN.
+  extensor_name]`` (default ``pam_joint, pam_flexor, pam_extensor``): the encoder angle (rad)
+  as the joint's ``position``, the two measured muscle pressures (bar) as the ``effort`` of the
+  muscles' entries; entries a sensor does not measure are NaN.
 - ``~/joint_states_truth`` (JointState) the true angle (rad) and velocity (rad/s) of the joint.
 - ``~/command`` (Float64MultiArray, ``[p_set_flexor, p_set_extensor]`` bar) the set-points it
   applies, when ``excitation`` is on (random steps, multi-sines and walks from the simulator's

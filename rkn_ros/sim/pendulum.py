@@ -27,12 +27,17 @@ so our single pendulum swings ``sqrt(2)`` slower at the same length.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 INTEGRATORS = ("symplectic_euler", "rk4")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check_positive_tuple(name: str, values: tuple[float, ...], links: int) -> None:
@@ -69,6 +74,17 @@ class PendulumParams:
         if not isinstance(self.links, int) or isinstance(self.links, bool) or self.links < 1:
             raise ValueError(f"pendulum parameter 'links': expected an integer >= 1, "
                              f"received {self.links!r}")
+        # YAML hands over whatever the user wrote: name the parameter before float() fails
+        for name in ("masses", "lengths"):
+            values = getattr(self, name)
+            if not isinstance(values, (list, tuple)) or not all(_is_number(v) for v in values):
+                raise ValueError(f"pendulum parameter '{name}': expected a list of numbers (one "
+                                 f"per link), received {values!r}")
+        for name in ("friction", "gravity", "dt", "sub_step", "process_noise_std",
+                     "init_angle_low", "init_angle_high", "init_velocity"):
+            if not _is_number(getattr(self, name)):
+                raise ValueError(f"pendulum parameter '{name}': expected a number, received "
+                                 f"{getattr(self, name)!r}")
         object.__setattr__(self, "masses", tuple(float(m) for m in self.masses))
         object.__setattr__(self, "lengths", tuple(float(v) for v in self.lengths))
         _check_positive_tuple("masses", self.masses, self.links)
@@ -123,10 +139,6 @@ class PendulumParams:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown pendulum parameter(s) {unknown}; known: {sorted(known)}")
-        values = dict(values)
-        for key in ("masses", "lengths"):
-            if key in values:
-                values[key] = tuple(values[key])
         return cls(**values)
 
     def to_dict(self) -> dict:

@@ -56,6 +56,7 @@ class _Section:
 
     @classmethod
     def from_dict(cls, values: dict) -> Any:
+        """Build the section from a YAML mapping; unknown keys are rejected by name."""
         if not isinstance(values, dict):
             raise ValueError(f"pneumatic parameters '{cls._section}': expected a mapping, "
                              f"received {type(values).__name__}")
@@ -67,6 +68,7 @@ class _Section:
         return cls(**values)
 
     def to_dict(self) -> dict:
+        """Plain mapping of the section (the YAML layout)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
 

@@ -11,6 +11,7 @@ inner link's grey being replaced. The pivot is the image centre; image rows grow
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -34,6 +35,16 @@ class RenderParams:
         if not isinstance(self.supersample, int) or not 1 <= self.supersample <= 16:
             raise ValueError(f"render parameter 'supersample': expected an integer in [1, 16], "
                              f"received {self.supersample!r}")
+        for name in ("line_width", "margin"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"render parameter '{name}': expected a number of px, received "
+                                 f"{value!r}")
+        if not isinstance(self.grey_levels, (list, tuple)) or not all(
+                isinstance(g, numbers.Integral) and not isinstance(g, bool)
+                for g in self.grey_levels):
+            raise ValueError(f"render parameter 'grey_levels': expected a list of integers "
+                             f"(one per link), received {self.grey_levels!r}")
         if not (math.isfinite(self.line_width) and 0 < self.line_width < self.image_size / 2):
             raise ValueError(f"render parameter 'line_width': expected 0 < width < image_size/2 "
                              f"px, received {self.line_width!r}")
@@ -69,9 +80,6 @@ class RenderParams:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown render parameter(s) {unknown}; known: {sorted(known)}")
-        values = dict(values)
-        if "grey_levels" in values:
-            values["grey_levels"] = tuple(values["grey_levels"])
         return cls(**values)
 
     def to_dict(self) -> dict:
