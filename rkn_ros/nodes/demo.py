@@ -321,24 +321,41 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def offline_reference(model_dir: Path) -> tuple[dict, float | None]:
+    """The checkpoint's offline figures (``evaluation.json``, else the metadata's metrics) and
+    the offline RMSE in the demo's units: radians of the joint positions.
+
+    Sin/cos models record that as ``angle_rmse``; for direct models it is the root mean square
+    of ``rmse_per_output`` over the position outputs (velocities are in other units).
+    """
+    meta_file = model_dir / "model.yaml"
+    meta = yaml.safe_load(meta_file.read_text()) if meta_file.is_file() else {}
+    meta = meta or {}
+    report: dict = meta.get("metrics") or {}
+    evaluation = model_dir / "evaluation.json"
+    if evaluation.is_file():
+        report = json.loads(evaluation.read_text())
+    offline = {k: v for k, v in report.items() if isinstance(v, int | float)}
+    outputs = meta.get("outputs") or {}
+    if outputs.get("kind") == "sincos":
+        return offline, offline.get("angle_rmse")
+    per_output = report.get("rmse_per_output")
+    units = outputs.get("units") or []
+    if isinstance(per_output, list) and len(per_output) == len(units):
+        positions = [
+            float(r) for r, u in zip(per_output, units, strict=True) if not u.endswith("/s")
+        ]
+        if positions:
+            return offline, float(np.sqrt(np.mean(np.square(positions))))
+    return offline, None
+
+
 def make_summary(system: str, model_dir: Path, monitor: dict, duration: float) -> dict:
     """The demo's result: online metrics, latencies and the model's offline figures."""
     position = monitor.get("position") or {}
     estimator = monitor.get("estimator") or {}
     age = monitor.get("estimate_age_ms") or {}
-    offline: dict = {}
-    comparable = None
-    meta_file = model_dir / "model.yaml"
-    if meta_file.is_file():
-        meta = yaml.safe_load(meta_file.read_text()) or {}
-        offline = {
-            k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, int | float)
-        }
-        # Only an RMSE in the same units as ours (radians of the joint positions) compares:
-        # sin/cos models record it as angle_rmse; direct models' rmse is already in radians.
-        kind = (meta.get("outputs") or {}).get("kind")
-        keys = ("angle_rmse",) if kind == "sincos" else ("angle_rmse", "rmse", "validation_rmse")
-        comparable = next((offline[k] for k in keys if k in offline), None)
+    offline, comparable = offline_reference(model_dir)
 
     def num(value: object) -> float | None:
         try:
