@@ -1,7 +1,7 @@
 """The paper's experiments on our data: RKN against LSTM and GRU, several seeds, one command each.
 
-    .venv/bin/python benchmarks/experiments.py EXPERIMENT [--scale small|paper] [--seeds 3]
-        [--jobs N] [--device cpu|cuda|auto] [--epochs E] [--out DIR]
+    .venv/bin/python benchmarks/experiments.py EXPERIMENT [--scale tiny|small|medium|large|paper]
+        [--seeds 3] [--jobs N] [--device cpu|cuda|auto] [--epochs E] [--out DIR] [--deadline-s S]
 
 EXPERIMENT: ``pendulum`` (noisy 24x24, RKN m=15 vs LSTM/GRU with 50 units and parameter-matched
 small ones), ``quad_link`` (48x48, with and without noise), ``imputation`` (half the frames
@@ -14,6 +14,10 @@ Fairness: every model of one experiment trains on the same generated data (writt
 evaluated on the same held-out test set. Each (model, seed) runs as its own process
 (``--jobs`` at a time, one torch thread each on the CPU). Results: ``OUT/results.json`` and
 ``OUT/results.md`` (mean +- std over seeds, beside the paper's numbers).
+
+Long runs in short commands: with ``--deadline-s S`` every run stops (resumably) in time for the
+command to end within about S seconds; running the same command again continues the unfinished
+runs and reuses the finished ones (``OUT/runs/<group>/<model>_seed<k>/result.json``).
 """
 
 from __future__ import annotations
@@ -54,6 +58,12 @@ SCALES = {
     "small": {"pendulum": (300, 50, 100, 75), "quad_link": (200, 40, 60, 75),
               "imputation": (300, 50, 100, 75), "epochs": 12, "quad_m": 30,
               "pam_fraction": 0.25},
+    "medium": {"pendulum": (1000, 100, 300, 75), "quad_link": (500, 60, 150, 100),
+               "imputation": (1000, 100, 300, 75), "epochs": 25, "quad_m": 50,
+               "pam_fraction": 1.0},
+    "large": {"pendulum": (1000, 100, 500, 75), "quad_link": (2000, 200, 500, 100),
+              "imputation": (1000, 100, 500, 75), "epochs": 40, "quad_m": 100,
+              "pam_fraction": 1.0},
     "paper": {"pendulum": (2000, 200, 1000, 75), "quad_link": (4000, 400, 1000, 150),
               "imputation": (2000, 200, 1000, 75), "epochs": 60, "quad_m": 100,
               "pam_fraction": 1.0},
@@ -145,21 +155,38 @@ def _recipe(name: str, model: dict, data: dict[str, Path], epochs: int, seed: in
 
 
 def run_one(job: dict) -> dict:
-    """Train one (model, seed) and evaluate it on the test set (runs in a worker process)."""
+    """Train one (model, seed) and evaluate it on the test set (runs in a worker process).
+
+    Resumable: a finished run's row is kept in ``OUT/runs/.../result.json`` and reused; an
+    unfinished one continues from its ``last/`` state. With a ``deadline`` (Unix time) the run
+    stops in time to be continued by the next invocation of the same command.
+    """
     import torch
 
     from rkn_ros.data.dataset import SequenceDataset
     from rkn_ros.train.checkpoint import load_checkpoint
     from rkn_ros.train.config import recipe_from_dict
     from rkn_ros.train.evaluation import evaluate
-    from rkn_ros.train.trainer import Trainer
+    from rkn_ros.train.trainer import STATE_FILE, Trainer
 
+    out = Path(job["out"])
+    done = out / "result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    head = {"model": job["model"], "seed": job["seed"], "group": job["group"]}
+    budget = None
+    if job.get("deadline") is not None:
+        budget = job["deadline"] - time.time()
+        if budget <= 0:
+            return {**head, "incomplete": True}
     torch.set_num_threads(1)
     recipe = recipe_from_dict(job["recipe"])
-    out = Path(job["out"])
-    start = time.monotonic()
-    result = Trainer(recipe, out, device=recipe.training.device, show_progress=False).run()
-    seconds = time.monotonic() - start
+    resume = out if (out / "last" / STATE_FILE).exists() else None
+    result = Trainer(recipe, out, device=recipe.training.device, show_progress=False,
+                     resume=resume, time_budget_s=budget).run()
+    if result.stopped == "time_budget":
+        return {**head, "incomplete": True, "epochs": result.epochs_done}
+    seconds = float((out / "log.csv").read_text().strip().splitlines()[-1].split(",")[-1])
     model, metadata = load_checkpoint(out, recipe.training.device
                                       if recipe.training.device != "auto" else "cpu")
     device = next(model.parameters()).device
@@ -167,9 +194,10 @@ def run_one(job: dict) -> dict:
     params = sum(p.numel() for p in model.parameters())
     keys = ("log_likelihood", "rmse", "angle_rmse", "coverage_2sigma",
             "bernoulli_log_likelihood", "rmse_by_horizon")
-    return {"model": job["model"], "seed": job["seed"], "group": job["group"],
-            "parameters": params, "epochs": result.epochs_done, "train_seconds": seconds,
-            "stopped": result.stopped, **{k: report[k] for k in keys if k in report}}
+    row = {**head, "parameters": params, "epochs": result.epochs_done, "train_seconds": seconds,
+           "stopped": result.stopped, **{k: report[k] for k in keys if k in report}}
+    done.write_text(json.dumps(row))
+    return row
 
 
 def _param_matched(kind: str, target: int, data: dict[str, Path], extra: dict) -> int:
@@ -359,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     parser.add_argument("--epochs", type=int, default=None, help="override the scale's epochs")
     parser.add_argument("--out", type=Path, default=None, help="default runs/bench/EXPERIMENT")
+    parser.add_argument("--deadline-s", type=float, default=None,
+                        help="stop training after this many seconds (minus evaluation time) "
+                             "so the command ends in time; run the same command again to go on")
     args = parser.parse_args(argv)
     if args.paper_scale:
         args.scale = "paper"
@@ -371,6 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         table, markdown = cost(args, out)
     else:
         jobs = plan(args, out)
+        if args.deadline_s is not None:
+            # Leave room for evaluation and the summary after training stops.
+            deadline = time.time() + 0.85 * args.deadline_s - 15
+            for job in jobs:
+                job["deadline"] = deadline
         print(f"{args.experiment}: {len(jobs)} runs, {args.jobs} at a time, device {args.device}",
               flush=True)
         results = []
@@ -379,7 +415,11 @@ def main(argv: list[str] | None = None) -> int:
             for row in pool.map(run_one, jobs):
                 results.append(row)
                 print(json.dumps(row), flush=True)
-        table, markdown = summarize(results, args.experiment)
+        complete = [row for row in results if not row.get("incomplete")]
+        table, markdown = summarize(complete, args.experiment)
+        if len(complete) < len(results):
+            markdown += (f"\n**{len(results) - len(complete)} of {len(results)} runs unfinished**"
+                         " (deadline): run the same command again to continue them.\n")
     header = (f"## {args.experiment} (scale {args.scale}, seeds {args.seeds}, device "
               f"{args.device}, {platform.node()} {os.cpu_count()} cpus, "
               f"{time.monotonic() - start:.0f} s)\n\n"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rkn_ros.core import Belief, ModelConfig, SensorSpec, build_model
-from rkn_ros.core.belief import kalman_predict, kalman_update
+from rkn_ros.core.belief import kalman_predict, kalman_update, predict, update
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True)
 
@@ -68,6 +69,11 @@ def test_factorized_prediction_equals_dense_parts(seed: int, batch: int, m: int)
     torch.testing.assert_close(mean, (A @ belief.mean.unsqueeze(-1)).squeeze(-1))
     for got, want in zip((upper, lower, side), dense_parts(dense, m), strict=True):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+    # the Belief-level wrapper adds the ac-RKN shift to the mean only
+    shift = torch.randn(batch, 2 * m, generator=gen, dtype=torch.float64)
+    shifted = predict(belief, A, q_upper, q_lower, shift)
+    torch.testing.assert_close(shifted.mean, mean + shift)
+    assert torch.equal(shifted.var_side, side)
 
 
 @SETTINGS
@@ -78,7 +84,7 @@ def test_invalid_rows_keep_the_prior(seed: int, m: int) -> None:
     w = torch.randn(4, m, generator=gen, dtype=torch.float64)
     var_obs = torch.rand(4, m, generator=gen, dtype=torch.float64) + 0.1
     valid = torch.tensor([True, False, True, False])
-    post = kalman_update(*prior.tensors(), w, var_obs, valid)
+    post = update(prior, w, var_obs, valid).tensors()
     for got, want in zip(post, prior.tensors(), strict=True):
         assert torch.equal(got[~valid], want[~valid])
         assert not torch.equal(got[valid], want[valid])
@@ -104,6 +110,16 @@ def test_all_missing_posterior_is_prior_every_step() -> None:
     assert bool((state.var_upper > config.initial_var).all())
 
 
+@pytest.fixture
+def one_thread():
+    # tiny tensors: a second thread only adds synchronisation
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_beliefs_stay_finite_and_positive_over_10000_steps() -> None:
     torch.manual_seed(1)
     config = ModelConfig(sensors=(SensorSpec("joints", "vector", (2,)),), output_dim=2,

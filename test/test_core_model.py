@@ -276,3 +276,19 @@ def test_unchecked_step_is_the_same_math(kind: str) -> None:
         checked = model.step(model.initial_state(2), step_obs, step_valid)
         unchecked = model.step(model.initial_state(2), step_obs, step_valid, check=False)
     assert torch.equal(checked.mean, unchecked.mean) and torch.equal(checked.var, unchecked.var)
+
+
+def test_float32_small_batch_convolution_path_matches_batched_path() -> None:
+    # step at batch 1 takes the im2col convolution, forward over 20 frames the oneDNN one
+    model = make(image_decoder=True).float()
+    obs, valid, _, _ = inputs(1, 20)
+    obs = {k: v.float() for k, v in obs.items()}
+    with torch.no_grad():
+        seq = model(obs, valid)
+        state = model.initial_state(1)
+        for t in range(20):
+            out = model.step(state, {k: v[:, t] for k, v in obs.items()},
+                             {k: v[:, t] for k, v in valid.items()})
+            state = out.state
+            torch.testing.assert_close(out.mean, seq.mean[:, t], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(out.image, seq.image[:, t], atol=1e-5, rtol=1e-5)

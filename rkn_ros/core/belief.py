@@ -28,19 +28,8 @@ class Belief:
     var_lower: Tensor
     var_side: Tensor
 
-    @property
-    def latent_obs_dim(self) -> int:
-        return self.var_upper.shape[-1]
-
     def tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return self.mean, self.var_upper, self.var_lower, self.var_side
-
-    def detach(self) -> Belief:
-        """Cut the graph (truncated back-propagation, or storing the belief at run time)."""
-        return Belief(*(t.detach() for t in self.tensors()))
-
-    def to(self, device: torch.device | str) -> Belief:
-        return Belief(*(t.to(device) for t in self.tensors()))
 
     def covariance(self) -> Tensor:
         """Dense covariance [batch, 2m, 2m] (tests, plots, diagnostics; never in the loop)."""

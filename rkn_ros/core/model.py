@@ -126,8 +126,8 @@ class SequenceModel(nn.Module):
     ) -> dict[str, Tensor]:
         """Validate inputs; return the observations with invalid samples replaced by zeros.
 
-        Zeros (not the caller's NaN or garbage) must reach the encoder: the update discards an
-        invalid sample with `where`, but a NaN input would still poison the weight gradients.
+        Zeros (not the caller's NaN or garbage) must reach the encoder: the update gives an
+        invalid sample zero gain, but a NaN input would still poison the weight gradients.
         """
         dtype = self.dtype
         names = [s.name for s in self.sensors]
@@ -159,12 +159,12 @@ class SequenceModel(nn.Module):
                                  f"received None")
             if value is not None:
                 if not wanted:
+                    received = (f"shape {_shape(value)}" if isinstance(value, Tensor)
+                                else type(value).__name__)
                     raise ValueError(f"{name}: this model was built without it "
                                      f"(action_dim={self.config.action_dim}, "
-                                     f"use_dt={self.config.use_dt}), received shape {_shape(value)}"
-                                     if isinstance(value, Tensor) else
-                                     f"{name}: this model was built without it, received "
-                                     f"{type(value).__name__}")
+                                     f"use_dt={self.config.use_dt}), expected None, "
+                                     f"received {received}")
                 _check_tensor(name, value, lead, (width,), lead_names, dtype)
                 _check_finite(name, value)
         return cleaned

@@ -401,7 +401,10 @@ def print_summary(summary: dict) -> None:
         (
             "RMSE (positions, rad)",
             _fmt(summary["rmse"], 4),
-            f"offline evaluation {_fmt(reference, 4)}" if reference is not None else "",
+            f"offline evaluation {_fmt(reference, 4)}, ratio "
+            f"{_fmt(summary['online_over_offline_rmse'], 2)}"
+            if reference is not None
+            else "",
         ),
         ("NLL per tick", _fmt(summary["nll"]), ""),
         ("2-sigma coverage", _fmt(summary["coverage_2sigma"]), "(ideal 0.954)"),

@@ -174,7 +174,7 @@ class EstimatorNode(Node):
         self._command: np.ndarray | None = None
         self._command_last_ns: int | None = None
         self._last_tick_ns: int | None = None
-        self._first_timer_ns: int | None = None
+        self._input_lag_ns = 0
         self.rejected: Counter[tuple[str, str]] = Counter()  # (input, reason) -> count
         self.missing: Counter[str] = Counter()  # input -> ticks without a usable sample
         self.received: Counter[str] = Counter()
@@ -353,7 +353,7 @@ class EstimatorNode(Node):
             return self.est.check_input(sensor, image_to_array(msg, color=color))
 
         if self._accept("image", msg.header.stamp, convert) and self._tick_on == "image":
-            self._tick(stamp_to_ns(msg.header.stamp))
+            self._input_tick(stamp_to_ns(msg.header.stamp))
 
     def _on_joints(self, msg: JointState) -> None:
         def convert() -> np.ndarray:
@@ -362,7 +362,12 @@ class EstimatorNode(Node):
         if self._accept("joint_states", msg.header.stamp, convert) and (
             self._tick_on == "joint_states"
         ):
-            self._tick(stamp_to_ns(msg.header.stamp))
+            self._input_tick(stamp_to_ns(msg.header.stamp))
+
+    def _input_tick(self, stamp_ns: int) -> None:
+        """A tick driven by an input sample; remembers how far its stamps lag our clock."""
+        self._input_lag_ns = max(0, self._now_ns() - stamp_ns)
+        self._tick(stamp_ns)
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         self.received["command"] += 1
@@ -380,18 +385,14 @@ class EstimatorNode(Node):
             self._tick(now)
             return
         if self._last_tick_ns is None:
-            # no input-driven tick yet: once the input is overdue from start-up, coast from now
-            if self._first_timer_ns is None:
-                self._first_timer_ns = now
-            if now - self._first_timer_ns >= self._coast_after_ns:
-                self.coasting_ticks += 1
-                self._tick(now)
-            return
+            return  # coasting starts after the first input-driven tick
         period_ns = round(1e9 * self._period)
         # Coast one period at a time once the input is overdue, stamping each tick where the
-        # missing sample would have been; a late sample then still lands after it.
+        # missing sample would have been. Overdue is judged on the input's own time base (its
+        # stamps may lag our clock, e.g. a replay on a busy machine), so coasted stamps never
+        # run ahead of the samples still to come.
         for _ in range(10):
-            if now - self._last_tick_ns < self._coast_after_ns:
+            if now - self._input_lag_ns - self._last_tick_ns < self._coast_after_ns:
                 break
             self.coasting_ticks += 1
             self._tick(self._last_tick_ns + period_ns)

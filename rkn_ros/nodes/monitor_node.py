@@ -14,11 +14,11 @@ latency from ``/diagnostics``. Every ``report_period`` it logs one line, publish
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import sys
 import time
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +82,8 @@ class MonitorNode(Node):
         self.matched = 0
         self.unmatched = 0
         self.estimator: dict[str, str] = {}
-        self._truth: deque = deque(maxlen=2000)
+        self._truth: dict[int, JointState] = {}
+        self._truth_stamps: list[int] = []  # sorted
         self._pending: dict[int, list] = {}
         self._trace: list[tuple] = []
         self._started = time.monotonic()
@@ -109,8 +110,22 @@ class MonitorNode(Node):
         self._match_pending()
 
     def _on_truth(self, msg: JointState) -> None:
-        self._truth.append((stamp_to_ns(msg.header.stamp), msg))
+        stamp = stamp_to_ns(msg.header.stamp)
+        if stamp not in self._truth:
+            bisect.insort(self._truth_stamps, stamp)
+        self._truth[stamp] = msg
+        if len(self._truth_stamps) > 4000:  # keep the last ~2000 samples (20 s at 100 Hz)
+            for old in self._truth_stamps[:2000]:
+                del self._truth[old]
+            del self._truth_stamps[:2000]
         self._match_pending()
+
+    def _nearest_truth(self, stamp: int) -> int | None:
+        """The truth stamp nearest to ``stamp`` (binary search)."""
+        stamps = self._truth_stamps
+        i = bisect.bisect_left(stamps, stamp)
+        candidates = stamps[max(0, i - 1) : i + 1]
+        return min(candidates, key=lambda s: abs(s - stamp)) if candidates else None
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -119,15 +134,15 @@ class MonitorNode(Node):
                 self.estimator = {k: values[k] for k in RELAYED_KEYS if k in values}
 
     def _match_pending(self) -> None:
-        newest_truth = self._truth[-1][0] if self._truth else None
+        newest_truth = self._truth_stamps[-1] if self._truth_stamps else None
         for stamp in sorted(self._pending):
             estimate, stddev = self._pending[stamp]
             if estimate is None or stddev is None or newest_truth is None:
                 continue
-            truth = min(self._truth, key=lambda item: abs(item[0] - stamp))
-            if abs(truth[0] - stamp) <= self.tolerance_ns:
+            nearest = self._nearest_truth(stamp)
+            if nearest is not None and abs(nearest - stamp) <= self.tolerance_ns:
                 del self._pending[stamp]
-                self._score(stamp, estimate, stddev, truth[1])
+                self._score(stamp, estimate, stddev, self._truth[nearest])
             elif newest_truth > stamp + self.tolerance_ns:
                 del self._pending[stamp]  # the truth for this tick will not come
                 self.unmatched += 1

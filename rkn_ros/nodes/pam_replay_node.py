@@ -22,10 +22,10 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -90,11 +90,10 @@ class PamReplayNode(Node):
         self.names = list(JOINT_NAMES) + list(MUSCLE_NAMES)
         self._episode = 0
         self._step = 0
-        self._pause_until = 0.0
         self.finished = False
         self.create_timer(DT / rtf, self._on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self._wall_gap = self.gap / rtf
         self._period_ns = round(1e9 * DT / rtf)
+        self._gap_ticks = round(self.gap / DT)
         self._start_ns: int | None = None
         self._ticks = 0
         self.get_logger().info(
@@ -102,15 +101,21 @@ class PamReplayNode(Node):
         )
 
     def _on_timer(self) -> None:
-        if self.finished or time.monotonic() < self._pause_until:
-            return
+        # Samples go out on a fixed grid of stamps (start + k dt); a late timer publishes every
+        # sample that is due, so the stamps neither jitter nor fall behind the clock, and a
+        # next-step estimate stamped one dt later lands exactly on the next sample's stamp.
+        now = self.get_clock().now().nanoseconds
+        if self._start_ns is None:
+            self._start_ns = now
+        for _ in range(10):
+            due = self._start_ns + self._ticks * self._period_ns
+            if self.finished or due > now:
+                return
+            self._publish_step(ns_to_stamp(due))
+
+    def _publish_step(self, stamp: Time) -> None:
         observations, actions = self.recording.episode(int(self.episodes[self._episode]))
         t = self._step
-        # Stamps on a fixed grid (not the timer's jittery wall time), so a next-step estimate
-        # stamped one dt later lands exactly on the next sample's stamp.
-        if self._start_ns is None:
-            self._start_ns = self.get_clock().now().nanoseconds
-        stamp = ns_to_stamp(self._start_ns + self._ticks * self._period_ns)
         self._ticks += 1
         self.pub_command.publish(Float64MultiArray(data=[float(v) for v in actions[t]]))
         angles = observations[t, ANGLE_COLUMNS].astype(np.float64)
@@ -130,8 +135,7 @@ class PamReplayNode(Node):
         if self._step >= observations.shape[0]:
             self._step = 0
             self._episode += 1
-            self._pause_until = time.monotonic() + self._wall_gap
-            self._ticks += round(self._wall_gap * 1e9 / self._period_ns)
+            self._ticks += self._gap_ticks  # silence between episodes
             if self._episode >= self.episodes.size:
                 self._episode = 0
                 self.finished = not self.loop

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -160,6 +161,19 @@ class RecipeConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def portable_dict(self) -> dict:
+        """``to_dict`` with data paths next to the repository written relative to it
+        (``../shared/data/pam/pam_dev.npz``), so checkpoints do not record this machine."""
+        repo = Path(__file__).resolve().parents[2]
+        data = self.to_dict()
+        for part in ("train", "validation", "test"):
+            source = data["data"].get(part)
+            if source and source.get("path"):
+                path = source["path"]
+                if os.path.isabs(path) and path.startswith(str(repo.parent) + os.sep):
+                    source["path"] = os.path.relpath(path, repo)
+        return data
+
 
 def _check_model_section(model: dict) -> None:
     from rkn_ros.core.config import ModelConfig, SensorSpec
@@ -277,11 +291,16 @@ def _resolve_paths(recipe: RecipeConfig, base_dir: Path) -> RecipeConfig:
         if source is None or source.path is None:
             return source
         path = Path(source.path).expanduser()
+        shared = os.environ.get("RKN_ROS_SHARED")
+        if shared and path.parts[:2] == ("..", "shared"):
+            # The shared data folder may live elsewhere (CI, other checkouts).
+            path = Path(shared).joinpath(*path.parts[2:])
         if not path.is_absolute():
             # Recipes name data relative to the repository (two levels above config/train).
             candidates = [base_dir / path, base_dir.parent.parent / path, Path.cwd() / path]
             path = next((c for c in candidates if c.exists()), candidates[-1])
-        return dataclasses.replace(source, path=str(path.resolve()))
+        # abspath, not resolve: keep symlinked data where the user put it.
+        return dataclasses.replace(source, path=os.path.abspath(path))
 
     data = recipe.data
     data = dataclasses.replace(

@@ -59,7 +59,7 @@ class TrainResult:
     epochs_done: int
     steps: int
     best_val_nll: float
-    stopped: str  # "epochs" | "early_stopping" | "max_steps" | "max_time"
+    stopped: str  # "epochs" | "early_stopping" | "max_steps" | "max_time" | "time_budget"
 
 
 def model_config_for(recipe: RecipeConfig, dataset: SequenceDataset) -> ModelConfig:
@@ -133,7 +133,7 @@ def build_metadata(
         data_hash=train.content_hash(),
         metrics=metrics or {},
         training={
-            "recipe": recipe.to_dict(),
+            "recipe": recipe.portable_dict(),
             "data_generator": meta.get("generator"),
             "data_parameters": meta.get("parameters", {}),
             "rkn_ros_version": __version__,
@@ -178,8 +178,12 @@ class Trainer:
     """Runs one recipe; see the module docstring for the output folder."""
 
     def __init__(self, recipe: RecipeConfig, out_dir: str | Path, device: str = "auto",
-                 resume: str | Path | None = None, show_progress: bool = True) -> None:
+                 resume: str | Path | None = None, show_progress: bool = True,
+                 time_budget_s: float | None = None) -> None:
+        """``time_budget_s``: stop this invocation (resumable, like ``max_steps``) after so many
+        seconds, unlike ``training.max_time_s`` which bounds the whole run."""
         self.recipe = recipe
+        self.time_budget_s = time_budget_s
         self.out_dir = Path(out_dir)
         self.device = resolve_device(device)
         self.resume = Path(resume) if resume is not None else None
@@ -235,7 +239,8 @@ class Trainer:
         n = train.num_sequences
         batches_per_epoch = max(1, math.ceil(n / cfg.batch_size))
         stopped = "epochs"
-        start = time.monotonic() - progress["elapsed_s"]
+        session_start = time.monotonic()
+        start = session_start - progress["elapsed_s"]
         bar = tqdm(total=cfg.epochs * batches_per_epoch,
                    initial=progress["epoch"] * batches_per_epoch + progress["batch"],
                    desc=recipe.name, disable=not self.show_progress, dynamic_ncols=True)
@@ -271,6 +276,10 @@ class Trainer:
                 if cfg.max_time_s is not None and time.monotonic() - start > cfg.max_time_s:
                     interrupted, stopped = True, "max_time"
                     break
+                if (self.time_budget_s is not None
+                        and time.monotonic() - session_start > self.time_budget_s):
+                    interrupted, stopped = True, "time_budget"
+                    break
             if interrupted:
                 # Mid-epoch: --resume continues with batch progress["batch"] of this epoch.
                 progress["elapsed_s"] = time.monotonic() - start
@@ -305,8 +314,12 @@ class Trainer:
             if cfg.max_time_s is not None and progress["elapsed_s"] > cfg.max_time_s:
                 stopped = "max_time"
                 break
+            if (self.time_budget_s is not None and progress["epoch"] < cfg.epochs
+                    and time.monotonic() - session_start > self.time_budget_s):
+                stopped = "time_budget"
+                break
         bar.close()
-        if test_ds is not None and stopped != "max_steps":
+        if test_ds is not None and stopped not in ("max_steps", "time_budget"):
             self._final_test(test_ds)
         return TrainResult(self.out_dir, progress["epoch"], progress["step"],
                            progress["best_val_nll"], stopped)
