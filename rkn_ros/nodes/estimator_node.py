@@ -197,12 +197,15 @@ class EstimatorNode(Node):
             self.create_publisher(MarkerArray, "~/markers", 10) if p["publish_markers"] else None
         )
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # The command subscription comes first: when a command and the sample of the same
+        # step are both waiting, the executor serves them in creation order, and the tick that
+        # the sample triggers must already see its command.
+        if est.action_dim:
+            self.create_subscription(Float64MultiArray, "~/command", self._on_command, COMMAND_QOS)
         if self._image_sensor is not None:
             self.create_subscription(Image, "~/image", self._on_image, SENSOR_QOS)
         if self._vector_sensors:
             self.create_subscription(JointState, "~/joint_states", self._on_joints, JOINT_QOS)
-        if est.action_dim:
-            self.create_subscription(Float64MultiArray, "~/command", self._on_command, COMMAND_QOS)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(self._period, self._on_timer)
         self.create_timer(
