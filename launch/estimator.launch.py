@@ -14,10 +14,11 @@ private inputs ~/image, ~/joint_states and ~/command.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 
 def _nodes(context):
@@ -53,7 +54,9 @@ def generate_launch_description():
         [
             DeclareLaunchArgument("model_path", default_value="", description="checkpoint folder"),
             DeclareLaunchArgument(
-                "params_file", default_value="", description="parameter YAML (default: the package's)"
+                "params_file",
+                default_value="",
+                description="parameter YAML (default: package)",
             ),
             DeclareLaunchArgument("image_topic", default_value="image", description="camera topic"),
             DeclareLaunchArgument(
@@ -63,7 +66,9 @@ def generate_launch_description():
                 "command_topic", default_value="command", description="Float64MultiArray commands"
             ),
             DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
-            DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock"),
+            DeclareLaunchArgument(
+                "use_sim_time", default_value="false", description="follow /clock"
+            ),
             DeclareLaunchArgument("log_level", default_value="info", description="log level"),
             OpaqueFunction(function=_nodes),
         ]

@@ -10,10 +10,11 @@ source:=pam replays the real pneumatic-muscle recordings (config/pam.yaml, `rkn-
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 SOURCES = {"sim": ("pneumatic_sim", "pneumatic.yaml"), "pam": ("pam_replay", "pam.yaml")}
 
@@ -78,7 +79,9 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 "pam_file", default_value="", description="PAM .npz (default: the YAML's)"
             ),
-            DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock"),
+            DeclareLaunchArgument(
+                "use_sim_time", default_value="false", description="follow /clock"
+            ),
             DeclareLaunchArgument(
                 "model_path", default_value="", description="checkpoint (default: the YAML's)"
             ),

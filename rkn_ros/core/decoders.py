@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from rkn_ros.core.config import SensorSpec
-from rkn_ros.core.layers import elu_plus_one, mlp
+from rkn_ros.core.layers import elu_plus_one, mlp, run_mlp
 
 
 class GaussianDecoder(nn.Module):
@@ -22,7 +22,8 @@ class GaussianDecoder(nn.Module):
         self.var_net = mlp(var_dim, hidden, out_dim)
 
     def forward(self, mean_features: Tensor, var_features: Tensor) -> tuple[Tensor, Tensor]:
-        return self.mean_net(mean_features), elu_plus_one(self.var_net(var_features))
+        return (run_mlp(self.mean_net, mean_features),
+                elu_plus_one(run_mlp(self.var_net, var_features)))
 
 
 class ImageDecoder(nn.Module):

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rkn_ros.core.config import ModelConfig, SensorSpec
-from rkn_ros.core.layers import elu_plus_one, feature_size_after_conv, mlp
+from rkn_ros.core.layers import elu_plus_one, feature_size_after_conv, mlp, run_mlp
 
 
 class ImageEncoder(nn.Module):
@@ -59,7 +59,32 @@ class ImageEncoder(nn.Module):
                                                     conv.bias, conv.stride, conv.padding)
         else:
             x = conv(images)
-        return _split_heads(self.heads(self.features(x)), self.out_dim, self.normalize)
+        # The `features` layers called as functions: the module call machinery costs more
+        # than these tiny layers at batch 1 (same parameters, same math).
+        norm1, _, _, conv2, norm2, _, _, _, dense, _ = self.features
+        x = F.relu(_max_pool2(F.group_norm(x, 1, norm1.weight, norm1.bias, norm1.eps)))
+        x = F.conv2d(x, conv2.weight, conv2.bias, conv2.stride, conv2.padding)
+        x = F.relu(_max_pool2(F.group_norm(x, 1, norm2.weight, norm2.bias, norm2.eps)))
+        x = F.relu(F.linear(x.flatten(1), dense.weight, dense.bias))
+        return _split_heads(F.linear(x, self.heads.weight, self.heads.bias), self.out_dim,
+                            self.normalize)
+
+
+def _max_pool2(x: Tensor) -> Tensor:
+    """`F.max_pool2d(x, 2)` for x [batch, channels, height, width].
+
+    Without a gradient to track, the maximum of the four strided 2x2 corners: the same
+    values (max is exact), about 1.7x faster at batch 1 and 6x at batch 3750 than the pooling
+    kernel here. With one, the pooling kernel, whose backward picks one winner per window
+    the way training always has (ties are common on blank background).
+    """
+    if torch.is_grad_enabled() and x.requires_grad:
+        return F.max_pool2d(x, 2)
+    height, width = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    if height != x.shape[-2] or width != x.shape[-1]:  # odd sides: floor, as max_pool2d
+        x = x[..., :height, :width]
+    return torch.maximum(torch.maximum(x[..., ::2, ::2], x[..., ::2, 1::2]),
+                         torch.maximum(x[..., 1::2, ::2], x[..., 1::2, 1::2]))
 
 
 class VectorEncoder(nn.Module):
@@ -77,14 +102,15 @@ class VectorEncoder(nn.Module):
         self.normalize = normalize
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return _split_heads(self.net(x), self.out_dim, self.normalize)
+        return _split_heads(run_mlp(self.net, x), self.out_dim, self.normalize)
 
 
 def _split_heads(out: Tensor, dim: int, normalize: bool) -> tuple[Tensor, Tensor]:
     # one linear layer for both heads: one matmul per step instead of two
     w, raw_var = out[:, :dim], out[:, dim:]
     if normalize:
-        w = F.normalize(w, dim=-1, eps=1e-8)
+        # F.normalize's math in one op fewer
+        w = w / torch.linalg.vector_norm(w, dim=-1, keepdim=True).clamp_min(1e-8)
     return w, elu_plus_one(raw_var)
 
 

@@ -30,6 +30,17 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def run_mlp(net: nn.Sequential, x: Tensor) -> Tensor:
+    """`net(x)` for an `mlp`, calling the layers' functions directly.
+
+    Same math; skips the per-module call machinery, which costs more than the tiny matmuls
+    of a batch-1 step (there are no hooks on these modules).
+    """
+    for layer in net:
+        x = F.linear(x, layer.weight, layer.bias) if isinstance(layer, nn.Linear) else F.relu(x)
+    return x
+
+
 def band_indices(m: int, bandwidth: int) -> tuple[Tensor, Tensor]:
     """Free entries of a 2m x 2m matrix made of four m x m band blocks (|i - j| <= bandwidth).
 
@@ -46,6 +57,24 @@ def band_indices(m: int, bandwidth: int) -> tuple[Tensor, Tensor]:
         indices.append((block_row * m + r) * (2 * m) + block_col * m + c)
         values.append(on_diag * diag_value)
     return torch.cat(indices), torch.cat(values)
+
+
+def band_layout(indices: Tensor, m: int, bandwidth: int) -> tuple[Tensor, Tensor, int]:
+    """Band form of the entries `band_indices` lists.
+
+    A 2m x 2m matrix of four band blocks is stored as [2, 2, m, W] (row half, column half,
+    row r, offset d; column c = r - b + d, W = 2b + 1 with b capped at m - 1). Returns the
+    flat position of each entry in that form [nnz], the column gathered for each (r, d)
+    [m * W] (clamped into range: band slots outside the block hold zeros, so whatever they
+    multiply drops out), and W.
+    """
+    b = min(bandwidth, m - 1)
+    width = 2 * b + 1
+    row, col = indices // (2 * m), indices % (2 * m)
+    half_row, r, half_col, c = row // m, row % m, col // m, col % m
+    position = ((half_row * 2 + half_col) * m + r) * width + (c - r + b)
+    gather = (torch.arange(m).unsqueeze(1) - b + torch.arange(width).unsqueeze(0)).clamp(0, m - 1)
+    return position, gather.flatten(), width
 
 
 def feature_size_after_conv(size: int) -> int:

@@ -8,9 +8,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rkn_ros.core.belief import Belief, kalman_predict, kalman_update
+from rkn_ros.core.belief import Belief, banded_predict, kalman_update
 from rkn_ros.core.config import ModelConfig
 from rkn_ros.core.model import Encoded, SequenceModel, _check_tensor
+from rkn_ros.core.layers import elu_plus_one
 from rkn_ros.core.transition import BandedTransition
 
 
@@ -33,6 +34,7 @@ class RKN(SequenceModel):
         else:
             self.initial_mean = None
             self.initial_log_var = None
+        self._cached_constants: tuple[tuple[Any, ...], tuple[Tensor, Tensor]] | None = None
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> Belief:
         """Initial belief: mean 0, su = sl = initial_var, ss = 0 (or the learned ones)."""
@@ -51,31 +53,59 @@ class RKN(SequenceModel):
 
     def transition_step(self, belief: Belief, action: Tensor | None = None,
                         dt: Tensor | None = None,
-                        noise: tuple[Tensor, Tensor] | None = None) -> Belief:
+                        constants: tuple[Tensor, Tensor] | None = None) -> Belief:
         """Prior of the next tick from a (posterior) belief: `A_t`, noise and control shift.
 
-        noise: `transition.noise()` if already computed for this sequence.
+        constants: `sequence_constants()` if already computed for this sequence.
         """
-        matrix = self.transition.matrix(belief.mean, dt)
-        noise_upper, noise_lower = self.transition.noise() if noise is None else noise
-        mean, upper, lower, side = kalman_predict(*belief.tensors(), matrix, noise_upper,
-                                                  noise_lower)
+        noise, band_basis = self.sequence_constants() if constants is None else constants
+        mean = belief.mean
+        transition = self.transition
+        mean, upper, lower, side = banded_predict(
+            mean, belief.var_upper, belief.var_lower, belief.var_side,
+            transition.band_matrix(mean, dt, band_basis), transition.gather_index, noise)
         if action is not None:
-            mean = mean + self.transition.shift(action)
+            mean = mean + transition.shift(action)
         return Belief(mean, upper, lower, side)
+
+    def sequence_constants(self) -> tuple[Tensor, Tensor]:
+        """(transition noise [2, m], band-form basis [K, 4 m W]): functions of the weights only.
+
+        With autograd on they are recomputed on every call (`forward` calls once per sequence);
+        with it off (inference, `torch.no_grad`/`inference_mode`) they are cached and reused
+        until a weight they depend on changes (in-place updates bump the parameter's version
+        counter; `.to()`/`.double()` give it new storage; both are part of the key).
+        """
+        transition = self.transition
+        if torch.is_grad_enabled() or transition.basis.is_inference():
+            # (weights created under inference_mode have no version counter to key on)
+            return self._compute_constants()
+        key = tuple((p._version, p.data_ptr(), p.dtype, p.device)
+                    for p in (transition.raw_noise, transition.basis))
+        cached = self._cached_constants
+        if cached is None or cached[0] != key:
+            cached = (key, self._compute_constants())
+            self._cached_constants = cached
+        return cached[1]
+
+    def _compute_constants(self) -> tuple[Tensor, Tensor]:
+        transition = self.transition
+        return (elu_plus_one(transition.raw_noise).view(2, self.latent_obs_dim),
+                transition.band_basis())
 
     def _cell(self, state: Belief, encoded: list[Encoded], action: Tensor | None,
               dt: Tensor | None,
-              noise: tuple[Tensor, Tensor] | None = None) -> tuple[Belief, Tensor, Tensor, Belief]:
-        mean, upper, lower, side = state.tensors()
+              constants: tuple[Tensor, Tensor] | None = None
+              ) -> tuple[Belief, Tensor, Tensor, Belief]:
+        mean, upper, lower, side = state.mean, state.var_upper, state.var_lower, state.var_side
         for w, var_obs, valid in encoded:  # several sensors: successive updates
             mean, upper, lower, side = kalman_update(mean, upper, lower, side, w, var_obs, valid)
         posterior = Belief(mean, upper, lower, side)
-        prior = self.transition_step(posterior, action, dt, noise)
+        prior = self.transition_step(posterior, action, dt, constants)
         return prior, mean, torch.cat([upper, lower, side], -1), posterior
 
     def _sequence_constants(self) -> dict[str, Any]:
-        return {"noise": self.transition.noise()}
+        return {"constants": self.sequence_constants()}
 
     def _check_state(self, state: Any, batch: int) -> None:
         if not isinstance(state, Belief):
@@ -100,13 +130,13 @@ class RKN(SequenceModel):
         self._check_state(state, batch)
         self._check_predict_args(steps, actions, dt, batch)
         mean_features, var_features = [], []
-        noise = self.transition.noise()
+        constants = self.sequence_constants()
         for j in range(steps):
             mean_features.append(state.mean)
             var_features.append(torch.cat([state.var_upper, state.var_lower, state.var_side], -1))
             if j < steps - 1:
                 state = self.transition_step(state, actions[:, j] if actions is not None else None,
-                                             dt[:, j] if dt is not None else None, noise)
+                                             dt[:, j] if dt is not None else None, constants)
         mean, var, _ = self.decode(torch.cat(mean_features), torch.cat(var_features))
         # cat puts the step index first: [steps * batch] -> [batch, steps]
         return (mean.view(steps, batch, -1).transpose(0, 1),

@@ -6,17 +6,27 @@ import torch
 from torch import Tensor, nn
 
 from rkn_ros.core.config import ModelConfig
-from rkn_ros.core.layers import band_indices, elu_plus_one, inverse_elu_plus_one, mlp
+from rkn_ros.core.layers import (
+    band_indices,
+    band_layout,
+    elu_plus_one,
+    inverse_elu_plus_one,
+    mlp,
+    run_mlp,
+)
 
 
 class BandedTransition(nn.Module):
     """`A_t = sum_k alpha_k(mean) A^(k)`, `alpha = softmax(net([mean, dt]))`.
 
     Each basis matrix is four m x m band blocks; only the band entries are parameters
-    ([K, nnz]), so forming `A_t` is one [batch, K] x [K, nnz] product plus a scatter into a
-    dense [batch, 2m, 2m] matrix: no mask multiply per step, no gradient to structural zeros.
-    All K bases start as `[[I, 0.2 I], [-0.2 I, I]]`. Transition noise is a learned diagonal
-    (2m) through `elu + 1`, starting at `transition_noise_init`.
+    ([K, nnz]). The filter works on `A_t` in band form, [batch, 2, 2, m, W] (row half, column
+    half, row, diagonal offset; W = 2b + 1, zeros where the band leaves the block): one
+    [batch, K] x [K, 4 m W] product forms it and the prediction is a few element-wise passes
+    over 4 m W entries instead of (2m)^2 (`belief.banded_predict`). `matrix` gives the dense
+    [batch, 2m, 2m] form of the same `A_t`. All K bases start as `[[I, 0.2 I], [-0.2 I, I]]`.
+    Transition noise is a learned diagonal (2m) through `elu + 1`, starting at
+    `transition_noise_init`.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -25,6 +35,10 @@ class BandedTransition(nn.Module):
         self.state_dim = 2 * m
         indices, init = band_indices(m, config.bandwidth)
         self.register_buffer("band_index", indices, persistent=False)
+        band_position, gather_index, width = band_layout(indices, m, config.bandwidth)
+        self.register_buffer("band_position", band_position, persistent=False)
+        self.register_buffer("gather_index", gather_index, persistent=False)
+        self.band_shape = (2, 2, m, width)
         self.basis = nn.Parameter(init.unsqueeze(0).repeat(config.num_basis, 1))
         self.use_dt = config.use_dt
         self.coefficients = mlp(2 * m + int(config.use_dt), config.coefficient_hidden,
@@ -34,14 +48,27 @@ class BandedTransition(nn.Module):
         self.control = (mlp(config.action_dim, config.control_hidden, 2 * m)
                         if config.action_dim > 0 else None)
 
+    def alpha(self, mean: Tensor, dt: Tensor | None) -> Tensor:
+        """Basis weights [batch, K] for belief mean [batch, 2m] and dt [batch, 1]."""
+        net_in = torch.cat([mean, dt], -1) if self.use_dt else mean
+        return torch.softmax(run_mlp(self.coefficients, net_in), -1)
+
     def matrix(self, mean: Tensor, dt: Tensor | None) -> Tensor:
         """Transition matrix [batch, 2m, 2m] for belief mean [batch, 2m] and dt [batch, 1]."""
-        net_in = torch.cat([mean, dt], -1) if self.use_dt else mean
-        alpha = torch.softmax(self.coefficients(net_in), -1)
+        alpha = self.alpha(mean, dt)
         batch = mean.shape[0]
         flat = mean.new_zeros(batch, self.state_dim * self.state_dim)
         flat = flat.index_copy(1, self.band_index, alpha @ self.basis)
         return flat.view(batch, self.state_dim, self.state_dim)
+
+    def band_basis(self) -> Tensor:
+        """The K bases in band form, [K, 4 m W] (weights only: once per sequence)."""
+        flat = self.basis.new_zeros(self.basis.shape[0], self.band_shape[2] * self.band_shape[3] * 4)
+        return flat.index_copy(1, self.band_position, self.basis)
+
+    def band_matrix(self, mean: Tensor, dt: Tensor | None, band_basis: Tensor) -> Tensor:
+        """`A_t` in band form [batch, 2, 2, m, W] (see the class docstring)."""
+        return torch.mm(self.alpha(mean, dt), band_basis).view(mean.shape[0], *self.band_shape)
 
     def noise(self) -> tuple[Tensor, Tensor]:
         """Diagonal transition noise of the upper and lower halves, each [m]."""
@@ -53,4 +80,4 @@ class BandedTransition(nn.Module):
         """ac-RKN control shift of the predicted mean [batch, 2m] for action [batch, action_dim]."""
         if self.control is None:
             raise RuntimeError("shift() needs a model built with action_dim > 0")
-        return self.control(action)
+        return run_mlp(self.control, action)
