@@ -11,11 +11,10 @@ and remappings as `rkn-ros demo pendulum|quad_link`). Watch /rkn_estimator/state
 import os
 
 from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-
-from launch import LaunchDescription
 
 CONFIGS = {"1": "pendulum.yaml", "4": "quad_link.yaml"}
 

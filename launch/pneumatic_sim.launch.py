@@ -10,11 +10,10 @@ source:=pam replays the real pneumatic-muscle recordings (config/pam.yaml, `rkn-
 import os
 
 from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-
-from launch import LaunchDescription
 
 SOURCES = {"sim": ("pneumatic_sim", "pneumatic.yaml"), "pam": ("pam_replay", "pam.yaml")}
 

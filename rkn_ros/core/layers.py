@@ -10,8 +10,12 @@ from torch.nn import functional as F
 
 
 def elu_plus_one(x: Tensor) -> Tensor:
-    """Positive activation used for every variance: `elu(x) + 1` (> 0, linear for x > 0)."""
-    return F.elu(x) + 1.0
+    """Positive activation used for every variance: `elu(x) + 1` (> 0, linear for x > 0).
+
+    Written as `exp(min(x, 0)) + max(x, 0)` rather than `F.elu(x) + 1`: in float32 the latter
+    rounds to exactly 0 for x < -17 (elu(x) == -1.0), and a zero variance makes the NLL infinite.
+    """
+    return torch.exp(x.clamp(max=0.0)) + x.clamp(min=0.0)
 
 
 def inverse_elu_plus_one(value: float) -> float:
