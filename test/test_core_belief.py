@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rkn_ros.core import Belief, ModelConfig, SensorSpec, build_model
-from rkn_ros.core.belief import kalman_predict, kalman_update, predict, update
+from rkn_ros.core.belief import banded_predict, kalman_predict, kalman_update, predict, update
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True)
 
@@ -74,6 +74,60 @@ def test_factorized_prediction_equals_dense_parts(seed: int, batch: int, m: int)
     shifted = predict(belief, A, q_upper, q_lower, shift)
     torch.testing.assert_close(shifted.mean, mean + shift)
     assert torch.equal(shifted.var_side, side)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 3), m=st.integers(1, 12),
+       bandwidth=st.integers(0, 14), use_dt=st.booleans())
+def test_banded_prediction_equals_dense_prediction(seed: int, batch: int, m: int, bandwidth: int,
+                                                   use_dt: bool) -> None:
+    # the loop's band-form prediction against kalman_predict with the dense A of the same
+    # weights (bandwidth >= m - 1 included: the band then covers whole blocks)
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(sensors=(SensorSpec("x", "vector", (2,)),), output_dim=1,
+                                    latent_obs_dim=m, num_basis=3, bandwidth=bandwidth,
+                                    use_dt=use_dt)).double()
+    transition = model.transition
+    with torch.no_grad():
+        transition.basis.normal_()
+    gen = torch.Generator().manual_seed(seed)
+    belief = random_belief(gen, batch, m)
+    dt = torch.rand(batch, 1, generator=gen, dtype=torch.float64) if use_dt else None
+    noise, band_basis = model.sequence_constants()
+    band = transition.band_matrix(belief.mean, dt, band_basis)
+    got = banded_predict(*belief.tensors(), band, transition.gather_index, noise)
+    want = kalman_predict(*belief.tensors(), transition.matrix(belief.mean, dt), *noise)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-10)
+
+
+def test_inference_constants_follow_weight_changes() -> None:
+    # without autograd the weight-only constants are cached; an in-place optimizer update or a
+    # dtype change must be seen by the next step exactly as by a fresh computation
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(sensors=(SensorSpec("x", "vector", (2,)),), output_dim=1,
+                                    latent_obs_dim=4, num_basis=3))
+    obs, valid = {"x": torch.randn(2, 2)}, {"x": torch.ones(2, dtype=torch.bool)}
+
+    def step_and_fresh() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            cached = model.step(model.initial_state(2), obs, valid).state.var_upper
+        with torch.enable_grad():
+            fresh = model.step(model.initial_state(2), obs, valid).state.var_upper.detach()
+        return cached, fresh
+
+    before, _ = step_and_fresh()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model.transition.raw_noise.sum().backward()
+    optimizer.step()
+    after, fresh = step_and_fresh()
+    assert not torch.equal(before, after)
+    assert torch.equal(after, fresh)
+    model.double()
+    obs = {"x": obs["x"].double()}
+    after64, fresh64 = step_and_fresh()
+    assert after64.dtype == torch.float64
+    assert torch.equal(after64, fresh64)
 
 
 @SETTINGS

@@ -292,3 +292,40 @@ def test_float32_small_batch_convolution_path_matches_batched_path() -> None:
             state = out.state
             torch.testing.assert_close(out.mean, seq.mean[:, t], atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(out.image, seq.image[:, t], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["rkn", "lstm", "gru"])
+def test_compiled_step_equals_step(kind: str) -> None:
+    # the traced, frozen step (the runtime's fast path) is the same function as `step`, also
+    # with missing samples, actions and dt; and it is a snapshot of the weights
+    model = make(kind, action_dim=2, use_dt=True)
+    obs, valid, actions, dt = inputs(2, 8, action_dim=2, use_dt=True)
+    obs = {k: torch.where(valid[k].view(*valid[k].shape, *(1,) * (v.dim() - 2)), v, 0.0)
+           for k, v in obs.items()}
+    compiled = model.compile_step(batch_size=2)
+    with torch.inference_mode():
+        state = fast_state = model.initial_state(2)
+        for t in range(8):
+            args = ({k: v[:, t] for k, v in obs.items()}, {k: v[:, t] for k, v in valid.items()},
+                    actions[:, t], dt[:, t])
+            out = model.step(state, *args)
+            fast = compiled(fast_state, *args)
+            torch.testing.assert_close(fast.mean, out.mean, atol=1e-6, rtol=0)
+            torch.testing.assert_close(fast.var, out.var, atol=1e-6, rtol=0)
+            for got, want in zip(state_tensors(fast.state), state_tensors(out.state), strict=True):
+                torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+            state, fast_state = out.state, fast.state
+        assert isinstance(fast.state, Belief) == (kind == "rkn")
+        before = model.step(model.initial_state(2), *args)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1)
+        changed = model.step(model.initial_state(2), *args)
+        snapshot = compiled(model.initial_state(2), *args)
+        assert not torch.allclose(changed.mean, snapshot.mean)
+        torch.testing.assert_close(snapshot.mean, before.mean, atol=1e-6, rtol=0)
+        for got, want in zip(state_tensors(snapshot.state), state_tensors(before.state),
+                             strict=True):
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="batch_size: expected a positive integer, received 0"):
+        model.compile_step(batch_size=0)

@@ -123,7 +123,9 @@ def banded_predict(
     # per column half k of A: the diagonals of Sigma's blocks (k, 0), (k, 1) and the mean half k,
     # gathered at each band slot's column: [batch, 1, k, 3, m, W]
     columns = torch.stack([var_upper, var_side, half[:, 0], var_side, var_lower, half[:, 1]], 1)
-    gathered = columns.index_select(2, gather_index).view(batch, 1, 2, 3, m, band.shape[-1])
+    # (index_select along the last dim of a 2-D tensor: 4-10x faster here than of a 3-D one)
+    gathered = columns.view(batch * 6, m).index_select(1, gather_index).view(
+        batch, 1, 2, 3, m, band.shape[-1])
     # [A Sigma | A mean] in band form: [batch, row half, 3, m, W]
     product = (band.unsqueeze(3) * gathered).sum(2)
     new_mean = product[:, :, 2].sum(-1).view(batch, 2 * m)

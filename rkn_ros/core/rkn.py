@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from rkn_ros.core.belief import Belief, banded_predict, kalman_update
 from rkn_ros.core.config import ModelConfig
-from rkn_ros.core.model import Encoded, SequenceModel, _check_tensor
 from rkn_ros.core.layers import elu_plus_one
+from rkn_ros.core.model import Encoded, SequenceModel, _check_tensor
 from rkn_ros.core.transition import BandedTransition
 
 
@@ -106,6 +106,12 @@ class RKN(SequenceModel):
 
     def _sequence_constants(self) -> dict[str, Any]:
         return {"constants": self.sequence_constants()}
+
+    def _state_tensors(self, state: Belief) -> tuple[Tensor, ...]:
+        return state.tensors()
+
+    def _state_from_tensors(self, tensors: tuple[Tensor, ...]) -> Belief:
+        return Belief(*tensors)
 
     def _check_state(self, state: Any, batch: int) -> None:
         if not isinstance(state, Belief):

@@ -93,6 +93,12 @@ class RecurrentBaseline(SequenceModel):
         mean_features, var_features = self._split(out)
         return (*hidden, carries[:, -1]), mean_features, var_features
 
+    def _state_tensors(self, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        return state
+
+    def _state_from_tensors(self, tensors: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        return tuple(tensors)
+
     def _check_state(self, state: Any, batch: int) -> None:
         size = 3 if self.is_lstm else 2
         if not isinstance(state, tuple) or len(state) != size:

@@ -63,7 +63,8 @@ class BandedTransition(nn.Module):
 
     def band_basis(self) -> Tensor:
         """The K bases in band form, [K, 4 m W] (weights only: once per sequence)."""
-        flat = self.basis.new_zeros(self.basis.shape[0], self.band_shape[2] * self.band_shape[3] * 4)
+        _, _, m, width = self.band_shape
+        flat = self.basis.new_zeros(self.basis.shape[0], 4 * m * width)
         return flat.index_copy(1, self.band_position, self.basis)
 
     def band_matrix(self, mean: Tensor, dt: Tensor | None, band_basis: Tensor) -> Tensor:
