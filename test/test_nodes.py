@@ -381,3 +381,40 @@ def test_use_sim_time_follows_the_simulators_clock(checkpoints, probe_node, tmp_
     finally:
         assert estimator.stop() == 0, estimator.output()
         assert sim.stop() == 0, sim.output()
+
+
+def test_input_resuming_after_a_long_silence_starts_a_fresh_belief(
+    checkpoints, probe_node, tmp_path
+):
+    """With reset_after_gap, the first frame after a silence is filtered from the initial belief."""
+    name = "rkn_gap_estimator"
+    process = NodeProcess(
+        "rkn_estimator",
+        params={
+            "model_path": checkpoints["monotone"],
+            "tick_on": "image",
+            "sensor_timeout": 0.12,
+            "reset_after_gap": 0.5,
+            "diagnostics_period": 0.2,
+        },
+        remaps={"__node": name},
+        log=tmp_path / "gap_estimator.log",
+    )
+    probe = Probe(probe_node, name)
+    try:
+        probe.wait_ready(probe.images)
+        assert probe.reset().success
+        [fresh] = probe.feed(1)
+        assert probe.t.spin_until(lambda: fresh in probe.by_stamp(probe.stddevs), 10)
+        fresh_std = probe.by_stamp(probe.stddevs)[fresh].position[0]
+        settled = probe.feed(10)
+        probe.t.spin_for(0.9)  # silence longer than reset_after_gap
+        [resumed] = probe.feed(1)
+        assert probe.t.spin_until(lambda: resumed in probe.by_stamp(probe.stddevs), 10)
+        stddevs = probe.by_stamp(probe.stddevs)
+        assert stddevs[settled[-1]].position[0] < fresh_std  # ten frames narrowed the belief
+        assert stddevs[resumed].position[0] == pytest.approx(fresh_std, rel=1e-6)
+        assert probe.t.spin_until(lambda: probe.counter("gap_resets") >= 1, 5)
+    finally:
+        assert process.process.poll() is None, f"estimator died:\n{process.output()}"
+        assert process.stop() == 0, process.output()

@@ -142,6 +142,8 @@ class EstimatorNode(Node):
         self._period = 1.0 / p["frequency"] if p["frequency"] > 0 else est.dt
         self._timeout_ns = int(1e9 * (p["sensor_timeout"] or 2.0 * self._period))
         self._coast_after_ns = max(int(1.5e9 * self._period), self._timeout_ns)
+        self._reset_gap_ns = int(1e9 * p["reset_after_gap"])
+        self._last_input_ns: int | None = None
         self._max_future_ns = int(1e9 * p["max_future"])
         self._frame_id = p["frame_id"]
         self._offset_ns = round(1e9 * p["stamp_offset"])
@@ -182,6 +184,7 @@ class EstimatorNode(Node):
         self.input_to_publish = LatencyStats(p["latency_window"])
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
         self.coasting_ticks = 0
+        self.gap_resets = 0
         self._ticks_at_last_diag = 0
         self._last_diag_time = time.monotonic()
 
@@ -248,6 +251,15 @@ class EstimatorNode(Node):
             "s; a sample older than this at the tick counts as missing (0 = two tick periods)",
             0.0,
             60.0,
+        )
+        d["reset_after_gap"] = declare(
+            self,
+            "reset_after_gap",
+            0.0,
+            "s; when the tick_on input resumes after a silence longer than this, start a fresh "
+            "belief (a new recording or episode) instead of continuing the coasted one; 0 = never",
+            0.0,
+            3600.0,
         )
         d["max_future"] = declare(
             self, "max_future", 0.5, "s; samples stamped further ahead are rejected", 0.0, 60.0
@@ -370,6 +382,10 @@ class EstimatorNode(Node):
     def _input_tick(self, stamp_ns: int) -> None:
         """A tick driven by an input sample; remembers how far its stamps lag our clock."""
         self._input_lag_ns = max(0, self._now_ns() - stamp_ns)
+        previous, self._last_input_ns = self._last_input_ns, stamp_ns
+        if self._reset_gap_ns and previous is not None and stamp_ns - previous > self._reset_gap_ns:
+            self.est.reset()
+            self.gap_resets += 1
         self._tick(stamp_ns)
 
     def _on_command(self, msg: Float64MultiArray) -> None:
@@ -519,6 +535,7 @@ class EstimatorNode(Node):
             "tick_rate_hz": f"{rate:.3f}",
             "ticks": str(self.ticks),
             "coasting_ticks": str(self.coasting_ticks),
+            "gap_resets": str(self.gap_resets),
             "step_latency_p50_ms": f"{est.latency.p50_ms:.4f}",
             "step_latency_p99_ms": f"{est.latency.p99_ms:.4f}",
             "step_latency_max_ms": f"{est.latency.max_ms:.4f}",
