@@ -11,6 +11,7 @@ nodes with ``use_sim_time`` follow it faster (or slower) than real time.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -92,7 +93,10 @@ class PendulumSimNode(Node):
             )
         )
         params = PendulumParams.from_dict({**params.to_dict(), "dt": self.dt})
-        render = RenderParams(image_size=size or (24 if links == 1 else 48))
+        # the same rendering as the generated training data (rkn-ros generate)
+        render = RenderParams() if links == 1 else RenderParams.quad_link()
+        if size:
+            render = dataclasses.replace(render, image_size=size)
         self.sim = PendulumSimulator(params, render, seed=seed, image_noise=image_noise)
         self.joint_names = list(names) or [f"joint_{i + 1}" for i in range(links)]
         if len(self.joint_names) != links:
