@@ -209,11 +209,13 @@ def _param_matched(kind: str, target: int, data: dict[str, Path], extra: dict) -
 
     ds = SequenceDataset.load(data["validation"])
     best, best_gap = 2, math.inf
-    for hidden in range(2, 64):
+    for hidden in range(2, 1025):
         recipe = recipe_from_dict(_recipe("x", _rnn(kind, hidden, **extra), data, 1, 0, "cpu"))
         count = sum(p.numel() for p in build_model(model_config_for(recipe, ds)).parameters())
         if abs(count - target) < best_gap:
             best, best_gap = hidden, abs(count - target)
+        if count > target:  # the count grows with the hidden size: nothing closer follows
+            break
     return best
 
 
