@@ -323,8 +323,7 @@ def test_joint_inputs_missing_keep_the_estimate_coming(joint_estimator):
     probe.t.spin_for(0.6)
     missing = probe.counter("missing.joint_states")
     probe.states.clear()
-    probe.t.spin_for(0.5)
-    assert len(probe.states) >= 5
+    assert probe.t.spin_until(lambda: len(probe.states) >= 5, 10)
     assert probe.t.spin_until(lambda: probe.counter("missing.joint_states") > missing, 3)
 
 

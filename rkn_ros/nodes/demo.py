@@ -431,10 +431,10 @@ def plot_trace(trace_file: Path, png: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    trace = np.load(trace_file)
-    t = (trace["stamp_ns"] - trace["stamp_ns"][0]) * 1e-9
-    mean, std, truth = trace["mean"], trace["std"], trace["truth"]
-    names = [str(n) for n in trace["names"]]
+    with np.load(trace_file, allow_pickle=False) as trace:
+        stamps, names = trace["stamp_ns"], [str(n) for n in trace["names"]]
+        mean, std, truth = trace["mean"], trace["std"], trace["truth"]
+    t = (stamps - stamps[0]) * 1e-9
     fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.2 * len(names) + 0.8), squeeze=False)
     for k, ax in enumerate(axes[:, 0]):
         # Show the estimate on the truth's branch of the circle, so wrapping does not draw jumps.
