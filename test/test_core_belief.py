@@ -164,14 +164,6 @@ def test_all_missing_posterior_is_prior_every_step() -> None:
     assert bool((state.var_upper > config.initial_var).all())
 
 
-@pytest.fixture
-def one_thread():
-    # tiny tensors: a second thread only adds synchronisation
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.usefixtures("one_thread")
 def test_beliefs_stay_finite_and_positive_over_10000_steps() -> None:

@@ -51,14 +51,6 @@ def test_rkn_with_the_systems_weights_is_the_kalman_filter() -> None:
     np.testing.assert_allclose(out.var.numpy(), kf_var, atol=1e-6)
 
 
-@pytest.fixture
-def one_thread():
-    # tiny tensors: a second thread only adds synchronisation (2x slower here)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.mark.usefixtures("one_thread")
 def test_trained_rkn_matches_the_exact_kalman_filter() -> None:

@@ -60,16 +60,19 @@ class RecurrentBaseline(SequenceModel):
         half = self.hidden_size // 2
         return out[..., :half], out[..., half:]
 
+    def _recur(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Run the LSTM/GRU over `x` [batch, time, in]; returns its output and hidden state."""
+        if self.is_lstm:
+            out, (h_n, c_n) = self.rnn(x, (state[0].unsqueeze(0), state[1].unsqueeze(0)))
+            return out, (h_n[0], c_n[0])
+        out, h_n = self.rnn(x, state[0].unsqueeze(0))
+        return out, (h_n[0],)
+
     def _cell(self, state: tuple[Tensor, ...], encoded: list[Encoded], action: Tensor | None,
               dt: Tensor | None) -> tuple[tuple[Tensor, ...], Tensor, Tensor, None]:
         h, carry = state[0], state[-1]
         x = torch.cat([*self._inputs(encoded), carry], -1).unsqueeze(1)
-        if self.is_lstm:
-            out, (h_n, c_n) = self.rnn(x, (h.unsqueeze(0), state[1].unsqueeze(0)))
-            hidden: tuple[Tensor, ...] = (h_n[0], c_n[0])
-        else:
-            out, h_n = self.rnn(x, h.unsqueeze(0))
-            hidden = (h_n[0],)
+        out, hidden = self._recur(x, state)
         mean_features, var_features = self._split(out[:, 0])
         return (*hidden, self._carry(action, dt, h)), mean_features, var_features, None
 
@@ -77,19 +80,14 @@ class RecurrentBaseline(SequenceModel):
              actions: Tensor | None, dt: Tensor | None) -> tuple[Any, Tensor, Tensor]:
         # The whole sequence in one nn.LSTM/GRU call: the same weights and equations as the
         # one-tick `_cell` (the carry is just the inputs shifted by one tick), only faster.
-        h, carry = state[0], state[-1]
+        carry = state[-1]
         masks = [valid[s.name] for s in self.sensors]
         parts = self._inputs([(w, v, mask) for (w, v), mask in zip(encoded, masks, strict=True)])
         steps = masks[0].shape[1]
         carries = self._carry(actions, dt, parts[0])
         carry_in = torch.cat([carry.unsqueeze(1), carries[:, : steps - 1]], 1)
         x = torch.cat([*parts, carry_in], -1)
-        if self.is_lstm:
-            out, (h_n, c_n) = self.rnn(x, (h.unsqueeze(0), state[1].unsqueeze(0)))
-            hidden: tuple[Tensor, ...] = (h_n[0], c_n[0])
-        else:
-            out, h_n = self.rnn(x, h.unsqueeze(0))
-            hidden = (h_n[0],)
+        out, hidden = self._recur(x, state)
         mean_features, var_features = self._split(out)
         return (*hidden, carries[:, -1]), mean_features, var_features
 
