@@ -41,6 +41,8 @@ setup(
         "matplotlib>=3.6",
         "rosbags>=0.10",
         "rosbags-image[opencv-headless]>=0.10",
+        "onnx>=1.15",
+        "onnxruntime>=1.17",
     ],
     extras_require={"test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.6"]},
     zip_safe=True,

@@ -199,8 +199,10 @@ def main() -> int:
             f"p99 {float(diag['input_to_publish_p99_ms']):7.3f} ms  (its /diagnostics)"
         )
         print(
-            f"{'rkn_estimator step':<44} p50 {float(diag['step_latency_p50_ms']):7.3f} ms  "
-            f"p99 {float(diag['step_latency_p99_ms']):7.3f} ms"
+            f"{'rkn_estimator step (' + diag.get('backend', '?') + ')':<44} "
+            f"p50 {float(diag['step_latency_p50_ms']):7.3f} ms  "
+            f"p99 {float(diag['step_latency_p99_ms']):7.3f} ms  "
+            f"(model step alone p50 {float(diag['model_step_p50_ms']):.3f} ms)"
         )
     executor.remove_node(bench)
     bench.destroy_node()

@@ -1,7 +1,9 @@
 """One estimator step (encoder + update + predict + decoder, batch 1) through the runtime.
 
-Prints p50/p99 per model beside a GRU of the same encoder/decoder run through the same runtime
-in the same process (the reference DESIGN.md asks for), and the budget:
+Prints, per model and CPU backend (ONNX Runtime, TorchScript), the model step's p50/p99 (the
+budget's scope: encoder + update + predict + decoder) and the whole runtime step's p50 (also
+input conversion and decoding to joint angles), beside a GRU of the same encoder/decoder run
+through the same runtime in the same process (the reference DESIGN.md asks for):
 
     .venv/bin/python benchmarks/step_latency.py [--device cpu|cuda] [--steps 3000]
 
@@ -87,15 +89,17 @@ def checkpoint_for(name: str, kind: str, folder: Path) -> Path:
     )
 
 
-def measure(path: Path, device: str, steps: int, seed: int = 0) -> StreamingEstimator:
+def measure(path: Path, device: str, steps: int, backend: str = "auto",
+            seed: int = 0) -> StreamingEstimator:
     """Step the estimator ``steps`` times on random frames (a third missing)."""
     est = StreamingEstimator.from_checkpoint(
-        path, device=device, warmup_steps=50, latency_window=steps
+        path, device=device, warmup_steps=50, latency_window=steps, cpu_backend=backend
     )
     size = est.inputs["image"].image_size
     rng = np.random.default_rng(seed)
     frames = [rng.integers(0, 256, size, dtype=np.uint8) for _ in range(64)]
     est.latency.clear()
+    est.model_latency.clear()
     for k in range(steps):
         est.step({"image": None if k % 3 == 2 else frames[k % 64]})
     return est
@@ -133,34 +137,36 @@ def main() -> int:
     if args.device.startswith("cuda"):
         print(f"GPU: {torch.cuda.get_device_name(torch.device(args.device))}")
     print(
-        f"{'model':<10} {'kind':<4} {'p50 ms':>8} {'p99 ms':>8} {'p99/p50':>8} "
-        f"{'budget p50':>10}  note"
+        f"{'model':<10} {'kind':<4} {'backend':<12} {'model p50':>9} {'model p99':>9} "
+        f"{'p99/p50':>7} {'budget':>6} {'runtime p50':>11}  note"
     )
+    backends = ("onnxruntime", "torchscript") if args.device == "cpu" else ("auto",)
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("pendulum", "quad_link"):
             results = {}
-            for kind in ("rkn", "gru"):
-                path = checkpoint_for(name, kind, Path(tmp))
-                est = measure(path, args.device, args.steps)
-                results[kind] = est
-                note = (
-                    "shipped model" if path.parent == REPO / "models" else "untrained, same shape"
-                )
-                if est.device.type == "cuda":
-                    note += (
-                        ", CUDA graph" if est.uses_cuda_graph else f", eager ({est.graph_error})"
+            for backend in backends:
+                for kind in ("rkn", "gru"):
+                    path = checkpoint_for(name, kind, Path(tmp))
+                    est = measure(path, args.device, args.steps, backend)
+                    results[kind, backend] = est
+                    note = ("shipped model" if path.parent == REPO / "models"
+                            else "untrained, same shape")
+                    if est.device.type == "cuda" and not est.uses_cuda_graph:
+                        note += f", eager ({est.graph_error})"
+                    budget = 0.3 if est.device.type == "cuda" else BUDGET_MS[name]
+                    model = est.model_latency
+                    print(
+                        f"{name:<10} {kind:<4} {est.backend:<12} {model.p50_ms:9.4f} "
+                        f"{model.p99_ms:9.4f} {model.p99_ms / model.p50_ms:7.2f} "
+                        f"{budget if kind == 'rkn' else '':>6} {est.latency.p50_ms:11.4f}  {note}"
                     )
-                budget = 0.3 if est.device.type == "cuda" else BUDGET_MS[name]
-                p50, p99 = est.latency.p50_ms, est.latency.p99_ms
-                print(
-                    f"{name:<10} {kind:<4} {p50:8.4f} {p99:8.4f} {p99 / p50:8.2f} "
-                    f"{budget if kind == 'rkn' else '':>10}  {note}"
-                )
-                if est.uses_cuda_graph:
-                    print(f"{'':<10} {kind:<4} graph replay vs eager step, max |diff| over 300 "
-                          f"steps: {graph_vs_eager(path, args.device):.2e}")
-            ratio = results["rkn"].latency.p50_ms / results["gru"].latency.p50_ms
-            print(f"{name:<10} RKN / GRU step p50: {ratio:.2f}x")
+                    if est.uses_cuda_graph:
+                        print(f"{'':<10} {kind:<4} graph replay vs eager step, max |diff| over "
+                              f"300 steps: {graph_vs_eager(path, args.device):.2e}")
+                ratio = (results["rkn", backend].model_latency.p50_ms
+                         / results["gru", backend].model_latency.p50_ms)
+                print(f"{name:<10} RKN / GRU model step p50 ({results['rkn', backend].backend}): "
+                      f"{ratio:.2f}x")
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import types
@@ -56,54 +57,319 @@ def console_scripts() -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------- launch API stand-ins
-class _Config:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def perform(self, context: dict) -> str:
-        return context[self.name]
-
-
-class _Recorded:
+# Strict stand-ins for the launch API of a recent distribution (ros2/launch and
+# ros2/launch_ros as in Jazzy and Kilted). Each class passes its arguments to `_signature`, a
+# copy of the real constructor's parameters (with those its base classes take through
+# **kwargs), so a misspelled or unknown keyword is a TypeError here as under `ros2 launch`; its
+# body repeats the real type checks. Only what a Python launch file calls is modelled.
+class _Entity:
     def __init__(self, *args, **kwargs) -> None:
+        try:
+            self._signature(*args, **kwargs)
+        except TypeError as err:
+            raise TypeError(f"{type(self).__name__}: {err}") from err
         self.args, self.kwargs = args, kwargs
+
+    @staticmethod
+    def _signature() -> None:
+        raise NotImplementedError
+
+
+class _Substitution(_Entity):
+    def perform(self, context: _Context) -> str:
+        raise NotImplementedError
+
+
+class _Condition(_Entity):
+    _negate = False
+
+    def evaluate(self, context: _Context) -> bool:
+        # launch's evaluate_condition_expression: only these spellings are accepted
+        text = _perform(self.args[0], context).strip().lower()
+        if text not in ("true", "1", "false", "0"):
+            raise RuntimeError(f"condition expression {text!r} is not true/false/1/0")
+        return (text in ("true", "1")) != self._negate
+
+
+class _Context:
+    """The part of launch.LaunchContext that launch files and substitutions use."""
+
+    def __init__(self, arguments: dict[str, str]) -> None:
+        self.launch_configurations = dict(arguments)
+
+
+def _check_substitutions(value: object, what: str) -> None:
+    """launch.utilities.normalize_to_list_of_substitutions: text, substitutions or a list."""
+    parts = value if isinstance(value, (list, tuple)) else [value]
+    if not all(isinstance(p, (str, _Substitution)) for p in parts):
+        raise TypeError(f"{what}: expected text or substitutions, got {value!r}")
+
+
+def _perform(value: object, context: _Context) -> str:
+    parts = value if isinstance(value, (list, tuple)) else [value]
+    return "".join(p if isinstance(p, str) else p.perform(context) for p in parts)
+
+
+def _action(condition: object, what: str) -> None:
+    """launch.Action(*, condition=None), where every action's **kwargs end."""
+    if condition is not None and not isinstance(condition, _Condition):
+        raise TypeError(f"{what}: 'condition' must be a Condition, got {condition!r}")
+
+
+class LaunchDescription(_Entity):
+    @staticmethod
+    def _signature(initial_entities=None, *, deprecated_reason=None) -> None:
+        for entity in initial_entities or []:
+            if not isinstance(entity, (_Action, LaunchDescription)):
+                raise TypeError(f"LaunchDescription: {entity!r} is not a launch entity")
+
+    @property
+    def entities(self) -> list:
+        return list(self.args[0] if self.args else self.kwargs.get("initial_entities") or [])
+
+
+class _Action(_Entity):
+    pass
+
+
+class DeclareLaunchArgument(_Action):
+    @staticmethod
+    def _signature(name, *, default_value=None, description=None, choices=None, condition=None):
+        if not isinstance(name, str) or not isinstance(description, (str, type(None))):
+            raise TypeError("DeclareLaunchArgument: 'name' and 'description' must be text")
+        if default_value is not None:
+            _check_substitutions(default_value, f"DeclareLaunchArgument {name} default_value")
+        if choices is not None:
+            if not choices or not all(isinstance(c, str) for c in choices):
+                raise RuntimeError(f"DeclareLaunchArgument {name}: empty or non-text choices")
+            if isinstance(default_value, str) and default_value not in choices:
+                raise RuntimeError(f"DeclareLaunchArgument {name}: default not in choices")
+        _action(condition, "DeclareLaunchArgument")
+
+
+class OpaqueFunction(_Action):
+    @staticmethod
+    def _signature(*, function, args=None, kwargs=None, condition=None) -> None:
+        if not callable(function):
+            raise TypeError(f"OpaqueFunction expected a callable for 'function', got {function!r}")
+        _action(condition, "OpaqueFunction")
+
+
+class IncludeLaunchDescription(_Action):
+    @staticmethod
+    def _signature(launch_description_source, *, launch_arguments=None, condition=None) -> None:
+        if not isinstance(launch_description_source, PythonLaunchDescriptionSource):
+            _check_substitutions(launch_description_source, "IncludeLaunchDescription source")
+        for pair in launch_arguments or ():
+            name, value = pair
+            _check_substitutions(name, "IncludeLaunchDescription argument name")
+            _check_substitutions(value, f"IncludeLaunchDescription argument {name}")
+        _action(condition, "IncludeLaunchDescription")
+
+
+class PythonLaunchDescriptionSource(_Entity):
+    @staticmethod
+    def _signature(launch_file_path) -> None:
+        _check_substitutions(launch_file_path, "PythonLaunchDescriptionSource")
+
+
+class Node(_Action):
+    @staticmethod
+    def _signature(
+        *,
+        executable,
+        package=None,
+        name=None,
+        namespace=None,
+        exec_name=None,
+        parameters=None,
+        remappings=None,
+        ros_arguments=None,
+        arguments=None,
+        # launch.actions.ExecuteProcess
+        prefix=None,
+        cwd=None,
+        env=None,
+        additional_env=None,
+        # launch.actions.ExecuteLocal
+        shell=False,
+        sigterm_timeout=None,
+        sigkill_timeout=None,
+        emulate_tty=False,
+        output="log",
+        output_format=None,
+        cached_output=False,
+        log_cmd=False,
+        on_exit=None,
+        respawn=False,
+        respawn_delay=None,
+        respawn_max_retries=-1,
+        condition=None,
+    ) -> None:
+        for key, value in (("executable", executable), ("package", package), ("name", name),
+                           ("namespace", namespace), ("exec_name", exec_name),
+                           ("output", output)):
+            if value is not None:
+                _check_substitutions(value, f"Node {key}")
+        if parameters is not None:
+            if not isinstance(parameters, list):  # launch.utilities.ensure_argument_type
+                raise TypeError(f"Node: 'parameters' must be a list, got {parameters!r}")
+            for item in parameters:
+                if not isinstance(item, (dict, Path)):
+                    _check_substitutions(item, "Node parameter file")
+        for rule in remappings or ():
+            source, target = rule
+            _check_substitutions(source, "Node remapping")
+            _check_substitutions(target, "Node remapping")
+        for key, values in (("arguments", arguments), ("ros_arguments", ros_arguments)):
+            for value in values or ():
+                _check_substitutions(value, f"Node {key}")
+        _action(condition, "Node")
+
+
+class LaunchConfiguration(_Substitution):
+    @staticmethod
+    def _signature(variable_name, *, default=None) -> None:
+        if not isinstance(variable_name, str):
+            raise TypeError(f"LaunchConfiguration: 'variable_name' must be text, got "
+                            f"{variable_name!r}")
+
+    def perform(self, context: _Context) -> str:
+        name, default = self.args[0], self.kwargs.get("default")
+        if name in context.launch_configurations:
+            return context.launch_configurations[name]
+        if default is None:  # launch.substitutions.SubstitutionFailure
+            raise RuntimeError(f"launch configuration '{name}' does not exist")
+        return _perform(default, context)
+
+
+class TextSubstitution(_Substitution):
+    @staticmethod
+    def _signature(*, text) -> None:
+        if not isinstance(text, str):
+            raise TypeError(f"TextSubstitution expected Text object got {type(text)}")
+
+    def perform(self, context: _Context) -> str:
+        return self.kwargs["text"]
+
+
+class PathJoinSubstitution(_Substitution):
+    @staticmethod
+    def _signature(substitutions) -> None:
+        _check_substitutions(list(substitutions), "PathJoinSubstitution")
+
+    def perform(self, context: _Context) -> str:
+        return os.path.join(*(_perform(part, context) for part in self.args[0]))
+
+
+class FindPackageShare(_Substitution):
+    @staticmethod
+    def _signature(package) -> None:
+        _check_substitutions(package, "FindPackageShare")
+
+    def perform(self, context: _Context) -> str:
+        return get_package_share_directory(_perform(self.args[0], context))
+
+
+class IfCondition(_Condition):
+    @staticmethod
+    def _signature(predicate_expression) -> None:
+        _check_substitutions(predicate_expression, "IfCondition")
+
+
+class UnlessCondition(IfCondition):
+    _negate = True
+
+
+def get_package_share_directory(package_name: str, print_warning: bool = True) -> str:
+    """ament_index_python's, for this package only (any other is not installed)."""
+    if package_name != "rkn_ros":
+        raise LookupError(f"package '{package_name}' not found")  # PackageNotFoundError
+    return str(REPO)
+
+
+STAND_INS = {
+    "launch": [LaunchDescription],
+    "launch.actions": [DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction],
+    "launch.conditions": [IfCondition, UnlessCondition],
+    "launch.launch_description_sources": [PythonLaunchDescriptionSource],
+    "launch.substitutions": [LaunchConfiguration, PathJoinSubstitution, TextSubstitution],
+    "launch_ros": [],
+    "launch_ros.actions": [Node],
+    "launch_ros.substitutions": [FindPackageShare],
+    "ament_index_python.packages": [get_package_share_directory],
+}
+
+
+def _load(path: str | Path) -> LaunchDescription:
+    """``generate_launch_description()`` of a launch file (the stand-ins must be installed)."""
+    spec = importlib.util.spec_from_file_location(f"launch_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    assert isinstance(description, LaunchDescription), f"{path}: not a LaunchDescription"
+    return description
+
+
+def _visit(entity: _Entity, context: _Context, nodes: list[dict]) -> None:
+    """What `ros2 launch` does with each entity, as far as the Node(...) calls go."""
+    if isinstance(entity, LaunchDescription):
+        for child in entity.entities:
+            _visit(child, context, nodes)
+        return
+    condition = entity.kwargs.get("condition")
+    if condition is not None and not condition.evaluate(context):
+        return
+    if isinstance(entity, DeclareLaunchArgument):
+        name, default = entity.args[0], entity.kwargs.get("default_value")
+        if name not in context.launch_configurations:
+            if default is None:
+                raise RuntimeError(f"required launch argument '{name}' was not provided")
+            context.launch_configurations[name] = _perform(default, context)
+        choices = entity.kwargs.get("choices")
+        if choices is not None and context.launch_configurations[name] not in choices:
+            raise RuntimeError(f"argument '{name}' must be one of {choices}")
+    elif isinstance(entity, OpaqueFunction):
+        kwargs = entity.kwargs
+        for child in kwargs["function"](context, *(kwargs.get("args") or []),
+                                        **(kwargs.get("kwargs") or {})) or []:
+            _visit(child, context, nodes)
+    elif isinstance(entity, IncludeLaunchDescription):
+        source = entity.args[0]
+        if isinstance(source, PythonLaunchDescriptionSource):
+            source = source.args[0]
+        for name, value in entity.kwargs.get("launch_arguments") or ():
+            context.launch_configurations[_perform(name, context)] = _perform(value, context)
+        _visit(_load(_perform(source, context)), context, nodes)
+    else:
+        nodes.append(entity.kwargs)
 
 
 def evaluate_launch(path: Path, arguments: dict[str, str]) -> list[dict]:
-    """Run the launch file's description with ``arguments``; the Node(...) keyword sets."""
-    stubs = {
-        "launch": types.ModuleType("launch"),
-        "launch.actions": types.ModuleType("launch.actions"),
-        "launch.substitutions": types.ModuleType("launch.substitutions"),
-        "launch_ros": types.ModuleType("launch_ros"),
-        "launch_ros.actions": types.ModuleType("launch_ros.actions"),
-        "ament_index_python.packages": types.ModuleType("ament_index_python.packages"),
-    }
-    stubs["launch"].LaunchDescription = lambda actions: actions
-    stubs["launch.actions"].DeclareLaunchArgument = _Recorded
-    stubs["launch.actions"].OpaqueFunction = _Recorded
-    stubs["launch.substitutions"].LaunchConfiguration = _Config
-    stubs["launch_ros.actions"].Node = _Recorded
-    stubs["ament_index_python.packages"].get_package_share_directory = lambda package: str(REPO)
+    """Launch ``path`` with ``arguments`` on the stand-ins; the Node(...) keyword sets."""
+    stubs = {name: types.ModuleType(name) for name in STAND_INS}
+    for name, members in STAND_INS.items():
+        for member in members:
+            setattr(stubs[name], member.__name__, member)
+        package, _, child = name.rpartition(".")
+        if package in stubs:
+            setattr(stubs[package], child, stubs[name])
     saved = {name: sys.modules.get(name) for name in stubs}
     sys.modules.update(stubs)
     try:
-        spec = importlib.util.spec_from_file_location(f"launch_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        actions = module.generate_launch_description()
+        description = _load(path)
+        declared = {
+            e.args[0] for e in description.entities if isinstance(e, DeclareLaunchArgument)
+        }
+        assert set(arguments) <= declared, f"{path.name} does not declare {set(arguments)}"
+        nodes: list[dict] = []
+        _visit(description, _Context(arguments), nodes)
     finally:
         for name, value in saved.items():
             if value is None:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = value
-    declared = {a.args[0]: a.kwargs.get("default_value", "") for a in actions if a.args}
-    context = {**declared, **arguments}
-    nodes = []
-    for action in actions:
-        if "function" in action.kwargs:
-            nodes += [n.kwargs for n in action.kwargs["function"](context)]
     return nodes
 
 
@@ -153,6 +419,68 @@ def test_estimator_launch_takes_the_users_topics_and_settings():
     assert {"model_path": "/models/mine", "use_sim_time": True} in node["parameters"]
     assert ("~/image", "/camera/image_raw") in node["remappings"]
     assert node["arguments"][-2:] == ["--log-level", "debug"]
+
+
+@pytest.mark.parametrize(
+    ("launch_file", "written", "mistake"),
+    [
+        ("estimator.launch.py", "remappings=[", "remapping=["),
+        ("estimator.launch.py", "namespace=arg(", "node_namespace=arg("),  # Dashing's name
+        ("estimator.launch.py", "parameters=[params_file, overrides]",
+         "parameters=(params_file, overrides)"),  # the real Node takes a list only
+        ("pendulum_sim.launch.py", 'default_value="1"', 'default="1"'),
+        ("pendulum_sim.launch.py", 'description="log level"', 'descripton="log level"'),
+        ("pneumatic_sim.launch.py", 'output="screen"', 'outputs="screen"'),
+        ("pneumatic_sim.launch.py", "OpaqueFunction(function=_nodes)", "OpaqueFunction(_nodes)"),
+    ],
+)
+def test_the_launch_stand_ins_reject_what_the_real_api_rejects(
+    launch_file, written, mistake, tmp_path
+):
+    text = (LAUNCH / launch_file).read_text()
+    assert written in text
+    broken = tmp_path / launch_file
+    broken.write_text(text.replace(written, mistake, 1))
+    with pytest.raises(TypeError):
+        evaluate_launch(broken, {})
+
+
+def test_the_launch_stand_ins_follow_includes_conditions_and_choices(tmp_path):
+    combined = tmp_path / "combined.launch.py"
+    combined.write_text(
+        """
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.conditions import IfCondition, UnlessCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.substitutions import FindPackageShare
+
+
+def include(name, condition):
+    path = PathJoinSubstitution([FindPackageShare("rkn_ros"), "launch", name])
+    return IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(path), launch_arguments={"links": "4"}.items(),
+        condition=condition,
+    )
+
+
+def generate_launch_description():
+    pneumatic = LaunchConfiguration("pneumatic")
+    return LaunchDescription([
+        DeclareLaunchArgument("pneumatic", default_value="false", choices=["true", "false"]),
+        include("pendulum_sim.launch.py", UnlessCondition(pneumatic)),
+        include("pneumatic_sim.launch.py", IfCondition(pneumatic)),
+    ])
+"""
+    )
+    pendulum = evaluate_launch(combined, {})
+    assert [n["executable"] for n in pendulum] == ["pendulum_sim", "rkn_estimator", "rkn_monitor"]
+    assert _files(pendulum[0]["parameters"]) == [REPO / "config" / "quad_link.yaml"]
+    pneumatic = evaluate_launch(combined, {"pneumatic": "true"})
+    assert [n["executable"] for n in pneumatic] == ["pneumatic_sim", "rkn_estimator", "rkn_monitor"]
+    with pytest.raises(RuntimeError, match="one of"):
+        evaluate_launch(combined, {"pneumatic": "yes"})
 
 
 def test_launch_files_declare_their_arguments():

@@ -219,10 +219,57 @@ def test_checkpoint_problems_are_one_clear_error(checkpoints, tmp_path):
 
 def test_device_choice(checkpoints):
     est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="auto")
-    assert est.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert est.uses_cuda_graph == (est.device.type == "cuda" and est.graph_error is None)
+    if torch.cuda.is_available():
+        assert est.device.type == "cuda"
+        assert est.graph_error is None and est.backend == "cuda_graph"
+        cpu = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
+        for frame in _frames(10, seed=4):
+            np.testing.assert_allclose(est.step({"image": frame}).mean,
+                                       cpu.step({"image": frame}).mean, atol=1e-4)
+    else:
+        # requirements.txt installs onnxruntime: the fast CPU path must be the one serving
+        assert est.device.type == "cpu" and est.backend == "onnxruntime", est.backend_error
     with pytest.raises(ValueError, match="device"):
         StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="tpu")
+
+
+@pytest.mark.parametrize("name", ["pendulum", "joint", "joint_gru"])
+def test_cpu_backends_agree(checkpoints, name):
+    """ONNX Runtime and TorchScript serve the same estimates, predictions and resets."""
+    fast = StreamingEstimator.from_checkpoint(checkpoints[name], device="cpu")
+    traced = StreamingEstimator.from_checkpoint(
+        checkpoints[name], device="cpu", cpu_backend="torchscript"
+    )
+    assert (fast.backend, traced.backend) == ("onnxruntime", "torchscript")
+
+    def tick(est: StreamingEstimator, k: int):
+        if name == "pendulum":
+            return est.step({"image": _frames(30, seed=6)[k]})
+        reading = None if k % 4 == 3 else np.array([0.3 * k, 2.0, 1.0 + 0.1 * k])
+        return est.step({"joints": reading}, action=[1.0 + k % 3, 2.0])
+
+    for k in range(30):
+        a, b = tick(fast, k), tick(traced, k)
+        np.testing.assert_allclose(a.mean, b.mean, atol=1e-5)
+        np.testing.assert_allclose(a.std, b.std, atol=1e-5)
+        if k == 20:
+            np.testing.assert_allclose(fast.predict(6).mean, traced.predict(6).mean, atol=1e-5)
+    fast.reset()
+    traced.reset()
+    np.testing.assert_allclose(tick(fast, 0).mean, tick(traced, 0).mean, atol=1e-6)
+
+
+def test_cpu_backend_choice_and_fallback(checkpoints, monkeypatch):
+    with pytest.raises(ValueError, match="cpu_backend"):
+        StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu",
+                                           cpu_backend="tensorrt")
+    # Where onnxruntime is not installed: auto falls back and says why; asking for it fails.
+    monkeypatch.setattr("rkn_ros.runtime.estimator.onnxruntime_available", lambda: False)
+    est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
+    assert est.backend == "torchscript" and "not installed" in est.backend_error
+    with pytest.raises(CheckpointError, match=r"cannot run in ONNX Runtime: .*not installed"):
+        StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu",
+                                           cpu_backend="onnxruntime")
 
 
 def test_sincos_decoding_propagates_the_spread():

@@ -14,7 +14,9 @@ from rkn_ros.sim.pneumatic import (
     MuscleParams,
     PneumaticJoint,
     PneumaticParams,
+    advance,
     excitation,
+    initial_state,
     muscle_forces,
     simulate,
 )
@@ -118,6 +120,28 @@ def test_muscle_force_is_nonlinear_in_pressure_and_contraction():
     # the flexor contracts as the angle grows and its force falls, the extensor's rises
     assert low[0, 0] > low[1, 0] > low[2, 0] and low[0, 1] < low[1, 1] < low[2, 1]
     assert abs((low[0, 0] - low[1, 0]) - (low[1, 0] - low[2, 0])) > 1.0   # not linear
+
+
+def test_advance_applies_the_muscle_forces():
+    # One frictionless sub-step per dt from rest, without delay: the velocity a step gives is
+    # the muscle torque over the inertia, so the force the simulator applies can be read back.
+    params = dataclasses.replace(PneumaticParams(), sub_step=0.01)
+    params = _with(params, "valve", delay=0.0)
+    params = _with(params, "joint", viscous=0.0, coulomb=0.0, static=0.0, hysteresis_torque=0.0)
+    # braid 40 deg, eps0 0.2: a muscle goes slack (force 0) within the end stops
+    params = _with(params, "muscle", braid_angle=40.0, pre_contraction=0.2)
+    angles = np.linspace(-1.2, 1.2, 13)
+    pressures = np.random.default_rng(0).uniform(0.5, 6.0, size=(13, 2))
+    state = initial_state(params, 13, np.random.default_rng(0), angles)
+    state.pressure = pressures.copy()
+    advance(state, pressures, params)                         # set-points = pressures: held
+    assert np.array_equal(state.pressure, pressures)
+    forces = muscle_forces(pressures, angles, params.muscle)
+    # each muscle goes slack at one end and then pulls with 0 (it cannot push)
+    assert forces.min() == 0 and (forces == 0).any(axis=0).all() and (forces > 0).sum() > 13
+    torque = state.velocity * params.joint.inertia / params.sub_step
+    np.testing.assert_allclose(torque, params.muscle.radius * (forces[:, 0] - forces[:, 1]),
+                               rtol=1e-12, atol=1e-9)
 
 
 @pytest.mark.parametrize("kind", ["steps", "multisine", "random_walk", "mixed"])

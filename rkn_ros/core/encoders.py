@@ -51,7 +51,8 @@ class ImageEncoder(nn.Module):
         if self.grey:
             images = images.unsqueeze(1)
         conv = self.conv1
-        if images.shape[0] < 16 and images.device.type == "cpu":
+        if (images.shape[0] < 16 and images.device.type == "cpu"
+                and not torch.onnx.is_in_onnx_export()):
             # F.conv2d sends 5x5 kernels to oneDNN even at batch 1, where it costs about 6x
             # the plain im2col + GEMM kernel (measured 170 vs 27 us on the 24x24 pendulum);
             # that is the whole per-tick budget. Same math, chosen by shape only.
@@ -62,12 +63,26 @@ class ImageEncoder(nn.Module):
         # The `features` layers called as functions: the module call machinery costs more
         # than these tiny layers at batch 1 (same parameters, same math).
         norm1, _, _, conv2, norm2, _, _, _, dense, _ = self.features
-        x = F.relu(_max_pool2(F.group_norm(x, 1, norm1.weight, norm1.bias, norm1.eps)))
+        x = F.relu(_max_pool2(_layer_norm(x, norm1)))
         x = F.conv2d(x, conv2.weight, conv2.bias, conv2.stride, conv2.padding)
-        x = F.relu(_max_pool2(F.group_norm(x, 1, norm2.weight, norm2.bias, norm2.eps)))
+        x = F.relu(_max_pool2(_layer_norm(x, norm2)))
         x = F.relu(F.linear(x.flatten(1), dense.weight, dense.bias))
         return _split_heads(F.linear(x, self.heads.weight, self.heads.bias), self.out_dim,
                             self.normalize)
+
+
+def _layer_norm(x: Tensor, norm: nn.GroupNorm) -> Tensor:
+    """`norm(x)` for a one-group `GroupNorm` and x [batch, channels, height, width].
+
+    One group normalizes over (channels, height, width): a layer norm whose affine is the
+    per-channel one broadcast. Exported to ONNX as that (one node) rather than as the five
+    nodes of a group norm; in PyTorch the group-norm kernel.
+    """
+    if not torch.onnx.is_in_onnx_export():
+        return F.group_norm(x, 1, norm.weight, norm.bias, norm.eps)
+    shape = x.shape[1:]
+    return F.layer_norm(x, shape, norm.weight[:, None, None].expand(shape),
+                        norm.bias[:, None, None].expand(shape), norm.eps)
 
 
 def _max_pool2(x: Tensor) -> Tensor:
@@ -79,7 +94,7 @@ def _max_pool2(x: Tensor) -> Tensor:
     gradient to its first maximum (ties are common on blank background); recomputing those
     indices from the corners cost as much as the kernel saves (measured).
     """
-    if torch.is_grad_enabled() and x.requires_grad:
+    if (torch.is_grad_enabled() and x.requires_grad) or torch.onnx.is_in_onnx_export():
         return F.max_pool2d(x, 2)
     height, width = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
     if height != x.shape[-2] or width != x.shape[-1]:  # odd sides: floor, as max_pool2d
@@ -108,7 +123,7 @@ class VectorEncoder(nn.Module):
 
 def _split_heads(out: Tensor, dim: int, normalize: bool) -> tuple[Tensor, Tensor]:
     # one linear layer for both heads: one matmul per step instead of two
-    w, raw_var = out[:, :dim], out[:, dim:]
+    w, raw_var = out.split(dim, -1)
     if normalize:
         # F.normalize's math in one op fewer
         w = w / torch.linalg.vector_norm(w, dim=-1, keepdim=True).clamp_min(1e-8)

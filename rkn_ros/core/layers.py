@@ -68,16 +68,21 @@ def band_layout(indices: Tensor, m: int, bandwidth: int) -> tuple[Tensor, Tensor
 
     A 2m x 2m matrix of four band blocks is stored as [2, 2, m, W] (row half, column half,
     row r, offset d; column c = r - b + d, W = 2b + 1 with b capped at m - 1). Returns the
-    flat position of each entry in that form [nnz], the column gathered for each (r, d)
-    [m * W] (clamped into range: band slots outside the block hold zeros, so whatever they
-    multiply drops out), and W.
+    flat position of each entry in that form [nnz]; the gather index of
+    `belief.banded_predict` [2 * 3 * m * W]: for column half k and slot (r, d), the position
+    of column c (clamped into range: band slots outside the block hold zeros, so whatever
+    they multiply drops out) in `[su, ss, sl, mean_upper, mean_lower]` ([5m]) of the
+    diagonals of the covariance blocks (k, 0) and (k, 1) and of the mean half k; and W.
     """
     b = min(bandwidth, m - 1)
     width = 2 * b + 1
     row, col = indices // (2 * m), indices % (2 * m)
     half_row, r, half_col, c = row // m, row % m, col // m, col % m
     position = ((half_row * 2 + half_col) * m + r) * width + (c - r + b)
-    gather = (torch.arange(m).unsqueeze(1) - b + torch.arange(width).unsqueeze(0)).clamp(0, m - 1)
+    column = (torch.arange(m).unsqueeze(1) - b + torch.arange(width).unsqueeze(0)).clamp(0, m - 1)
+    # block (0, 0) = su, (0, 1) = (1, 0) = ss, (1, 1) = sl; mean halves after them
+    offsets = torch.tensor([[0, 1, 3], [1, 2, 4]]) * m
+    gather = offsets[:, :, None, None] + column
     return position, gather.flatten(), width
 
 

@@ -285,15 +285,26 @@ class SequenceModel(nn.Module):
                 _check_finite(name, value)
 
 
-class _FlatStep(nn.Module):
+class FlatStep(nn.Module):
     """`step(..., check=False)` on a flat argument list: state tensors, then (observation,
     valid) per sensor in config order, then action and dt where the model takes them; returns
-    the next state's tensors, mean and var. (Tracing needs tensors in, tensors out.)"""
+    the next state's tensors, mean and var. (Tracing and export need tensors in, tensors
+    out.) `input_names`/`output_names` name those positions (`state_0`, `obs_<sensor>`,
+    `valid_<sensor>`, `action`, `dt`; `next_state_0`, ..., `mean`, `var`)."""
 
     def __init__(self, model: SequenceModel, state_len: int) -> None:
         super().__init__()
         self.model = model
         self.state_len = state_len
+        names = [f"state_{i}" for i in range(state_len)]
+        for spec in model.sensors:
+            names += [f"obs_{spec.name}", f"valid_{spec.name}"]
+        if model.config.action_dim > 0:
+            names.append("action")
+        if model.config.use_dt:
+            names.append("dt")
+        self.input_names = names
+        self.output_names = [f"next_state_{i}" for i in range(state_len)] + ["mean", "var"]
 
     def forward(self, *args: Tensor) -> tuple[Tensor, ...]:
         model = self.model
@@ -317,6 +328,32 @@ class _FlatStep(nn.Module):
         return (*model._state_tensors(next_state), mean, var)
 
 
+def flat_step(model: SequenceModel, batch_size: int) -> tuple[FlatStep, tuple[Tensor, ...]]:
+    """A `FlatStep` over a private copy of `model` (eval mode) and an example argument tuple
+    for it: the model's `initial_state(batch_size)`, zero observations, all valid, zero
+    action, dt 1. What `compile_step` traces and `core.export.export_step_onnx` exports."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, received {batch_size!r}")
+    dtype = model.dtype
+    device = model.decoder.mean_net[0].weight.device
+    with torch.no_grad():
+        state = tuple(t.detach().clone() for t in
+                      model._state_tensors(model.initial_state(batch_size, device)))
+        example: list[Tensor] = list(state)
+        for spec in model.sensors:
+            example += [torch.zeros(batch_size, *spec.shape, dtype=dtype, device=device),
+                        torch.ones(batch_size, dtype=torch.bool, device=device)]
+        if model.config.action_dim > 0:
+            example.append(torch.zeros(batch_size, model.config.action_dim, dtype=dtype,
+                                       device=device))
+        if model.config.use_dt:
+            example.append(torch.ones(batch_size, 1, dtype=dtype, device=device))
+        # a private copy: freezing and export fold weights into the graph, some by
+        # reference; a copy makes the step a snapshot of the weights as they are now
+        snapshot = copy.deepcopy(model).eval()
+    return FlatStep(snapshot, len(state)).eval(), tuple(example)
+
+
 class CompiledStep:
     """What `SequenceModel.compile_step` returns; call it like `step(..., check=False)`.
 
@@ -328,38 +365,19 @@ class CompiledStep:
     """
 
     def __init__(self, model: SequenceModel, batch_size: int) -> None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive integer, received {batch_size!r}")
         self._model = model
         self._names = [s.name for s in model.sensors]
         self._has_action = model.config.action_dim > 0
         self._has_dt = model.config.use_dt
-        dtype = model.dtype
-        device = model.decoder.mean_net[0].weight.device
-        with torch.no_grad():
-            state = tuple(t.detach().clone() for t in
-                          model._state_tensors(model.initial_state(batch_size, device)))
-            self._state_len = len(state)
-            example: list[Tensor] = list(state)
-            for spec in model.sensors:
-                example += [torch.zeros(batch_size, *spec.shape, dtype=dtype, device=device),
-                            torch.ones(batch_size, dtype=torch.bool, device=device)]
-            if self._has_action:
-                example.append(torch.zeros(batch_size, model.config.action_dim, dtype=dtype,
-                                           device=device))
-            if self._has_dt:
-                example.append(torch.ones(batch_size, 1, dtype=dtype, device=device))
-            # a private copy: freezing folds some weights by reference and weight-only
-            # constants by value; a copy makes the whole step a snapshot
-            snapshot = copy.deepcopy(model).eval()
-            with warnings.catch_warnings():
-                # weight-only constants enter the trace as constants: that is the point;
-                # TorchScript is deprecated upstream (docs/core.md: what replaces it)
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                warnings.simplefilter("ignore", DeprecationWarning)
-                traced = torch.jit.trace(_FlatStep(snapshot, self._state_len).eval(),
-                                         tuple(example), check_trace=False)
-                self._module = torch.jit.freeze(traced)
+        flat, example = flat_step(model, batch_size)
+        self._state_len = flat.state_len
+        with torch.no_grad(), warnings.catch_warnings():
+            # weight-only constants enter the trace as constants: that is the point;
+            # TorchScript is deprecated upstream (docs/core.md: what replaces it)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            traced = torch.jit.trace(flat, example, check_trace=False)
+            self._module = torch.jit.freeze(traced)
 
     def __call__(self, state: Any, observations: dict[str, Tensor], valid: dict[str, Tensor],
                  action: Tensor | None = None, dt: Tensor | None = None) -> StepOutput:

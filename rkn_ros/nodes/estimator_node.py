@@ -106,6 +106,7 @@ class EstimatorNode(Node):
                 warmup_steps=p["warmup_steps"],
                 latency_window=p["latency_window"],
                 num_threads=p["num_threads"],
+                cpu_backend=p["cpu_backend"],
             )
         except (CheckpointError, ValueError, OSError) as err:
             raise StartupError(f"cannot serve model {model_path}: {err}") from err
@@ -217,8 +218,8 @@ class EstimatorNode(Node):
             clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
         self.get_logger().info(
-            f"model '{est.name}' on {est.device}"
-            f"{' (CUDA graph)' if est.uses_cuda_graph else ''}"
+            f"model '{est.name}' on {est.device} ({est.backend})"
+            f"{f' (no ONNX Runtime: {est.backend_error})' if est.backend_error else ''}"
             f"{f' (no CUDA graph: {est.graph_error})' if est.graph_error else ''}; inputs "
             f"{list(est.inputs)}; tick on {tick_on} every {self._period:.4f} s; outputs "
             f"{list(est.layout.names)}"
@@ -231,6 +232,11 @@ class EstimatorNode(Node):
             self, "model_path", "", "checkpoint folder (absolute, or relative to the package)"
         )
         d["device"] = declare(self, "device", "cpu", "torch device: auto, cpu, cuda or cuda:N")
+        d["cpu_backend"] = declare(
+            self, "cpu_backend", "auto",
+            "CPU step: auto (ONNX Runtime when installed, else TorchScript), onnxruntime or "
+            "torchscript",
+        )
         d["num_threads"] = declare(
             self, "num_threads", 1, "torch intra-op threads (1 is fastest at batch 1)", 1, 64
         )
@@ -529,6 +535,7 @@ class EstimatorNode(Node):
         values = {
             "model": est.name,
             "device": str(est.device),
+            "backend": est.backend,
             "cuda_graph": str(est.uses_cuda_graph).lower(),
             "tick_source": self._tick_on,
             "tick_period_s": f"{self._period:.6f}",
@@ -539,6 +546,7 @@ class EstimatorNode(Node):
             "step_latency_p50_ms": f"{est.latency.p50_ms:.4f}",
             "step_latency_p99_ms": f"{est.latency.p99_ms:.4f}",
             "step_latency_max_ms": f"{est.latency.max_ms:.4f}",
+            "model_step_p50_ms": f"{est.model_latency.p50_ms:.4f}",
             "input_to_publish_p50_ms": f"{self.input_to_publish.p50_ms:.4f}",
             "input_to_publish_p99_ms": f"{self.input_to_publish.p99_ms:.4f}",
         }

@@ -8,7 +8,9 @@ carry them, of the velocities; also the age of each estimate when it arrives her
 minus header stamp: camera publish to estimate, plus one hop). It relays the estimator's step
 latency from ``/diagnostics``. Every ``report_period`` it logs one line, publishes its own
 ``/diagnostics`` status and, if ``summary_file`` is set, rewrites that JSON; at exit it writes
-``trace_file`` (.npz of every matched sample) if set. The math lives in
+``trace_file`` if set: an .npz of every matched sample (``stamp_ns [N]``, ``mean``, ``std``,
+``truth`` ``[N, joints]``, ``names [joints]``; no pickled objects). Both files are replaced
+atomically through :func:`rkn_ros.data.dataset.atomic_write`. The math lives in
 :mod:`rkn_ros.runtime.metrics`.
 """
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 
+from rkn_ros.data.dataset import atomic_write, npz_bytes
 from rkn_ros.nodes.conversions import stamp_to_ns
 from rkn_ros.nodes.params import declare, run_node
 from rkn_ros.runtime.latency import LatencyStats
@@ -246,7 +248,7 @@ class MonitorNode(Node):
                 f"age_p50={values['estimate_age_p50_ms']:.2f}ms"
             )
         if self.summary_file:
-            _write_atomic(Path(self.summary_file), json.dumps(summary, indent=2) + "\n")
+            _write_json(Path(self.summary_file), summary)
 
     def _report_once(self) -> None:
         if self.matched:
@@ -256,20 +258,17 @@ class MonitorNode(Node):
     def write_outputs(self) -> None:
         """Final summary and trace files (called at exit)."""
         if self.summary_file:
-            _write_atomic(Path(self.summary_file), json.dumps(self.summary(), indent=2) + "\n")
+            _write_json(Path(self.summary_file), self.summary())
         if self.trace_file and self._trace:
             stamps, mean, std, truth = zip(*self._trace, strict=True)
-            path = Path(self.trace_file)
-            tmp = path.with_name(path.name + ".tmp.npz")
-            np.savez(
-                tmp,
-                stamp_ns=np.asarray(stamps, dtype=np.int64),
-                mean=np.stack(mean),
-                std=np.stack(std),
-                truth=np.stack(truth),
-                names=np.asarray(self.names or ()),
-            )
-            os.replace(tmp, path)
+            arrays = {
+                "stamp_ns": np.asarray(stamps, dtype=np.int64),
+                "mean": np.stack(mean),
+                "std": np.stack(std),
+                "truth": np.stack(truth),
+                "names": np.asarray(self.names or (), dtype=str),
+            }
+            atomic_write(Path(self.trace_file), npz_bytes(arrays))
 
 
 def _finite(value):
@@ -283,10 +282,9 @@ def _finite(value):
     return value
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _write_json(path: Path, summary: dict) -> None:
+    # Atomic: the demo reads this file while the monitor rewrites it.
+    atomic_write(path, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
 
 
 def main(args: list[str] | None = None) -> int:

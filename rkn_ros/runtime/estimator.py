@@ -9,9 +9,13 @@ No ROS import: a node, a test or any control loop drives it the same way::
     est.reset(); est.latency.p50_ms
 
 The estimator owns the belief (the prior for the next tick) and fixed input buffers allocated
-once, so a step allocates nothing that outlives it. On CUDA the model step is captured once in a
-CUDA graph and replayed every tick (host buffers are pinned; only the copies and one graph launch
-run per step); if capture fails the eager step is used and ``graph_error`` says why.
+once, so a step allocates nothing that outlives it. On the CPU the step runs in ONNX Runtime
+(exported at start-up, bound to those buffers; about 2.5x faster than TorchScript at batch 1),
+or as a traced TorchScript step where onnxruntime is not installed or the export fails
+(``backend_error`` says why). On CUDA the model step is captured once in a CUDA graph and
+replayed every tick (host buffers are pinned; only the copies and one graph launch run per
+step); if capture fails the eager step is used and ``graph_error`` says why. ``backend`` names
+what runs.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from rkn_ros.core.export import export_step_onnx
 from rkn_ros.runtime.decode import OutputLayout, OutputLayoutError
 from rkn_ros.runtime.latency import LatencyStats
+from rkn_ros.runtime.onnx_backend import OnnxRuntimeStep, onnxruntime_available
 from rkn_ros.train.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint
 
 _IMAGE_SCALE = {np.dtype(np.uint8): 1.0 / 255.0, np.dtype(np.uint16): 1.0 / 65535.0}
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as OpenCV's RGB2GRAY
+CPU_BACKENDS = ("auto", "onnxruntime", "torchscript")
 
 
 class InputError(ValueError):
@@ -176,13 +183,18 @@ class StreamingEstimator:
         warmup_steps: int = 20,
         latency_window: int = 1000,
         cuda_graph: bool = True,
+        cpu_backend: str = "auto",
     ) -> None:
+        if cpu_backend not in CPU_BACKENDS:
+            raise ValueError(f"cpu_backend: expected one of {CPU_BACKENDS}, got {cpu_backend!r}")
         self.model = model.eval()
         self.metadata = metadata
         self.device = torch.device(device)
         self.resize_images = resize_images
-        self.latency = LatencyStats(latency_window)
+        self.latency = LatencyStats(latency_window)  # the whole step, inputs to decoded outputs
+        self.model_latency = LatencyStats(latency_window)  # the model step alone
         self.graph_error: str | None = None
+        self.backend_error: str | None = None
         config = model.config
         self.inputs: dict[str, InputSpec] = {}
         normalization = metadata.normalization.get("inputs", {}) or {}
@@ -269,9 +281,16 @@ class StreamingEstimator:
             self._state = _map_state(self._initial, torch.clone)
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_out: tuple[torch.Tensor, torch.Tensor] | None = None
-        # On the CPU, Python overhead between ops is most of a batch-1 step: run the traced,
-        # frozen step (core's compile_step). On CUDA the graph below removes that overhead.
-        self._compiled = model.compile_step(1) if self.device.type == "cpu" else None
+        # On the CPU, dispatching ~100 tiny ops is most of a batch-1 step: run them in ONNX
+        # Runtime, else as a traced, frozen TorchScript step (core's compile_step). On CUDA
+        # the graph below removes that overhead.
+        self._onnx: OnnxRuntimeStep | None = None
+        self._compiled = None
+        if self.device.type == "cpu":
+            if cpu_backend != "torchscript":
+                self._onnx = self._onnx_step(cpu_backend)
+            if self._onnx is None:
+                self._compiled = model.compile_step(1)
         self._steps = 0
         self._reset_action()
         self.warmup(warmup_steps)
@@ -294,6 +313,7 @@ class StreamingEstimator:
         latency_window: int = 1000,
         cuda_graph: bool = True,
         num_threads: int | None = None,
+        cpu_backend: str = "auto",
     ) -> StreamingEstimator:
         """Load a checkpoint folder and get it ready to serve (warmed up, graph captured).
 
@@ -301,6 +321,8 @@ class StreamingEstimator:
         checkpoint that does not match raises :class:`CheckpointError` saying what differs.
         ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         ``num_threads`` sets torch's intra-op threads (1 is fastest for batch-1 steps).
+        ``cpu_backend``: ``auto`` (ONNX Runtime when installed, else TorchScript),
+        ``onnxruntime`` (raise :class:`CheckpointError` if it cannot serve) or ``torchscript``.
         """
         if num_threads is not None:
             torch.set_num_threads(int(num_threads))
@@ -321,6 +343,7 @@ class StreamingEstimator:
             warmup_steps=warmup_steps,
             latency_window=latency_window,
             cuda_graph=cuda_graph,
+            cpu_backend=cpu_backend,
         )
 
     # ------------------------------------------------------------------ properties
@@ -333,6 +356,15 @@ class StreamingEstimator:
     def dt(self) -> float:
         """The model's tick in seconds."""
         return float(self.metadata.dt)
+
+    @property
+    def backend(self) -> str:
+        """What runs the model step: onnxruntime, torchscript, cuda_graph or cuda (eager)."""
+        if self._onnx is not None:
+            return "onnxruntime"
+        if self._compiled is not None:
+            return "torchscript"
+        return "cuda_graph" if self._graph is not None else self.device.type
 
     @property
     def uses_cuda_graph(self) -> bool:
@@ -443,6 +475,32 @@ class StreamingEstimator:
         if self.action_dim:
             self._write_action(np.zeros(self.action_dim))
 
+    def _onnx_step(self, cpu_backend: str) -> OnnxRuntimeStep | None:
+        """The ONNX Runtime step bound to this estimator's buffers; None (and
+        ``backend_error``) where it cannot serve and ``cpu_backend`` is ``auto``."""
+        try:
+            if not onnxruntime_available():
+                raise RuntimeError("onnxruntime or onnx is not installed")
+            buffers: dict[str, np.ndarray] = {}
+            for name in self.inputs:
+                buffers[f"obs_{name}"] = self._obs_np[name]
+                buffers[f"valid_{name}"] = self._valid_np[name]
+            if self.action_dim:
+                buffers["action"] = self._action_np
+            if self.uses_dt:
+                buffers["dt"] = self._dt_np
+            state = [t.numpy() for t in self.model._state_tensors(self._initial)]
+            # one thread: a batch-1 step is too small to split (measured: 2 threads slower)
+            return OnnxRuntimeStep(export_step_onnx(self.model), buffers, state, threads=1)
+        except Exception as err:  # export and session errors come in many types
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if cpu_backend == "onnxruntime":
+                raise CheckpointError(
+                    f"checkpoint '{self.metadata.name}': cannot run in ONNX Runtime: {message}"
+                ) from err
+            self.backend_error = message
+            return None
+
     # ------------------------------------------------------------------ stepping
     def _model_step(self) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """``model.step`` without its input checks (same encode, cell and decode).
@@ -514,7 +572,9 @@ class StreamingEstimator:
                 self._write_input(spec, array)
                 self._valid_np[name][0] = True
             used[name] = array is not None
+        model_start = time.perf_counter()
         mean, var = self._run()
+        self.model_latency.add(time.perf_counter() - model_start)
         out_mean, out_std = self.layout.decode(mean, var)
         self._steps += 1
         latency = time.perf_counter() - start
@@ -530,6 +590,9 @@ class StreamingEstimator:
 
     def _run(self) -> tuple[np.ndarray, np.ndarray]:
         """Run the model on the filled buffers; returns normalized mean, var ``[target_dim]``."""
+        if self._onnx is not None:
+            mean, var = self._onnx.run()
+            return mean[0].astype(np.float64), var[0].astype(np.float64)
         with torch.inference_mode():
             if self.device.type == "cuda":
                 for name in self.inputs:
@@ -588,6 +651,8 @@ class StreamingEstimator:
 
     def reset(self) -> None:
         """Back to the initial belief; the held action returns to zero command."""
+        if self._onnx is not None:
+            self._onnx.set_state([t.numpy() for t in self.model._state_tensors(self._initial)])
         with torch.inference_mode():
             if self._graph is not None:
                 # The graph reads and writes these exact tensors: restore in place.
@@ -635,7 +700,11 @@ class StreamingEstimator:
             else None
         )
         with torch.inference_mode():
-            mean, var = self.model.predict(self._state, steps, action_tensor, dt_tensor)
+            state = self._state
+            if self._onnx is not None:
+                state = self.model._state_from_tensors(
+                    tuple(torch.from_numpy(a) for a in self._onnx.state))
+            mean, var = self.model.predict(state, steps, action_tensor, dt_tensor)
             mean = mean[0].to("cpu", torch.float64).numpy()
             var = var[0].to("cpu", torch.float64).numpy()
         out_mean, out_std = self.layout.decode(mean, var)

@@ -285,18 +285,33 @@ class PneumaticState:
     head: int = 0            # next slot of the ring buffer `queue` to read and overwrite
 
 
-def _force_constants(muscle: MuscleParams) -> tuple[float, float, float]:
+def _force_constants(muscle: MuscleParams) -> tuple[float, float, float, float, float]:
+    """``(a, b, N per bar, 1 - eps0, contraction per rad)`` of the Chou-Hannaford model."""
     alpha = math.radians(muscle.braid_angle)
     a, b = 3.0 / math.tan(alpha) ** 2, 1.0 / math.sin(alpha) ** 2
-    return a, b, BAR * math.pi * muscle.diameter ** 2 / 4.0
+    return (a, b, BAR * math.pi * muscle.diameter ** 2 / 4.0, 1.0 - muscle.pre_contraction,
+            muscle.radius / muscle.rest_length)
+
+
+def _pair_forces(p_flexor: np.ndarray, p_extensor: np.ndarray, angle: np.ndarray,
+                 constants: tuple[float, float, float, float, float]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Flexor and extensor forces (N): the one implementation of the force model.
+
+    Takes the constants precomputed and returns the two forces apart (no stack) because
+    :func:`advance` calls it every sub-step, where numpy call overhead is the cost.
+    """
+    a, b, scale, slack, arm = constants
+    shift = arm * angle  # the flexor shortens (eps grows) when q grows, the extensor lengthens
+    flexor = np.maximum(p_flexor * scale * (a * (slack - shift) ** 2 - b), 0.0)
+    extensor = np.maximum(p_extensor * scale * (a * (slack + shift) ** 2 - b), 0.0)
+    return flexor, extensor
 
 
 def muscle_forces(pressure: np.ndarray, angle: np.ndarray, muscle: MuscleParams) -> np.ndarray:
     """Chou-Hannaford forces ``[batch, 2]`` (N) of (flexor, extensor) at ``pressure`` (bar)."""
-    a, b, scale = _force_constants(muscle)
-    shift = muscle.radius * angle / muscle.rest_length
-    eps = np.stack([muscle.pre_contraction + shift, muscle.pre_contraction - shift], axis=-1)
-    return np.maximum(pressure * scale * (a * (1.0 - eps) ** 2 - b), 0.0)
+    return np.stack(_pair_forces(pressure[..., 0], pressure[..., 1], angle,
+                                 _force_constants(muscle)), axis=-1)
 
 
 def initial_state(params: PneumaticParams, num: int, rng: np.random.Generator,
@@ -321,9 +336,7 @@ def advance(state: PneumaticState, command: np.ndarray, params: PneumaticParams)
     h = params.sub_step
     supply = valve.supply_pressure
     command = np.minimum(np.maximum(command, 0.0), supply)
-    a, b, scale = _force_constants(muscle)
-    one_minus_eps0 = 1.0 - muscle.pre_contraction
-    arm = muscle.radius / muscle.rest_length
+    forces = _force_constants(muscle)
     inv_fill, inv_exhaust = 1.0 / valve.tau_fill, 1.0 / valve.tau_exhaust
     z_gain = h / joint.hysteresis_width
     beta = joint.hysteresis_beta
@@ -343,10 +356,7 @@ def advance(state: PneumaticState, command: np.ndarray, params: PneumaticParams)
         rate = np.minimum(np.maximum(rate, -valve.max_rate), valve.max_rate)
         pressure = np.minimum(np.maximum(pressure + h * rate, 0.0), supply)
 
-        shift = arm * angle
-        flexor = np.maximum(pressure[:, 0] * scale * (a * (one_minus_eps0 - shift) ** 2 - b), 0.0)
-        extensor = np.maximum(pressure[:, 1] * scale * (a * (one_minus_eps0 + shift) ** 2 - b),
-                              0.0)
+        flexor, extensor = _pair_forces(pressure[:, 0], pressure[:, 1], angle, forces)
         drive = muscle.radius * (flexor - extensor) - joint.hysteresis_torque * z
         if joint.gravity_torque:
             drive = drive - joint.gravity_torque * np.sin(angle)

@@ -1,0 +1,105 @@
+"""The ONNX step export, run in ONNX Runtime on bound buffers, against the PyTorch step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rkn_ros.core import ModelConfig, SensorSpec, build_model
+from rkn_ros.core.export import export_step_onnx
+from rkn_ros.runtime.onnx_backend import OnnxRuntimeStep
+
+IMAGE = SensorSpec("image", "image", (24, 24))
+COLOUR = SensorSpec("camera", "image", (3, 32, 32))
+JOINTS = SensorSpec("joints", "vector", (3,))
+
+
+def _model(kind: str, sensors, **extra) -> torch.nn.Module:
+    torch.manual_seed(3)
+    config = ModelConfig(sensors=sensors, output_dim=4, latent_obs_dim=6, num_basis=4,
+                         hidden_size=12, kind=kind, **extra)
+    return build_model(config).eval()
+
+
+CASES = {
+    "rkn_image_and_joints_with_action_and_dt": ("rkn", (IMAGE, JOINTS),
+                                                {"action_dim": 2, "use_dt": True}),
+    "rkn_colour_learned_initial_state": ("rkn", (COLOUR,), {"learn_initial_state": True}),
+    "lstm_image_and_joints_with_action": ("lstm", (IMAGE, JOINTS), {"action_dim": 2}),
+    "gru_joints_with_dt": ("gru", (JOINTS,), {"use_dt": True}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_onnx_step_equals_the_torch_step_over_a_sequence(case: str) -> None:
+    """Thirty ticks with missing samples: same means, variances and state as `model.step`."""
+    kind, sensors, extra = CASES[case]
+    model = _model(kind, sensors, **extra)
+    graph = export_step_onnx(model)
+    buffers: dict[str, np.ndarray] = {}
+    for spec in sensors:
+        buffers[f"obs_{spec.name}"] = np.zeros((1, *spec.shape), dtype=np.float32)
+        buffers[f"valid_{spec.name}"] = np.zeros(1, dtype=bool)
+    if model.config.action_dim:
+        buffers["action"] = np.zeros((1, model.config.action_dim), dtype=np.float32)
+    if model.config.use_dt:
+        buffers["dt"] = np.zeros((1, 1), dtype=np.float32)
+    with torch.inference_mode():
+        state = model.initial_state(1)
+        initial = [t.numpy() for t in model._state_tensors(state)]
+    runner = OnnxRuntimeStep(graph, buffers, initial)
+    rng = np.random.default_rng(0)
+    for tick in range(30):
+        observations, valid = {}, {}
+        for spec in sensors:
+            present = bool(rng.random() < 0.6)
+            sample = (rng.random(spec.shape) if spec.kind == "image"
+                      else rng.normal(size=spec.shape)).astype(np.float32) * present
+            buffers[f"obs_{spec.name}"][0] = sample  # written in place: the binding reads it
+            buffers[f"valid_{spec.name}"][0] = present
+            observations[spec.name] = torch.from_numpy(sample)[None]
+            valid[spec.name] = torch.tensor([present])
+        action = dt = None
+        if model.config.action_dim:
+            buffers["action"][0] = rng.normal(size=model.config.action_dim)
+            action = torch.from_numpy(buffers["action"].copy())
+        if model.config.use_dt:
+            buffers["dt"][0, 0] = 0.02 + 0.05 * rng.random()
+            dt = torch.from_numpy(buffers["dt"].copy())
+        with torch.inference_mode():
+            expected = model.step(state, observations, valid, action, dt)
+        mean, var = runner.run()
+        np.testing.assert_allclose(mean, expected.mean.numpy(), atol=2e-5, rtol=1e-4,
+                                   err_msg=f"mean at tick {tick}")
+        np.testing.assert_allclose(var, expected.var.numpy(), atol=2e-5, rtol=1e-4,
+                                   err_msg=f"var at tick {tick}")
+        state = expected.state
+        for got, want in zip(runner.state, model._state_tensors(state), strict=True):
+            np.testing.assert_allclose(got, want.numpy(), atol=2e-5, rtol=1e-4)
+    runner.set_state(initial)
+    for got, want in zip(runner.state, initial, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_export_is_a_snapshot_of_the_weights() -> None:
+    model = _model("rkn", (JOINTS,))
+    before = export_step_onnx(model)
+    with torch.no_grad():
+        model.decoder.mean_net[-1].bias.add_(1.0)
+    after = export_step_onnx(model)
+    assert before.model != after.model
+    assert before.input_names == ("state_0", "state_1", "state_2", "state_3", "obs_joints",
+                                  "valid_joints")
+    assert before.output_names[-2:] == ("mean", "var") and before.state_len == 4
+
+
+def test_missing_buffer_is_named() -> None:
+    model = _model("gru", (JOINTS,))
+    graph = export_step_onnx(model)
+    with torch.inference_mode():
+        initial = [t.numpy() for t in model._state_tensors(model.initial_state(1))]
+    with pytest.raises(ValueError, match=r"no buffer for inputs \['valid_joints'\]"):
+        OnnxRuntimeStep(graph, {"obs_joints": np.zeros((1, 3), np.float32)}, initial)
+    with pytest.raises(ValueError, match="batch_size"):
+        export_step_onnx(model, batch_size=0)
