@@ -115,6 +115,12 @@ def run_job(job: dict) -> dict:
     (``N(0, std^2)`` on every band entry, drawn after ``torch.manual_seed(seed)`` like all
     other weights) breaks the symmetry.
     """
+    model = job["recipe"]["model"]
+    if model.get("variance_from_mean") or model.get("mean_from_variance"):
+        from rkn_ros.core.rkn import RKN
+
+        if not hasattr(RKN, "_mean_features"):  # the options must reach the decoders
+            raise RuntimeError("rkn_ros.core.rkn.RKN lacks the decoder-input options")
     std = job.get("basis_init_std")
     if not std:
         return experiments.run_one(job)
@@ -170,13 +176,28 @@ def plan_vector(args: argparse.Namespace, out: Path) -> tuple[list[dict], dict]:
     }
     variants = {"rkn_m50_perturbed": args.basis_init_std}
     models["rkn_m50_perturbed"] = rkn50
+    # Regularization / design variants (section C of the study). A change to the shared
+    # encoder (`_nonorm`: w not L2-normalized) is given to the baselines as well.
+    nonorm = {**wide, "normalize_latent_obs": False}
+    models.update({
+        "rkn_m50_nonorm": experiments._rkn(latent_obs_dim=50, **nonorm),
+        "rkn_m50_k1": experiments._rkn(latent_obs_dim=50, num_basis=1, **wide),
+        "rkn_m30": experiments._rkn(latent_obs_dim=30, **wide),
+        "rkn_m50_varmean": experiments._rkn(latent_obs_dim=50, variance_from_mean=True,
+                                            **wide),
+        "rkn_m50_meanvar": experiments._rkn(latent_obs_dim=50, mean_from_variance=True,
+                                            **wide),
+        "lstm_50_nonorm": experiments._rnn("lstm", 50, **nonorm),
+        "gru_50_nonorm": experiments._rnn("gru", 50, **nonorm),
+        "gru_matched_nonorm": {**models["gru_matched"], "normalize_latent_obs": False},
+    })
     if args.models:
         models = {k: v for k, v in models.items() if k in args.models}
     jobs = []
     for name, model in models.items():
         for seed in range(args.seeds):
             recipe = experiments._recipe(f"vector_{name}", model, data, args.epochs, seed, "cpu",
-                                         {"lr": args.lr})
+                                         {"lr": args.lr, "weight_decay": args.weight_decay})
             run_dir = out / "runs" / "vector" / f"{name}_seed{seed}"
             jobs.append({"group": "quad_link_vector", "model": name, "seed": seed,
                          "recipe": recipe, "out": str(run_dir), "test": str(data["test"]),
@@ -255,6 +276,129 @@ def diagnose(checkpoint: Path, data: Path, sequences: int = 100) -> dict:
             "alpha_std_over_time": float(alpha.std(1).mean()),
         })
     return out
+
+
+def variance_split(checkpoint: Path, data: Path, sequences: int = 200) -> dict:
+    """Where a model's log-likelihood comes from, on up to ``sequences`` sequences of ``data``
+    (original units, time steps after the first 5, summed over the 8 outputs like the reported
+    log-likelihood).
+
+    ``ll``: the model's own; ``ll_scaled``: its variances times the best constant per output
+    (fitted on this set: what a perfect global calibration of the scale would give);
+    ``ll_homo``: its means with the best constant variance per output (the mean's quality
+    alone); ``ll_oracle_bins``: its means with the best variance per output and bin of
+    (link visible now, steps since the link was last seen 0/1/2/3+, |complementary target|
+    in 4 bins: |cos| for a sine, |sin| for a cosine), i.e. what a variance that knew the
+    occlusion and the state could reach. ``scale``: mean of ``err^2 / var`` (1 when calibrated;
+    > 1 overconfident). ``ll_vis`` / ``ll_occ``: per-output log-likelihood (x 8) on visible /
+    occluded readings; ``scale_vis`` / ``scale_occ`` likewise; ``scale_c0..3`` by bin of
+    the complementary target (|cos| for a sine: the error of sin(theta) is |cos| times the
+    angle error, so a well-calibrated variance must follow the state).
+    """
+    import torch
+
+    from rkn_ros.data.dataset import SequenceDataset
+    from rkn_ros.train.checkpoint import load_checkpoint
+    from rkn_ros.train.data import to_tensors
+    from rkn_ros.train.evaluation import predict
+
+    torch.set_num_threads(1)
+    model, meta = load_checkpoint(checkpoint, "cpu")
+    ds = SequenceDataset.load(data)
+    ds = ds.subset(np.arange(min(sequences, ds.num_sequences)))
+    tensors = to_tensors(ds, meta.normalization, [s.name for s in model.config.sensors])
+    mean_n, var_n, _ = predict(model, tensors, torch.device("cpu"))
+    stats = meta.normalization["targets"]
+    sd = np.asarray(stats["std"], dtype=np.float64)
+    mu = mean_n.double().numpy() * sd + np.asarray(stats["mean"], dtype=np.float64)
+    var = var_n.double().numpy() * sd**2
+    target = ds.arrays["targets"].astype(np.float64)
+    visible = ds.arrays["link_obs"][..., 2 * LINKS:].astype(bool)        # [N, T, 4]
+    since = np.zeros(visible.shape, dtype=np.int64)
+    for t in range(1, visible.shape[1]):
+        since[:, t] = np.where(visible[:, t], 0, since[:, t - 1] + 1)
+    start = 5
+    mu, var, target = mu[:, start:], var[:, start:], target[:, start:]
+    vis_out = np.repeat(visible[:, start:], 2, -1)                         # [N, T, 8]
+    since_out = np.minimum(np.repeat(since[:, start:], 2, -1), 3)
+    complement = np.abs(target.reshape(*target.shape[:2], LINKS, 2)[..., ::-1]).reshape(
+        target.shape)
+    comp_bin = np.minimum((complement * 4).astype(np.int64), 3)
+    err2 = (target - mu) ** 2
+    d = target.shape[-1]
+    log2pi = float(np.log(2 * np.pi))
+
+    def ll(v: np.ndarray, mask: np.ndarray | None = None) -> float:
+        nll = 0.5 * (log2pi + np.log(v) + err2 / v)
+        if mask is None:
+            return float(-nll.sum(-1).mean())
+        return float(-nll[mask].mean() * d)
+
+    ratio = err2 / var
+    scale = ratio.reshape(-1, d).mean(0)
+    homo = err2.reshape(-1, d).mean(0)
+    bins = (since_out * 4 + comp_bin) * d + np.arange(d)
+    sums = np.bincount(bins.ravel(), err2.ravel(), minlength=16 * d)
+    counts = np.bincount(bins.ravel(), minlength=16 * d)
+    oracle = (sums / np.maximum(counts, 1))[bins]
+    return {
+        "ll": ll(var), "rmse": float(np.sqrt(err2.mean())),
+        "ll_scaled": ll(var * scale), "ll_homo": ll(np.broadcast_to(homo, err2.shape)),
+        "ll_oracle_bins": ll(np.maximum(oracle, 1e-12)),
+        "scale": float(ratio.mean()),
+        "ll_vis": ll(var, vis_out), "ll_occ": ll(var, ~vis_out),
+        "scale_vis": float(ratio[vis_out].mean()), "scale_occ": float(ratio[~vis_out].mean()),
+        "rmse_vis": float(np.sqrt(err2[vis_out].mean())),
+        "rmse_occ": float(np.sqrt(err2[~vis_out].mean())),
+        "log_var_std": float(np.log(var).std(axis=(0, 1)).mean()),
+        **{f"scale_c{b}": float(ratio[comp_bin == b].mean()) for b in range(4)},
+        **_radial_split(mu, target),
+    }
+
+
+def _radial_split(mu: np.ndarray, target: np.ndarray) -> dict:
+    """The (sin, cos) error per link split along the predicted direction: with the target
+    at angle theta on the unit circle and the prediction at radius r and angle phi,
+    ``err^2 = (cos(theta - phi) - r)^2 + sin(theta - phi)^2``. ``rmse_radial`` /
+    ``rmse_tangential``: the two parts as RMSEs per output (``rmse^2`` is their sum of
+    squares); the tangential part depends on the angle error only, the radial part on how far
+    the prediction is from the circle (shrinking it is the MSE-optimal answer to
+    uncertainty). ``radius_mean``: mean predicted radius."""
+    pred = mu.reshape(*mu.shape[:-1], LINKS, 2)
+    true = target.reshape(*target.shape[:-1], LINKS, 2)
+    radius = np.linalg.norm(pred, axis=-1)
+    delta = np.arctan2(true[..., 0], true[..., 1]) - np.arctan2(pred[..., 0], pred[..., 1])
+    return {"rmse_radial": float(np.sqrt(np.mean((np.cos(delta) - radius) ** 2) / 2)),
+            "rmse_tangential": float(np.sqrt(np.mean(np.sin(delta) ** 2) / 2)),
+            "radius_mean": float(radius.mean())}
+
+
+def split_table(folders: list[Path], data_sets: dict[str, Path], sequences: int) -> str:
+    """`variance_split` of every run folder (its best checkpoint and, when kept, ``last/``)
+    on each data set, mean +- std over the seeds of one model."""
+    rows: dict[tuple[str, str, str], list[dict]] = {}
+    for folder in folders:
+        model = folder.name.rsplit("_seed", 1)[0]
+        for which, path in (("best", folder), ("last", folder / "last")):
+            if not (path / "model.yaml").exists():
+                continue
+            for part, data in data_sets.items():
+                rows.setdefault((model, which, part), []).append(
+                    variance_split(path, data, sequences))
+    keys = ["ll", "ll_scaled", "ll_homo", "ll_oracle_bins", "rmse", "scale", "ll_vis", "ll_occ",
+            "scale_vis", "scale_occ", "rmse_vis", "rmse_occ", "log_var_std",
+            *[f"scale_c{b}" for b in range(4)], "rmse_radial", "rmse_tangential",
+            "radius_mean"]
+    lines = ["| model | checkpoint | data | " + " | ".join(keys) + " |",
+             "|" + " --- |" * (len(keys) + 3)]
+    for (model, which, part), runs in rows.items():
+        cells = []
+        for k in keys:
+            values = [r[k] for r in runs]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.fmean(values):.3f} +- {std:.3f}")
+        lines.append(f"| {model} | {which} | {part} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _spearman(x, y) -> float:
@@ -336,22 +480,28 @@ def experiment_jobs(folder: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("study", choices=("vector", "diagnose", "curves"))
+    parser.add_argument("study", choices=("vector", "diagnose", "curves", "split"))
     parser.add_argument("paths", nargs="*", type=Path,
                         help="diagnose: CHECKPOINT DATA (a trained run folder and a data set); "
-                             "curves: the --out folder of a benchmarks/experiments.py run")
+                             "curves: the --out folder of a benchmarks/experiments.py run; "
+                             "split: DATA_DIR RUN_DIR... (DATA_DIR holds vector_train and "
+                             "vector_test; see `variance_split`)")
     parser.add_argument("--train", type=int, default=300, help="training sequences")
     parser.add_argument("--steps", type=int, default=75)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (all models)")
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="Adam weight decay (all models of the call)")
     parser.add_argument("--noise-std", type=float, default=0.3)
     parser.add_argument("--occlusion", type=float, nargs=2, default=(0.2, 0.7),
                         metavar=("P_OCCLUDE", "P_STAY"))
     parser.add_argument("--models", nargs="*", default=None, help="subset of the model names")
     parser.add_argument("--basis-init-std", type=float, default=0.05,
                         help="model rkn_m50_perturbed: std of the basis perturbation")
+    parser.add_argument("--split-sequences", type=int, default=200,
+                        help="split: sequences of each data set used")
     parser.add_argument("--curve-every", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--results", type=Path, default=None)
@@ -360,6 +510,12 @@ def main(argv: list[str] | None = None) -> int:
         if len(args.paths) != 2:
             parser.error("diagnose needs CHECKPOINT DATA")
         print(json.dumps(diagnose(*args.paths), indent=1))
+        return 0
+    if args.study == "split":
+        if len(args.paths) < 2:
+            parser.error("split needs DATA_DIR RUN_DIR...")
+        parts = {p: args.paths[0] / f"vector_{p}" for p in ("train", "test")}
+        print(split_table(args.paths[1:], parts, args.split_sequences))
         return 0
     if args.study == "curves":
         if len(args.paths) != 1:

@@ -3,7 +3,9 @@
 Prints, per model and CPU backend (ONNX Runtime, TorchScript), the model step's p50/p99 (the
 budget's scope: encoder + update + predict + decoder) and the whole runtime step's p50 (also
 input conversion and decoding to joint angles), beside a GRU of the same encoder/decoder run
-through the same runtime in the same process (the reference DESIGN.md asks for):
+through the same runtime in the same process (the reference DESIGN.md asks for). Back-to-back
+steps keep the CPU's caches and predictors warm; the "50 Hz" column times the model step when
+the estimator sleeps between steps as a node does (typically 2-3x slower on this machine):
 
     .venv/bin/python benchmarks/step_latency.py [--device cpu|cuda] [--steps 3000]
 
@@ -18,6 +20,7 @@ import argparse
 import dataclasses
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,9 +92,10 @@ def checkpoint_for(name: str, kind: str, folder: Path) -> Path:
     )
 
 
-def measure(path: Path, device: str, steps: int, backend: str = "auto",
-            seed: int = 0) -> StreamingEstimator:
-    """Step the estimator ``steps`` times on random frames (a third missing)."""
+def measure(path: Path, device: str, steps: int, backend: str = "auto", seed: int = 0,
+            period: float = 0.0) -> StreamingEstimator:
+    """Step the estimator ``steps`` times on random frames (a third missing), back to back or
+    one step every ``period`` seconds (sleeping between, as a node does between ticks)."""
     est = StreamingEstimator.from_checkpoint(
         path, device=device, warmup_steps=50, latency_window=steps, cpu_backend=backend
     )
@@ -101,7 +105,10 @@ def measure(path: Path, device: str, steps: int, backend: str = "auto",
     est.latency.clear()
     est.model_latency.clear()
     for k in range(steps):
+        start = time.perf_counter()
         est.step({"image": None if k % 3 == 2 else frames[k % 64]})
+        if period:
+            time.sleep(max(0.0, period - (time.perf_counter() - start)))
     return est
 
 
@@ -128,6 +135,8 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--paced-steps", type=int, default=250,
+                        help="steps at 50 Hz for the paced column (0: skip)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
@@ -138,7 +147,7 @@ def main() -> int:
         print(f"GPU: {torch.cuda.get_device_name(torch.device(args.device))}")
     print(
         f"{'model':<10} {'kind':<4} {'backend':<12} {'model p50':>9} {'model p99':>9} "
-        f"{'p99/p50':>7} {'budget':>6} {'runtime p50':>11}  note"
+        f"{'p99/p50':>7} {'budget':>6} {'runtime p50':>11} {'50 Hz p50':>9}  note"
     )
     backends = ("onnxruntime", "torchscript") if args.device == "cpu" else ("auto",)
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,10 +164,13 @@ def main() -> int:
                         note += f", eager ({est.graph_error})"
                     budget = 0.3 if est.device.type == "cuda" else BUDGET_MS[name]
                     model = est.model_latency
+                    paced = (measure(path, args.device, args.paced_steps, backend, period=0.02)
+                             .model_latency.p50_ms if args.paced_steps else float("nan"))
                     print(
                         f"{name:<10} {kind:<4} {est.backend:<12} {model.p50_ms:9.4f} "
                         f"{model.p99_ms:9.4f} {model.p99_ms / model.p50_ms:7.2f} "
-                        f"{budget if kind == 'rkn' else '':>6} {est.latency.p50_ms:11.4f}  {note}"
+                        f"{budget if kind == 'rkn' else '':>6} {est.latency.p50_ms:11.4f} "
+                        f"{paced:9.4f}  {note}"
                     )
                     if est.uses_cuda_graph:
                         print(f"{'':<10} {kind:<4} graph replay vs eager step, max |diff| over "

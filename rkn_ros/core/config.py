@@ -109,6 +109,12 @@ class ModelConfig:
     normalize_latent_obs: bool = True  # L2-normalise w (paper's choice for images)
     # decoders
     decoder_hidden: tuple[int, ...] = (30,)  # Gaussian decoder MLPs (empty: linear)
+    # RKN: the variance decoder also reads the posterior mean (paper: [su, sl, ss] only, so
+    # the output variance cannot depend on the state, e.g. on the angle for sin/cos targets)
+    variance_from_mean: bool = False
+    # RKN: the mean decoder also reads [su, sl, ss] (paper: the posterior mean only, so the
+    # mean cannot shrink sin/cos towards 0 when the angle is uncertain)
+    mean_from_variance: bool = False
     # transition
     coefficient_hidden: tuple[int, ...] = ()  # paper: no hidden layer
     control_hidden: tuple[int, ...] = (60,)  # ac-RKN action MLP

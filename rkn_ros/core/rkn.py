@@ -20,13 +20,18 @@ class RKN(SequenceModel):
     posterior, then predict the prior of the next tick through the locally linear transition.
 
     State: `Belief` (mean [batch, 2m], variances [batch, m]). Decoder inputs: posterior mean
-    (2m) and `[su, sl, ss]` (3m).
+    (2m) and `[su, sl, ss]` (3m); with `config.variance_from_mean` (not the paper's) the
+    variance decoder reads `[su, sl, ss, mean]` (5m); with `config.mean_from_variance` the mean
+    decoder reads `[mean, su, sl, ss]` (5m).
     """
 
     def __init__(self, config: ModelConfig) -> None:
         m = config.latent_obs_dim
-        super().__init__(config, mean_features=2 * m, var_features=3 * m)
+        super().__init__(config, mean_features=(5 if config.mean_from_variance else 2) * m,
+                         var_features=(5 if config.variance_from_mean else 3) * m)
         self.latent_obs_dim = m
+        self.variance_from_mean = config.variance_from_mean
+        self.mean_from_variance = config.mean_from_variance
         self.transition = BandedTransition(config)
         if config.learn_initial_state:
             self.initial_mean = nn.Parameter(torch.zeros(2 * m))
@@ -102,7 +107,20 @@ class RKN(SequenceModel):
             mean, upper, lower, side = kalman_update(mean, upper, lower, side, w, var_obs, valid)
         posterior = Belief(mean, upper, lower, side)
         prior = self.transition_step(posterior, action, dt, constants)
-        return prior, mean, torch.cat([upper, lower, side], -1), posterior
+        return prior, self._mean_features(posterior), self._var_features(posterior), posterior
+
+    def _mean_features(self, belief: Belief) -> Tensor:
+        """Mean-decoder input: the mean, plus `[su, sl, ss]` with `mean_from_variance`."""
+        if not self.mean_from_variance:
+            return belief.mean
+        return torch.cat([belief.mean, belief.var_upper, belief.var_lower, belief.var_side], -1)
+
+    def _var_features(self, belief: Belief) -> Tensor:
+        """Variance-decoder input: `[su, sl, ss]`, plus the mean with `variance_from_mean`."""
+        parts = [belief.var_upper, belief.var_lower, belief.var_side]
+        if self.variance_from_mean:
+            parts.append(belief.mean)
+        return torch.cat(parts, -1)
 
     def _sequence_constants(self) -> dict[str, Any]:
         return {"constants": self.sequence_constants()}
@@ -138,8 +156,8 @@ class RKN(SequenceModel):
         mean_features, var_features = [], []
         constants = self.sequence_constants()
         for j in range(steps):
-            mean_features.append(state.mean)
-            var_features.append(torch.cat([state.var_upper, state.var_lower, state.var_side], -1))
+            mean_features.append(self._mean_features(state))
+            var_features.append(self._var_features(state))
             if j < steps - 1:
                 state = self.transition_step(state, actions[:, j] if actions is not None else None,
                                              dt[:, j] if dt is not None else None, constants)
