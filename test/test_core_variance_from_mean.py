@@ -75,3 +75,24 @@ def test_output_mean_depends_on_the_variances_only_with_mean_from_variance(
                     {"joints": torch.tensor([[True, False, True]] * 2)})
     assert (not torch.allclose(mean_a, mean_b, atol=1e-9, rtol=0)) == mean_from_variance
     assert seq.mean.shape == (2, 3, 2)
+
+
+def test_log_variance_features_are_scale_free() -> None:
+    """With `log_variance_features`, scaling su, sl and ss by c shifts the log inputs by log c
+    and leaves the correlation ss / sqrt(su sl) alone: the decoder sees exactly that."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(sensors=(JOINTS,), output_dim=2, latent_obs_dim=M,
+                                    num_basis=3, log_variance_features=True)).double()
+    a = belief(1)
+    scaled = Belief(a.mean, 4 * a.var_upper, 4 * a.var_lower, 4 * a.var_side)
+    features_a, features_b = model._var_features(a), model._var_features(scaled)
+    torch.testing.assert_close(features_b[:, : 2 * M] - features_a[:, : 2 * M],
+                               torch.full((4, 2 * M), torch.log(torch.tensor(4.0)).item(),
+                                          dtype=torch.float64))
+    torch.testing.assert_close(features_b[:, 2 * M:], features_a[:, 2 * M:])
+    torch.testing.assert_close(features_a[:, 2 * M:], a.var_side / (a.var_upper * a.var_lower)
+                               .sqrt())
+    with torch.no_grad():  # and it is what reaches the variance decoder, in step and predict
+        _, var = model.predict(a, 1)
+        expected = model.decoder(model._mean_features(a), features_a)[1]
+    torch.testing.assert_close(var[:, 0], expected)

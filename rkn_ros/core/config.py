@@ -115,6 +115,9 @@ class ModelConfig:
     # RKN: the mean decoder also reads [su, sl, ss] (paper: the posterior mean only, so the
     # mean cannot shrink sin/cos towards 0 when the angle is uncertain)
     mean_from_variance: bool = False
+    # RKN: variances enter the decoders as [log su, log sl, ss / sqrt(su sl)] (scale-free, the
+    # side term a correlation in [-1, 1]) instead of raw [su, sl, ss] (paper)
+    log_variance_features: bool = False
     # transition
     coefficient_hidden: tuple[int, ...] = ()  # paper: no hidden layer
     control_hidden: tuple[int, ...] = (60,)  # ac-RKN action MLP

@@ -22,7 +22,8 @@ class RKN(SequenceModel):
     State: `Belief` (mean [batch, 2m], variances [batch, m]). Decoder inputs: posterior mean
     (2m) and `[su, sl, ss]` (3m); with `config.variance_from_mean` (not the paper's) the
     variance decoder reads `[su, sl, ss, mean]` (5m); with `config.mean_from_variance` the mean
-    decoder reads `[mean, su, sl, ss]` (5m).
+    decoder reads `[mean, su, sl, ss]` (5m); `config.log_variance_features` replaces
+    `[su, sl, ss]` there by `[log su, log sl, ss / sqrt(su sl)]`.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -32,6 +33,7 @@ class RKN(SequenceModel):
         self.latent_obs_dim = m
         self.variance_from_mean = config.variance_from_mean
         self.mean_from_variance = config.mean_from_variance
+        self.log_variance_features = config.log_variance_features
         self.transition = BandedTransition(config)
         if config.learn_initial_state:
             self.initial_mean = nn.Parameter(torch.zeros(2 * m))
@@ -110,17 +112,26 @@ class RKN(SequenceModel):
         return prior, self._mean_features(posterior), self._var_features(posterior), posterior
 
     def _mean_features(self, belief: Belief) -> Tensor:
-        """Mean-decoder input: the mean, plus `[su, sl, ss]` with `mean_from_variance`."""
+        """Mean-decoder input: the mean, plus the variance parts with `mean_from_variance`."""
         if not self.mean_from_variance:
             return belief.mean
-        return torch.cat([belief.mean, belief.var_upper, belief.var_lower, belief.var_side], -1)
+        return torch.cat([belief.mean, *self._variance_parts(belief)], -1)
 
     def _var_features(self, belief: Belief) -> Tensor:
-        """Variance-decoder input: `[su, sl, ss]`, plus the mean with `variance_from_mean`."""
-        parts = [belief.var_upper, belief.var_lower, belief.var_side]
+        """Variance-decoder input: the variance parts, plus the mean with
+        `variance_from_mean`."""
+        parts = self._variance_parts(belief)
         if self.variance_from_mean:
             parts.append(belief.mean)
         return torch.cat(parts, -1)
+
+    def _variance_parts(self, belief: Belief) -> list[Tensor]:
+        """`[su, sl, ss]`, or `[log su, log sl, ss / sqrt(su sl)]` with
+        `log_variance_features`."""
+        upper, lower, side = belief.var_upper, belief.var_lower, belief.var_side
+        if not self.log_variance_features:
+            return [upper, lower, side]
+        return [torch.log(upper), torch.log(lower), side * torch.rsqrt(upper * lower)]
 
     def _sequence_constants(self) -> dict[str, Any]:
         return {"constants": self.sequence_constants()}
