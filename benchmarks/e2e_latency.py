@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 
 from rkn_ros.nodes.conversions import array_to_image, stamp_to_ns  # noqa: E402
+from rkn_ros.nodes.demo import stop_process  # noqa: E402
 
 BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 RELAY_CODE = """
@@ -111,15 +111,6 @@ def run_phase(
     return latencies, len(sent), latencies.size
 
 
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def report(label: str, latencies: np.ndarray, sent: int, answered: int) -> None:
     p50, p99 = np.percentile(latencies, [50, 99]) if latencies.size else (float("nan"),) * 2
     print(f"{label:<44} p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  answered {answered}/{sent}")
@@ -160,7 +151,7 @@ def main() -> int:
             bench, executor, "/relay/in", args.rate, args.duration, args.warmup
         )
     finally:
-        stop(relay)
+        stop_process(relay)
     estimator = subprocess.Popen(
         [
             str(bin_dir / "rkn_estimator"),
@@ -188,7 +179,7 @@ def main() -> int:
     finally:
         if estimator.poll() is not None:
             print(f"rkn_estimator exited with code {estimator.returncode}", file=sys.stderr)
-        stop(estimator)
+        stop_process(estimator)
     report("bare rclpy relay, camera -> relay -> here", *relay_result)
     report("rkn_estimator, camera -> ~/state -> here", *estimator_result)
     diag = bench.diag

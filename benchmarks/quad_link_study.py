@@ -115,12 +115,6 @@ def run_job(job: dict) -> dict:
     (``N(0, std^2)`` on every band entry, drawn after ``torch.manual_seed(seed)`` like all
     other weights) breaks the symmetry.
     """
-    model = job["recipe"]["model"]
-    if model.get("variance_from_mean") or model.get("mean_from_variance"):
-        from rkn_ros.core.rkn import RKN
-
-        if not hasattr(RKN, "_mean_features"):  # the options must reach the decoders
-            raise RuntimeError("rkn_ros.core.rkn.RKN lacks the decoder-input options")
     std = job.get("basis_init_std")
     if not std:
         return experiments.run_one(job)

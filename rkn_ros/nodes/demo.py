@@ -178,16 +178,22 @@ def demo_environment(domain_id: int | None) -> dict[str, str]:
     return env
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGINT a node process (its clean shutdown) and wait; kill it if stuck for 10 s."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _stop(processes: list[tuple[NodeSpec, subprocess.Popen]]) -> None:
-    """SIGINT each process in order (source first, monitor last) and wait; kill if stuck."""
+    """Stop each process in order (source first, monitor last)."""
     for _, process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 def _fmt(value: object, digits: int = 3) -> str:
