@@ -2,12 +2,15 @@
 
     .venv/bin/python benchmarks/experiments.py EXPERIMENT [--scale tiny|small|medium|large|paper]
         [--seeds 3] [--jobs N] [--device cpu|cuda|auto] [--epochs E] [--out DIR] [--deadline-s S]
+        [--evaluate-stopped] [--rkn-variants]
 
 EXPERIMENT: ``pendulum`` (noisy 24x24, RKN m=15 vs LSTM/GRU with 50 units and parameter-matched
 small ones), ``quad_link`` (48x48, with and without noise), ``imputation`` (half the frames
 dropped, Bernoulli log-likelihood of the clean images), ``pam`` (real pneumatic muscles:
 ac-RKN, RKN with the actions appended to its observations, LSTM, GRU; RMSE 1..10 steps ahead),
-``cost`` (seconds per epoch, RKN against GRU on the same data and batch).
+``cost`` (seconds per epoch, RKN against GRU on the same data and batch); ``curves`` only
+plots ``OUT/curves.png`` (validation log-likelihood per epoch, also written after every
+experiment) from the runs already in ``--out``.
 
 Fairness: every model of one experiment trains on the same generated data (written once to
 ``OUT/data``), for the same epochs, batch size, learning rate and early-stopping rule, and is
@@ -17,7 +20,13 @@ evaluated on the same held-out test set. Each (model, seed) runs as its own proc
 
 Long runs in short commands: with ``--deadline-s S`` every run stops (resumably) in time for the
 command to end within about S seconds; running the same command again continues the unfinished
-runs and reuses the finished ones (``OUT/runs/<group>/<model>_seed<k>/result.json``).
+runs and reuses the finished ones (``OUT/runs/<group>/<model>_seed<k>/result.json``). With
+``--evaluate-stopped`` as well, runs the deadline stops are evaluated at their best checkpoint
+so far and reported with their epoch count (``stopped: time_budget``), not left out.
+
+``--rkn-variants`` (quad_link) adds an RKN beyond the paper's decoder: its variance decoder also
+reads the posterior mean and takes scale-free log-variance features (``variance_from_mean``,
+``log_variance_features``; see the quad-link study in BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -79,25 +88,48 @@ def _rnn(kind: str, hidden: int, **extra: Any) -> dict:
 
 
 # ---------------------------------------------------------------------- data
-def _generate(spec: dict, folder: Path) -> Path:
+def _generate(task: tuple[dict, Path]) -> None:
     from rkn_ros.train.data import generate_dataset
 
-    if not (folder / "data.npz").exists():
-        generate_dataset(dict(spec)).save(folder)
-    return folder
+    spec, folder = task
+    generate_dataset(dict(spec)).save(folder)
 
 
-def _pendulum_data(out: Path, kind: str, sizes: tuple, noise: bool, drop: float = 0.0
-                   ) -> dict[str, Path]:
-    n_train, n_val, n_test, steps = sizes
-    base = {"generator": kind, "steps": steps, "noise": noise}
-    if drop:
-        base["drop_prob"] = drop
-    tag = f"{kind}_{'noisy' if noise else 'clean'}{'_drop' if drop else ''}"
-    return {
-        part: _generate({**base, "num_sequences": n, "seed": seed}, out / "data" / f"{tag}_{part}")
-        for part, n, seed in (("train", n_train, 1), ("validation", n_val, 2), ("test", n_test, 3))
-    }
+def _pendulum_data(out: Path, kind: str, sizes: tuple, noise: bool, drop: float = 0.0,
+                   jobs: int = 1) -> dict[str, Path]:
+    """Train/validation/test folders, generated where missing (each set in its own process)."""
+    return _generate_all([(out, kind, sizes, noise, drop)], jobs)[0]
+
+
+def _generate_all(requests: list[tuple], jobs: int) -> list[dict[str, Path]]:
+    """Folders for each ``(out, kind, sizes, noise, drop)``; missing sets are generated up to
+    ``jobs`` at a time. Each set is one seeded generator call, so parallelism does not change
+    the data."""
+    folders, missing = [], []
+    for out, kind, sizes, noise, drop in requests:
+        n_train, n_val, n_test, steps = sizes
+        base = {"generator": kind, "steps": steps, "noise": noise}
+        if drop:
+            base["drop_prob"] = drop
+        tag = f"{kind}_{'noisy' if noise else 'clean'}{'_drop' if drop else ''}"
+        parts = {}
+        for part, n, seed in (("train", n_train, 1), ("validation", n_val, 2),
+                              ("test", n_test, 3)):
+            folder = out / "data" / f"{tag}_{part}"
+            parts[part] = folder
+            if not (folder / "data.npz").exists():
+                missing.append(({**base, "num_sequences": n, "seed": seed}, folder))
+        folders.append(parts)
+    # Largest first, so the longest generation starts at once.
+    missing.sort(key=lambda task: -task[0]["num_sequences"])
+    if jobs > 1 and len(missing) > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(missing)), mp_context=context) as pool:
+            list(pool.map(_generate, missing))
+    else:
+        for task in missing:
+            _generate(task)
+    return folders
 
 
 def _pam_data(out: Path, fraction: float) -> dict[str, dict[str, Path]]:
@@ -162,6 +194,7 @@ def run_one(job: dict) -> dict:
     stops in time to be continued by the next invocation of the same command.
     """
     import torch
+    import yaml
 
     from rkn_ros.data.dataset import SequenceDataset
     from rkn_ros.train.checkpoint import load_checkpoint
@@ -184,9 +217,10 @@ def run_one(job: dict) -> dict:
     resume = out if (out / "last" / STATE_FILE).exists() else None
     result = Trainer(recipe, out, device=recipe.training.device, show_progress=False,
                      resume=resume, time_budget_s=budget).run()
-    if result.stopped == "time_budget":
+    if result.stopped == "time_budget" and not job.get("evaluate_stopped"):
         return {**head, "incomplete": True, "epochs": result.epochs_done}
-    seconds = float((out / "log.csv").read_text().strip().splitlines()[-1].split(",")[-1])
+    # Training time so far, the partial epoch of a stopped run included.
+    seconds = float(yaml.safe_load((out / "last" / STATE_FILE).read_text())["elapsed_s"])
     model, metadata = load_checkpoint(out, recipe.training.device
                                       if recipe.training.device != "auto" else "cpu")
     device = next(model.parameters()).device
@@ -196,7 +230,8 @@ def run_one(job: dict) -> dict:
             "bernoulli_log_likelihood", "rmse_by_horizon")
     row = {**head, "parameters": params, "epochs": result.epochs_done, "train_seconds": seconds,
            "stopped": result.stopped, **{k: report[k] for k in keys if k in report}}
-    done.write_text(json.dumps(row))
+    if result.stopped != "time_budget":  # a stopped run goes on at the next invocation
+        done.write_text(json.dumps(row))
     return row
 
 
@@ -237,7 +272,7 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict]:
     epochs = args.epochs or scale["epochs"]
     groups: list[tuple[str, dict[str, Path], dict[str, dict], dict]] = []
     if args.experiment == "pendulum":
-        data = _pendulum_data(out, "pendulum", scale["pendulum"], noise=True)
+        data = _pendulum_data(out, "pendulum", scale["pendulum"], noise=True, jobs=args.jobs)
         rkn = _rkn(latent_obs_dim=15)
         target = _count(rkn, data)
         models = {"rkn": rkn, "lstm_50": _rnn("lstm", 50), "gru_50": _rnn("gru", 50),
@@ -247,13 +282,19 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict]:
     elif args.experiment == "quad_link":
         m = scale["quad_m"]
         wide = {"encoder_dense": 100, "decoder_hidden": [100]}
-        for noise in (False, True):
-            data = _pendulum_data(out, "quad_link", scale["quad_link"], noise=noise)
-            models = {"rkn": _rkn(latent_obs_dim=m, **wide),
-                      "lstm_50": _rnn("lstm", 50, **wide), "gru_50": _rnn("gru", 50, **wide)}
+        noises = [task == "noisy" for task in args.tasks.split(",")]
+        both = _generate_all([(out, "quad_link", scale["quad_link"], noise, 0.0)
+                              for noise in noises], args.jobs)
+        for noise, data in zip(noises, both, strict=True):
+            models = {"rkn": _rkn(latent_obs_dim=m, **wide)}
+            if args.rkn_variants:
+                models["rkn_logvar_mean"] = _rkn(latent_obs_dim=m, variance_from_mean=True,
+                                                 log_variance_features=True, **wide)
+            models |= {"lstm_50": _rnn("lstm", 50, **wide), "gru_50": _rnn("gru", 50, **wide)}
             groups.append((f"quad_link_{'noisy' if noise else 'clean'}", data, models, {}))
     elif args.experiment == "imputation":
-        data = _pendulum_data(out, "pendulum", scale["imputation"], noise=False, drop=0.5)
+        data = _pendulum_data(out, "pendulum", scale["imputation"], noise=False, drop=0.5,
+                              jobs=args.jobs)
         decoder = {"image_decoder": True}
         models = {"rkn": _rkn(latent_obs_dim=15, **decoder),
                   "lstm_50": _rnn("lstm", 50, **decoder), "gru_50": _rnn("gru", 50, **decoder)}
@@ -293,7 +334,7 @@ def summarize(results: list[dict], experiment: str) -> tuple[dict, str]:
     lines = []
     for group, models in table.items():
         metrics = ["log_likelihood", "rmse", "angle_rmse", "coverage_2sigma",
-                   "bernoulli_log_likelihood", "train_seconds"]
+                   "bernoulli_log_likelihood", "train_seconds", "epochs"]
         horizons = ["1", "3", "5", "7", "10"] if group == "pam" else []
         present = [m for m in metrics if any(m in r for v in models.values() for r in v["runs"])]
         header = ["model", "params", *present, *[f"rmse@{h}" for h in horizons], "paper"]
@@ -312,6 +353,12 @@ def summarize(results: list[dict], experiment: str) -> tuple[dict, str]:
                 cells.append(_fmt(entry[f"rmse@{h}"]))
             cells.append(PAPER.get(group, {}).get(name, "-"))
             lines.append("| " + " | ".join(cells) + " |")
+        stopped = [f"{name} seed {r['seed']} ({r['epochs']} epochs)"
+                   for name, entry in models.items() for r in entry["runs"]
+                   if r.get("stopped") == "time_budget"]
+        if stopped:
+            lines += ["", "Stopped by the deadline before early stopping, evaluated at their best "
+                      "checkpoint so far: " + ", ".join(stopped) + "."]
         lines.append("")
     return table, "\n".join(lines)
 
@@ -378,10 +425,54 @@ def cost(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
     return {"cost": rows, "rkn_over_gru": ratio}, "\n".join(lines)
 
 
+def plot_curves(out: Path) -> Path | None:
+    """``OUT/curves.png``: validation log-likelihood per epoch, mean over seeds, per group and
+    model, from the runs' ``log.csv``; None when there are no logs."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    curves: dict[str, dict[str, list[list[float]]]] = {}
+    for log in sorted((out / "runs").glob("*/*/log.csv")):
+        group, model = log.parent.parent.name, log.parent.name.rsplit("_seed", 1)[0]
+        with log.open() as f:
+            values = [-float(row["val_nll"]) for row in csv.DictReader(f)]
+        curves.setdefault(group, {}).setdefault(model, []).append(values)
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4), squeeze=False)
+    for ax, (group, models) in zip(axes[0], curves.items(), strict=True):
+        for model, runs in models.items():
+            length = min(len(r) for r in runs)
+            values = np.array([r[:length] for r in runs])
+            epochs = np.arange(1, length + 1)
+            line, = ax.plot(epochs, values.mean(0), label=f"{model} ({len(runs)} seeds)")
+            ax.fill_between(epochs, values.min(0), values.max(0), color=line.get_color(),
+                            alpha=0.15)
+        ax.set_title(group)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation log-likelihood (mean, min-max over seeds)")
+        finite = [v for runs in models.values() for r in runs for v in r[len(r) // 5:]]
+        if finite:  # the first epochs are far below: show where the models differ
+            ax.set_ylim(min(finite) - 0.5, max(finite) + 0.5)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("experiment",
-                        choices=("pendulum", "quad_link", "imputation", "pam", "cost"))
+                        choices=("pendulum", "quad_link", "imputation", "pam", "cost",
+                                 "curves"))
     parser.add_argument("--scale", choices=tuple(SCALES), default="small")
     parser.add_argument("--paper-scale", action="store_true", help="same as --scale paper")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per model (cost: epochs)")
@@ -392,6 +483,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline-s", type=float, default=None,
                         help="stop training after this many seconds (minus evaluation time) "
                              "so the command ends in time; run the same command again to go on")
+    parser.add_argument("--evaluate-stopped", action="store_true",
+                        help="with --deadline-s: evaluate runs the deadline stops at their best "
+                             "checkpoint so far instead of leaving them out")
+    parser.add_argument("--tasks", choices=("clean,noisy", "clean", "noisy"),
+                        default="clean,noisy", help="quad_link: which image tasks")
+    parser.add_argument("--rkn-variants", action="store_true",
+                        help="quad_link: add the RKN with log-variance features and a "
+                             "mean-reading variance decoder")
     args = parser.parse_args(argv)
     if args.paper_scale:
         args.scale = "paper"
@@ -400,6 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     out = (args.out or REPO / "runs" / "bench" / args.experiment).resolve()
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
+    if args.experiment == "curves":
+        path = plot_curves(out)
+        print(path or f"no run logs under {out / 'runs'}")
+        return 0 if path else 1
     if args.experiment == "cost":
         table, markdown = cost(args, out)
     else:
@@ -409,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             deadline = time.time() + 0.85 * args.deadline_s - 15
             for job in jobs:
                 job["deadline"] = deadline
+                job["evaluate_stopped"] = args.evaluate_stopped
         print(f"{args.experiment}: {len(jobs)} runs, {args.jobs} at a time, device {args.device}",
               flush=True)
         results = []
@@ -432,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         {"experiment": args.experiment, "args": {k: str(v) for k, v in vars(args).items()},
          "paper": PAPER.get(args.experiment, {}), "results": table}, indent=2, default=str))
     print(header + markdown)
+    if args.experiment != "cost":
+        plot_curves(out)
     return 0
 
 

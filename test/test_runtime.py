@@ -294,6 +294,34 @@ def test_sincos_decoding_propagates_the_spread():
     np.testing.assert_allclose(flat, UNIFORM_ANGLE_STD)
 
 
+def test_one_tick_decoding_equals_the_array_form():
+    """A tick ``[target_dim]`` takes a scalar path; rows of a batch take the numpy one. They
+    must give the same numbers (to the last bit but one: numpy's vector atan2 may round
+    differently from libm's), also at the origin, for huge or tiny means and NaN."""
+    layout = OutputLayout.from_metadata(
+        {"names": ["a", "b", "a_velocity", "b_velocity"],
+         "units": ["rad", "rad", "rad/s", "rad/s"], "kind": "sincos"},
+        {"names": ["cos_a", "sin_a", "sin_b", "cos_b", "a_velocity", "b_velocity"]},
+        6,
+        {"targets": {"mean": [0.1, -0.2, 0.0, 0.3, 1.0, -1.0],
+                     "std": [0.9, 1.1, 1.0, 0.5, 2.0, 3.0]}},
+    )
+    rng = np.random.default_rng(3)
+    means = rng.standard_normal((200, 6))
+    variances = rng.exponential(0.3, (200, 6))
+    means[0, :4] = [-0.1 / 0.9, 0.2 / 1.1, 0.0, -0.3 / 0.5]  # both angles at the origin
+    means[1, :2] = [1e200, -1e200]  # overflowing squares
+    means[2, 2:4] = [1e-170, -0.6]  # underflowing radius^2
+    means[3, 0] = np.nan
+    variances[4, :] = -1.0  # negative variances are clipped to 0
+    batch_mean, batch_std = layout.decode(means, variances)
+    for row in range(means.shape[0]):
+        tick_mean, tick_std = layout.decode(means[row], variances[row])
+        assert tick_mean.shape == tick_std.shape == (4,)
+        np.testing.assert_allclose(tick_mean, batch_mean[row], rtol=1e-15, atol=0)
+        np.testing.assert_allclose(tick_std, batch_std[row], rtol=1e-15, atol=0)
+
+
 def test_direct_layout_with_velocities_and_normalization():
     layout = OutputLayout.from_metadata(
         {"names": ["j", "j_velocity"], "units": ["rad", "rad/s"], "kind": "direct"},

@@ -151,14 +151,16 @@ class OutputLayout:
         Written for a few-element vector per tick: each numpy call costs ~1-2 us whatever its
         size, so the angle math works on variances and reuses its squares.
         """
+        if self.kind == "sincos" and mean.ndim == 1:
+            return self._decode_tick(mean, var)
         mean = mean * self.target_std + self.target_mean
         var = np.maximum(var, 0.0) * (self.target_std * self.target_std)
         if self.kind == "direct":
             return mean, np.sqrt(var)
         s, c = mean[..., self.sin_index], mean[..., self.cos_index]
-        s2, c2 = s * s, c * c
-        radius2 = s2 + c2
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            s2, c2 = s * s, c * c
+            radius2 = s2 + c2
             angle_var = (c2 * var[..., self.sin_index] + s2 * var[..., self.cos_index]) / (
                 radius2 * radius2
             )
@@ -169,6 +171,26 @@ class OutputLayout:
             np.concatenate([np.arctan2(s, c), mean[..., rest]], axis=-1),
             np.concatenate([angle_std, np.sqrt(var[..., rest])], axis=-1),
         )
+
+    def _decode_tick(self, mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`decode` of one tick ``[target_dim]``, the same numbers: at 1-4 angles a few
+        float operations per angle cost less than the ~15 numpy calls of the array form."""
+        m = (mean * self.target_std + self.target_mean).tolist()
+        v = (np.maximum(var, 0.0) * (self.target_std * self.target_std)).tolist()
+        out_mean, out_std = [], []
+        for si, ci in zip(self.sin_index.tolist(), self.cos_index.tolist(), strict=True):
+            s, c = m[si], m[ci]
+            s2, c2 = s * s, c * c
+            radius4 = (s2 + c2) * (s2 + c2)
+            angle_var = (c2 * v[si] + s2 * v[ci]) / radius4 if radius4 > 0.0 else math.inf
+            out_mean.append(math.atan2(s, c))
+            # as np.fmin in the array form: the cap also replaces a NaN
+            out_std.append(math.sqrt(angle_var if angle_var < UNIFORM_ANGLE_VAR
+                                     else UNIFORM_ANGLE_VAR))
+        for index in range(2 * self.sin_index.size, self.target_dim):
+            out_mean.append(m[index])
+            out_std.append(math.sqrt(v[index]))
+        return np.array(out_mean), np.array(out_std)
 
 
 def chain_points(angles: np.ndarray, lengths: np.ndarray) -> np.ndarray:
