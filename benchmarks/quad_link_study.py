@@ -185,6 +185,11 @@ def plan_vector(args: argparse.Namespace, out: Path) -> tuple[list[dict], dict]:
                                            **wide),
         "rkn_m50_logvar_varmean": experiments._rkn(latent_obs_dim=50, log_variance_features=True,
                                                    variance_from_mean=True, **wide),
+        "rkn_m50_qstate": experiments._rkn(latent_obs_dim=50, state_dependent_noise=True,
+                                           **wide),
+        "rkn_m50_qstate_logvar_varmean": experiments._rkn(
+            latent_obs_dim=50, state_dependent_noise=True, log_variance_features=True,
+            variance_from_mean=True, **wide),
         "lstm_50_nonorm": experiments._rnn("lstm", 50, **nonorm),
         "gru_50_nonorm": experiments._rnn("gru", 50, **nonorm),
         "gru_matched_nonorm": {**models["gru_matched"], "normalize_latent_obs": False},

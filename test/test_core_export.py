@@ -19,7 +19,11 @@ def _model(kind: str, sensors, **extra) -> torch.nn.Module:
     torch.manual_seed(3)
     config = ModelConfig(sensors=sensors, output_dim=4, latent_obs_dim=6, num_basis=4,
                          hidden_size=12, kind=kind, **extra)
-    return build_model(config).eval()
+    model = build_model(config).eval()
+    if config.state_dependent_noise:  # it starts at zero: make the state dependence show
+        with torch.no_grad():
+            model.transition.noise_net.weight.normal_(0.0, 0.5)
+    return model
 
 
 CASES = {
@@ -28,6 +32,7 @@ CASES = {
     "rkn_colour_learned_initial_state": ("rkn", (COLOUR,), {"learn_initial_state": True}),
     "lstm_image_and_joints_with_action": ("lstm", (IMAGE, JOINTS), {"action_dim": 2}),
     "gru_joints_with_dt": ("gru", (JOINTS,), {"use_dt": True}),
+    "rkn_joints_state_dependent_noise": ("rkn", (JOINTS,), {"state_dependent_noise": True}),
 }
 
 

@@ -48,7 +48,9 @@ class NodeProcess:
             command += ["-r", f"{source}:={target}"]
         self.command = command
         self.log = log
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # Field type checks on, as ROS 2 Humble always has them: a message filled with the
+        # wrong Python types must fail here, not on a user's distribution.
+        env = dict(os.environ, PYTHONUNBUFFERED="1", ROS_PYTHON_CHECK_FIELDS="1")
         self._log_file = open(log, "w") if log is not None else None  # noqa: SIM115
         self.process = subprocess.Popen(
             command,

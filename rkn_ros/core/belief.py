@@ -115,9 +115,10 @@ def banded_predict(
     column r - b + d; zeros outside the block); gather_index [2 * 3 * m * W]: per column half
     k of A and band slot (r, d), the positions in `[su, ss, sl, mean]` ([batch, 5m]) of the
     diagonals of Sigma's blocks (k, 0), (k, 1) and of the mean half k at that slot's column,
-    clamped into range (`layers.band_layout`); noise [2, m] (upper, lower). Same outputs as
-    `kalman_predict`: each row of `A Sigma` and `A` is non-zero only on its band, so every
-    product runs over 4 m W entries instead of (2m)^2 (m = 100, b = 3: 14x fewer).
+    clamped into range (`layers.band_layout`); noise [2, m] or [2, batch, m] (upper, lower).
+    Same outputs as `kalman_predict`: each row of `A Sigma` and `A` is non-zero only on its
+    band, so every product runs over 4 m W entries instead of (2m)^2 (m = 100, b = 3: 14x
+    fewer).
     """
     batch, m = var_upper.shape
     # one concatenation and one gather (few ops: at batch 1 each op costs more than its math)

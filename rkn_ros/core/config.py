@@ -122,6 +122,10 @@ class ModelConfig:
     coefficient_hidden: tuple[int, ...] = ()  # paper: no hidden layer
     control_hidden: tuple[int, ...] = (60,)  # ac-RKN action MLP
     transition_noise_init: float = 0.1
+    # RKN: the transition noise Q depends on the posterior mean through a linear layer that
+    # starts at zero, i.e. at the paper's constant Q (paper: constant), so the predicted
+    # variance can grow where the dynamics are hard to predict
+    state_dependent_noise: bool = False
     initial_var: float = 10.0
     learn_initial_state: bool = False
 

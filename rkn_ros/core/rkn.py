@@ -68,6 +68,8 @@ class RKN(SequenceModel):
         noise, band_basis = self.sequence_constants() if constants is None else constants
         mean = belief.mean
         transition = self.transition
+        if transition.noise_net is not None:
+            noise = transition.state_noise(mean)
         mean, upper, lower, side = banded_predict(
             mean, belief.var_upper, belief.var_lower, belief.var_side,
             transition.band_matrix(mean, dt, band_basis), transition.gather_index, noise)

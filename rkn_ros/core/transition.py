@@ -26,7 +26,8 @@ class BandedTransition(nn.Module):
     over 4 m W entries instead of (2m)^2 (`belief.banded_predict`). `matrix` gives the dense
     [batch, 2m, 2m] form of the same `A_t`. All K bases start as `[[I, 0.2 I], [-0.2 I, I]]`.
     Transition noise is a learned diagonal (2m) through `elu + 1`, starting at
-    `transition_noise_init`.
+    `transition_noise_init`; with `state_dependent_noise` a linear function of the mean is
+    added before the activation (zero at the start).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -45,6 +46,10 @@ class BandedTransition(nn.Module):
                                 config.num_basis)
         raw = inverse_elu_plus_one(config.transition_noise_init)
         self.raw_noise = nn.Parameter(torch.full((2 * m,), raw))
+        self.noise_net: nn.Linear | None = None
+        if config.state_dependent_noise:
+            self.noise_net = nn.Linear(2 * m, 2 * m, bias=False)
+            nn.init.zeros_(self.noise_net.weight)
         self.control = (mlp(config.action_dim, config.control_hidden, 2 * m)
                         if config.action_dim > 0 else None)
 
@@ -70,6 +75,13 @@ class BandedTransition(nn.Module):
     def band_matrix(self, mean: Tensor, dt: Tensor | None, band_basis: Tensor) -> Tensor:
         """`A_t` in band form [batch, 2, 2, m, W] (see the class docstring)."""
         return torch.mm(self.alpha(mean, dt), band_basis).view(mean.shape[0], *self.band_shape)
+
+    def state_noise(self, mean: Tensor) -> Tensor:
+        """`state_dependent_noise`: noise of the upper and lower halves for belief mean
+        [batch, 2m], as [2, batch, m]."""
+        assert self.noise_net is not None
+        q = elu_plus_one(self.raw_noise + self.noise_net(mean))
+        return q.view(mean.shape[0], 2, -1).transpose(0, 1)
 
     def noise(self) -> tuple[Tensor, Tensor]:
         """Diagonal transition noise of the upper and lower halves, each [m]."""

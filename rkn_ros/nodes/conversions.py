@@ -9,6 +9,7 @@ distribution); only the row ``step`` handling is ours, because that library assu
 from __future__ import annotations
 
 import sys
+from array import array
 from collections.abc import Sequence
 
 import numpy as np
@@ -218,9 +219,11 @@ def fill_joint_state(
     """Overwrite the stamp and values of a JointState made once by :func:`make_joint_state`:
     at every tick, cheaper than building a message (names and frame stay)."""
     msg.header.stamp = stamp
-    msg.position = position  # float64 arrays are taken as they are; others are converted
+    # array('d') is what the field stores, so it is taken without a per-element check (and a
+    # numpy array is refused where field checks are on, as on Humble)
+    msg.position = array("d", position)
     if velocity is not None:
-        msg.velocity = velocity
+        msg.velocity = array("d", velocity)
     return msg
 
 
