@@ -35,6 +35,7 @@ from rkn_ros.core import build_model
 from rkn_ros.core.config import ModelConfig, SensorSpec
 from rkn_ros.data.dataset import SequenceDataset
 from rkn_ros.train import evaluation
+from rkn_ros.train.allocator import keep_freed_memory
 from rkn_ros.train.checkpoint import (
     CheckpointError,
     CheckpointMetadata,
@@ -211,6 +212,8 @@ class Trainer:
         recipe = self.recipe
         cfg = recipe.training
         torch.set_num_threads(cfg.num_threads)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         torch.manual_seed(recipe.seed)
         train_ds, val_ds, test_ds = self._load_data()
         model_config = model_config_for(recipe, train_ds)
