@@ -1,6 +1,6 @@
 """The interface every sequence model implements (RKN, LSTM, GRU), and its input checks.
 
-One code path: `step` is encode -> cell -> decode for one tick; `forward` encodes all frames
+One code path: `step` is encode -> cell -> decode for one tick; `forward` encodes all valid frames
 in one batched call (the encoders are per-frame functions, so this is the same function),
 runs the *same* `_cell` in a loop over time, and decodes all ticks in one batched call.
 Train, evaluation and runtime therefore never diverge (test_core_model checks it).
@@ -241,27 +241,51 @@ class SequenceModel(nn.Module):
             state = self.initial_state(batch, device=next(iter(observations.values())).device)
         else:
             self._check_state(state, batch)
-        flat = {name: x.reshape(batch * steps, *x.shape[2:]) for name, x in observations.items()}
-        encoded = [(w.view(batch, steps, -1), v.view(batch, steps, -1))
-                   for w, v in self.encode(flat)]
+        encoded = [self._encode_valid(spec.name, observations[spec.name], valid[spec.name])
+                   for spec in self.sensors]
         state, mean_features, var_features = self._run(state, encoded, valid, actions, dt)
         mean, var, image = self.decode(mean_features.flatten(0, 1), var_features.flatten(0, 1))
         image = image.view(batch, steps, *image.shape[1:]) if image is not None else None
         return SequenceOutput(mean.view(batch, steps, -1), var.view(batch, steps, -1), state,
                               image)
 
+    def _encode_valid(self, name: str, samples: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        """(w, var_obs) [batch, time, m] of sensor `name`'s samples [batch, time, *shape].
+
+        Only the valid samples go through the encoder (the image encoder is most of a training
+        step, and training drops observations); the others get w = 0, var_obs = 1. The cell
+        gives a missing sample zero gain (the LSTM/GRU input zeros it), so its encoding never
+        reaches an output and its gradient is zero: the same outputs and gradients as encoding
+        every sample (up to the summation order of the encoder's weight gradients).
+        """
+        batch, steps = valid.shape
+        flat = samples.flatten(0, 1)
+        index = valid.flatten().nonzero().squeeze(1)
+        if index.numel() == flat.shape[0]:
+            w, var_obs = self.encoders[name](flat)
+        else:
+            w_valid, var_valid = self.encoders[name](flat.index_select(0, index))
+            size = (flat.shape[0], w_valid.shape[1])
+            w = w_valid.new_zeros(size).index_copy(0, index, w_valid)
+            var_obs = var_valid.new_ones(size).index_copy(0, index, var_valid)
+        return w.view(batch, steps, -1), var_obs.view(batch, steps, -1)
+
     def _run(self, state: Any, encoded: list[tuple[Tensor, Tensor]], valid: dict[str, Tensor],
              actions: Tensor | None, dt: Tensor | None) -> tuple[Any, Tensor, Tensor]:
         """The loop over `_cell`; returns the final state and features [batch, time, dim]."""
         mean_features, var_features = [], []
-        masks = [valid[s.name] for s in self.sensors]
+        # Split along time once: the backward of `unbind` is one `stack`, where per-tick
+        # indexing would back-propagate through a zero-filled [batch, time, dim] tensor per
+        # tick and input.
+        ticks = zip(*(part.unbind(1) for (w, v), s in zip(encoded, self.sensors, strict=True)
+                      for part in (w, v, valid[s.name])), strict=True)
+        steps = valid[self.sensors[0].name].shape[1]
+        action_ticks = actions.unbind(1) if actions is not None else (None,) * steps
+        dt_ticks = dt.unbind(1) if dt is not None else (None,) * steps
         constants = self._sequence_constants()
-        for t in range(masks[0].shape[1]):
-            tick = [(w[:, t], v[:, t], mask[:, t])
-                    for (w, v), mask in zip(encoded, masks, strict=True)]
-            state, mf, vf, _ = self._cell(state, tick,
-                                          actions[:, t] if actions is not None else None,
-                                          dt[:, t] if dt is not None else None, **constants)
+        for parts, action, dt_t in zip(ticks, action_ticks, dt_ticks, strict=True):
+            tick = [parts[i:i + 3] for i in range(0, len(parts), 3)]
+            state, mf, vf, _ = self._cell(state, tick, action, dt_t, **constants)
             mean_features.append(mf)
             var_features.append(vf)
         return state, torch.stack(mean_features, 1), torch.stack(var_features, 1)
