@@ -382,6 +382,7 @@ def cost(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
 
     from rkn_ros.core import build_model
     from rkn_ros.data.dataset import SequenceDataset
+    from rkn_ros.train.allocator import keep_freed_memory
     from rkn_ros.train.checkpoint import resolve_device
     from rkn_ros.train.config import recipe_from_dict
     from rkn_ros.train.data import compute_normalization, to_tensors
@@ -389,6 +390,8 @@ def cost(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
 
     torch.set_num_threads(1)
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # as the trainer does
     sizes = SCALES[args.scale]["pendulum"]
     data = _pendulum_data(out, "pendulum", sizes, noise=True)
     ds = SequenceDataset.load(data["train"])

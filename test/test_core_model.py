@@ -64,6 +64,37 @@ def test_forward_equals_loop_of_steps(kind: str) -> None:
     torch.testing.assert_close(rest.mean, seq.mean[:, 5:], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("kind", ["rkn", "gru"])
+def test_forward_encodes_only_the_valid_frames(kind: str) -> None:
+    """Missing frames skip the encoder (most of a training step) and it changes nothing: the
+    same loss and gradients as with every frame encoded."""
+    model = make(kind)
+    obs, valid, _, _ = inputs(4, 10)
+    seen = []
+    hook = model.encoders["image"].register_forward_hook(
+        lambda module, args, out: seen.append(args[0].shape[0]))
+    loss = model(obs, valid).mean.square().sum()
+    hook.remove()
+    assert seen == [int(valid["image"].sum())] and seen[0] < 40
+    params = list(model.parameters())
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    # the reference: every frame through the encoder, then the same loop and decoder
+    batch, steps = valid["image"].shape
+    every = [(w.view(batch, steps, -1), v.view(batch, steps, -1)) for w, v in model.encode(
+        {k: x.flatten(0, 1) for k, x in obs.items()})]
+    _, mean_features, var_features = model._run(model.initial_state(batch), every, valid,
+                                                None, None)
+    mean, _, _ = model.decode(mean_features.flatten(0, 1), var_features.flatten(0, 1))
+    reference = mean.square().sum()
+    torch.testing.assert_close(loss, reference, rtol=1e-12, atol=0)
+    wanted = torch.autograd.grad(reference, params, allow_unused=True)
+    assert sum(g is not None for g in grads) > 10
+    for got, want in zip(grads, wanted, strict=True):
+        assert (got is None) == (want is None)
+        if got is not None:
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("kind", ["rkn", "lstm", "gru"])
 def test_gradients_finite_through_150_steps_with_half_the_frames_missing(kind: str) -> None:
     model = make(kind, image_decoder=True)

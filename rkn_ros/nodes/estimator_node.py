@@ -474,10 +474,14 @@ class EstimatorNode(Node):
 
     def _publish(self, out: EstimatorOutput, stamp: Time, tick_ns: int) -> None:
         frame = self._frame_id
-        self.pub_state.publish(fill_joint_state(self._state_msg, stamp, out.position, out.velocity))
+        state = fill_joint_state(self._state_msg, stamp, out.position, out.velocity)
+        # Read before publish: the call can return late when the subscriber's wake-up preempts
+        # this process, after the message has already gone out.
+        handed_ns = time.time_ns()
+        self.pub_state.publish(state)
         if not self._sim_time:
             # input stamp (or the timer's now) to the ~/state publish, wall clock
-            self.input_to_publish.add(max(0.0, (time.time_ns() - tick_ns) * 1e-9))
+            self.input_to_publish.add(max(0.0, (handed_ns - tick_ns) * 1e-9))
         self.pub_stddev.publish(
             fill_joint_state(self._stddev_msg, stamp, out.position_std, out.velocity_std)
         )
