@@ -1,14 +1,16 @@
 """Camera publish -> ``~/state`` publish across processes, beside a bare rclpy relay.
 
 This script is the camera (24x24 mono8 frames at ``--rate`` Hz, stamped at publish) and the
-listener. In the same run it measures, one after the other:
+listener. In the same run it measures, taking turns of ``--block`` seconds (so both see the
+same machine; the first ``--settle`` seconds of each turn are not counted):
 
 1. a bare rclpy relay process (subscribe the image, republish it): round trip camera -> relay ->
    here, the floor any ROS node pays;
 2. ``rkn_estimator`` (tick on each image): round trip camera -> estimator -> ``~/state`` here, and
    the estimator's own figure from ``/diagnostics``: image stamp to its ``~/state`` publish.
 
-    .venv/bin/python benchmarks/e2e_latency.py [--rate 50] [--duration 60] [--model PATH]
+    .venv/bin/python benchmarks/e2e_latency.py [--rate 50] [--duration 60] [--block 5]
+        [--model PATH]
 
 It also counts frames without an estimate (missed ticks). Uses its own ROS_DOMAIN_ID.
 """
@@ -79,36 +81,52 @@ class Bench(Node):
                 self.diag = values
 
 
-def run_phase(
-    bench: Bench, executor, topic: str, rate: float, duration: float, warmup: float
-) -> tuple[np.ndarray, int, int]:
-    """Publish frames on ``topic``; returns round-trip latencies (ms), sent and answered."""
-    pub = bench.create_publisher(Image, topic, BEST_EFFORT)
+def run_interleaved(
+    bench: Bench, executor, topics: list[str], rate: float, duration: float, block: float,
+    settle: float,
+) -> list[tuple[np.ndarray, int, int]]:
+    """Publish frames on each of ``topics`` in turn, ``block`` seconds at a time, until each has
+    had ``duration`` seconds; the first ``settle`` seconds of every block are not counted.
+    Returns per topic the round-trip latencies (ms), frames sent (counted) and answered.
+
+    Taking turns gives every path the same share of the machine's good and bad moments: on a
+    shared machine the latency drifts by a factor of two over minutes, which would make
+    phases run one after the other incomparable."""
+    publishers = [bench.create_publisher(Image, topic, BEST_EFFORT) for topic in topics]
     deadline = time.monotonic() + 60
-    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+    while (any(p.get_subscription_count() == 0 for p in publishers)
+           and time.monotonic() < deadline):
         executor.spin_once(timeout_sec=0.05)
     frame = np.zeros((24, 24), np.uint8)
     frame[12:, 11:13] = 255
     period = 1.0 / rate
-    sent: list[int] = []
-    start = time.monotonic()
-    next_time = start
-    while time.monotonic() - start < warmup + duration:
-        now = time.monotonic()
-        if now >= next_time:
-            stamp_ns = time.time_ns()
-            msg = array_to_image(frame, rclpy.time.Time(nanoseconds=stamp_ns).to_msg())
-            pub.publish(msg)
-            if now - start >= warmup:
-                sent.append(stamp_ns)
-            next_time += period
-        executor.spin_once(timeout_sec=max(0.0, min(0.002, next_time - time.monotonic())))
+    sent: list[list[int]] = [[] for _ in topics]
+    blocks = max(1, round(duration / block))
+    for index in range(blocks * len(topics)):
+        target = index % len(topics)
+        start = time.monotonic()
+        next_time = start
+        while time.monotonic() - start < settle + block:
+            now = time.monotonic()
+            if now >= next_time:
+                stamp_ns = time.time_ns()
+                msg = array_to_image(frame, rclpy.time.Time(nanoseconds=stamp_ns).to_msg())
+                publishers[target].publish(msg)
+                if now - start >= settle:
+                    sent[target].append(stamp_ns)
+                next_time += period
+            executor.spin_once(timeout_sec=max(0.0, min(0.002, next_time - time.monotonic())))
     end = time.monotonic() + 0.5
     while time.monotonic() < end:
         executor.spin_once(timeout_sec=0.01)
-    latencies = np.array([(bench.received[s] - s) * 1e-6 for s in sent if s in bench.received])
-    bench.destroy_publisher(pub)
-    return latencies, len(sent), latencies.size
+    results = []
+    for stamps in sent:
+        latencies = np.array([(bench.received[s] - s) * 1e-6 for s in stamps
+                              if s in bench.received])
+        results.append((latencies, len(stamps), latencies.size))
+    for pub in publishers:
+        bench.destroy_publisher(pub)
+    return results
 
 
 def report(label: str, latencies: np.ndarray, sent: int, answered: int) -> None:
@@ -119,8 +137,13 @@ def report(label: str, latencies: np.ndarray, sent: int, answered: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=50.0, help="frames per second")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds measured per phase")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds not measured")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds measured per path")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds per path not measured at the start")
+    parser.add_argument("--block", type=float, default=5.0,
+                        help="seconds each path gets in turn")
+    parser.add_argument("--settle", type=float, default=0.2,
+                        help="seconds not counted at the start of each turn")
     parser.add_argument(
         "--model",
         type=Path,
@@ -137,7 +160,7 @@ def main() -> int:
         model = checkpoint_for("pendulum", "rkn", Path(tmp.name))
     print(
         f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}, {args.rate:.0f} Hz, "
-        f"{args.duration:.0f} s per phase, model {model}"
+        f"{args.duration:.0f} s per path in turns of {args.block:g} s, model {model}"
     )
     rclpy.init()
     bench = Bench()
@@ -146,12 +169,6 @@ def main() -> int:
     env = dict(os.environ)
     bin_dir = Path(sys.executable).parent
     relay = subprocess.Popen([sys.executable, "-c", RELAY_CODE], env=env)
-    try:
-        relay_result = run_phase(
-            bench, executor, "/relay/in", args.rate, args.duration, args.warmup
-        )
-    finally:
-        stop_process(relay)
     estimator = subprocess.Popen(
         [
             str(bin_dir / "rkn_estimator"),
@@ -160,8 +177,9 @@ def main() -> int:
             f"model_path:={model}",
             "-p",
             "tick_on:=image",
+            # no coasting while the relay has its turn: the estimator stays idle as it waits
             "-p",
-            "sensor_timeout:=0.5",
+            f"sensor_timeout:={2 * (args.block + args.settle) + 1.0}",
             "-p",
             "diagnostics_period:=0.5",
             "-p",
@@ -172,14 +190,18 @@ def main() -> int:
         stderr=subprocess.DEVNULL,
     )
     try:
+        # both warm up (imports, discovery, first ticks) before anything is counted
+        run_interleaved(bench, executor, ["/relay/in", "/rkn_estimator/image"], args.rate,
+                        args.warmup, args.warmup, 0.0)
         bench.received.clear()
-        estimator_result = run_phase(
-            bench, executor, "/rkn_estimator/image", args.rate, args.duration, args.warmup
-        )
+        relay_result, estimator_result = run_interleaved(
+            bench, executor, ["/relay/in", "/rkn_estimator/image"], args.rate, args.duration,
+            args.block, args.settle)
     finally:
         if estimator.poll() is not None:
             print(f"rkn_estimator exited with code {estimator.returncode}", file=sys.stderr)
         stop_process(estimator)
+        stop_process(relay)
     report("bare rclpy relay, camera -> relay -> here", *relay_result)
     report("rkn_estimator, camera -> ~/state -> here", *estimator_result)
     diag = bench.diag
