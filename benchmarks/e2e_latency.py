@@ -10,7 +10,7 @@ same machine; the first ``--settle`` seconds of each turn are not counted):
    the estimator's own figure from ``/diagnostics``: image stamp to its ``~/state`` publish.
 
     .venv/bin/python benchmarks/e2e_latency.py [--rate 50] [--duration 60] [--block 5]
-        [--model PATH]
+        [--settle 0.2] [--warmup 2] [--model PATH]
 
 It also counts frames without an estimate (missed ticks). Uses its own ROS_DOMAIN_ID.
 """
@@ -151,6 +151,8 @@ def main() -> int:
         help="checkpoint (default models/pendulum, else an untrained one)",
     )
     args = parser.parse_args()
+    if args.block <= 0 or args.duration <= 0 or args.warmup < 0 or args.settle < 0:
+        parser.error("--block and --duration must be > 0, --warmup and --settle >= 0")
     tmp = tempfile.TemporaryDirectory()
     model = args.model
     if model is None:  # the shipped model if it loads, else an untrained one of its shape
@@ -190,9 +192,9 @@ def main() -> int:
         stderr=subprocess.DEVNULL,
     )
     try:
-        # both warm up (imports, discovery, first ticks) before anything is counted
-        run_interleaved(bench, executor, ["/relay/in", "/rkn_estimator/image"], args.rate,
-                        args.warmup, args.warmup, 0.0)
+        if args.warmup > 0:  # both warm up (first ticks, caches) before anything is counted
+            run_interleaved(bench, executor, ["/relay/in", "/rkn_estimator/image"], args.rate,
+                            args.warmup, args.warmup, 0.0)
         bench.received.clear()
         relay_result, estimator_result = run_interleaved(
             bench, executor, ["/relay/in", "/rkn_estimator/image"], args.rate, args.duration,

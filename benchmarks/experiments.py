@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/experiments.py EXPERIMENT [--scale tiny|small|medium|large|paper]
         [--seeds 3] [--jobs N] [--device cpu|cuda|auto] [--epochs E] [--out DIR] [--deadline-s S]
-        [--evaluate-stopped] [--rkn-variants]
+        [--evaluate-stopped] [--rkn-variants] [--tasks clean,noisy|clean|noisy]
 
 EXPERIMENT: ``pendulum`` (noisy 24x24, RKN m=15 vs LSTM/GRU with 50 units and parameter-matched
 small ones), ``quad_link`` (48x48, with and without noise), ``imputation`` (half the frames
@@ -97,7 +97,8 @@ def _generate(task: tuple[dict, Path]) -> None:
 
 def _pendulum_data(out: Path, kind: str, sizes: tuple, noise: bool, drop: float = 0.0,
                    jobs: int = 1) -> dict[str, Path]:
-    """Train/validation/test folders, generated where missing (each set in its own process)."""
+    """Train/validation/test folders, generated where missing (with ``jobs`` > 1, each set in
+    its own process)."""
     return _generate_all([(out, kind, sizes, noise, drop)], jobs)[0]
 
 
@@ -430,7 +431,8 @@ def cost(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
 
 def plot_curves(out: Path) -> Path | None:
     """``OUT/curves.png``: validation log-likelihood per epoch, mean over seeds, per group and
-    model, from the runs' ``log.csv``; None when there are no logs."""
+    model, from the runs' ``log.csv`` (each model's curve as long as its shortest seed's);
+    None when there are no logs."""
     import csv
 
     import matplotlib
@@ -459,7 +461,8 @@ def plot_curves(out: Path) -> Path | None:
         ax.set_title(group)
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation log-likelihood (mean, min-max over seeds)")
-        finite = [v for runs in models.values() for r in runs for v in r[len(r) // 5:]]
+        finite = [v for runs in models.values() for r in runs for v in r[len(r) // 5:]
+                  if math.isfinite(v)]
         if finite:  # the first epochs are far below: show where the models differ
             ax.set_ylim(min(finite) - 0.5, max(finite) + 0.5)
         ax.grid(alpha=0.3)

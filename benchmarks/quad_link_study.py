@@ -252,13 +252,18 @@ def diagnose(checkpoint: Path, data: Path, sequences: int = 100) -> dict:
         w, var_obs = (x.view(batch, steps, -1) for x in model.encoders[name](flat))
         state = model.initial_state(batch)
         constants = model.sequence_constants()
-        gains, alphas, priors = [], [], []
+        transition = model.transition
+        gains, alphas, priors, noises = [], [], [], []
         for t in range(steps):
             gains.append(state.var_upper / (state.var_upper + var_obs[:, t]))
             priors.append(state.var_upper)
             post = Belief(*kalman_update(*state.tensors(), w[:, t], var_obs[:, t],
                                          valid[name][:, t]))
-            alphas.append(model.transition.alpha(post.mean, None))
+            alphas.append(transition.alpha(post.mean, None))
+            # with state_dependent_noise, Q differs per tick: average what the filter used
+            noises.append(transition.state_noise(post.mean).mean()
+                          if transition.noise_net is not None
+                          else elu_plus_one(transition.raw_noise).mean())
             state = model.transition_step(post, None, None, constants)
         gain = torch.stack(gains, 1)[:, 5:].mean(-1)
         alpha = torch.stack(alphas, 1)
@@ -271,7 +276,7 @@ def diagnose(checkpoint: Path, data: Path, sequences: int = 100) -> dict:
             "prior_var_upper": float(torch.stack(priors, 1)[:, 5:].mean()),
             "var_obs_mean": float(var_obs[:, 5:].mean()),
             "w_rms": float(w.pow(2).mean().sqrt()),
-            "transition_noise_mean": float(elu_plus_one(model.transition.raw_noise).mean()),
+            "transition_noise_mean": float(torch.stack(noises).mean()),
             "basis_moved": float((basis - init).abs().mean()),
             "basis_spread": float(basis.std(0).mean()),
             "alpha_entropy": float(-(alpha * alpha.clamp_min(1e-12).log()).sum(-1).mean()),

@@ -6,7 +6,7 @@ import argparse
 import importlib.util
 import json
 import statistics
-import time
+import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,19 +63,21 @@ def test_quad_link_tasks_and_the_rkn_variant(tmp_path):
         "quad_link_noisy_test", "quad_link_noisy_train", "quad_link_noisy_validation"]
 
 
-def test_a_run_stopped_by_the_deadline_is_evaluated_then_continued(tmp_path):
+def test_a_run_stopped_by_the_deadline_is_evaluated_then_continued(tmp_path, monkeypatch):
     exp = _experiments()
     args = argparse.Namespace(experiment="pendulum", scale="tiny", seeds=1, epochs=2,
                               device="cpu", jobs=1)
     job = next(j for j in exp.plan(args, tmp_path) if j["model"] == "gru_small")
-    # A deadline already passed stops training after its first batch.
-    stopped = exp.run_one({**job, "deadline": time.time() + 1e-3, "evaluate_stopped": True})
+    # The script's clock says the deadline is 1 ms away: training stops after its first batch.
+    monkeypatch.setattr(exp, "time", types.SimpleNamespace(time=lambda: 1000.0 - 1e-3))
+    stopped = exp.run_one({**job, "deadline": 1000.0, "evaluate_stopped": True})
     assert stopped["stopped"] == "time_budget" and stopped["epochs"] == 0
     assert "log_likelihood" in stopped  # evaluated at the checkpoint it has
     result = Path(job["out"]) / "result.json"
     assert not result.exists()  # so the next invocation continues it
     # Without --evaluate-stopped such a run is only marked unfinished.
-    assert exp.run_one({**job, "deadline": time.time() + 1e-3})["incomplete"]
+    assert exp.run_one({**job, "deadline": 1000.0})["incomplete"]
+    monkeypatch.undo()
     finished = exp.run_one(job)
     assert finished["stopped"] == "epochs" and finished["epochs"] == 2
     assert json.loads(result.read_text()) == finished

@@ -170,6 +170,11 @@ class ModelConfig:
                 raise ValueError(
                     f"{name}: layer widths must be positive, received {getattr(self, name)}"
                 )
+        rkn_only = [name for name in ("variance_from_mean", "mean_from_variance",
+                                      "log_variance_features", "state_dependent_noise")
+                    if getattr(self, name)]
+        if self.kind != "rkn" and rkn_only:
+            raise ValueError(f"{rkn_only[0]}: an RKN option, but kind is {self.kind!r}")
         if self.kind != "rkn" and self.hidden_size < 2:
             raise ValueError(f"hidden_size: at least 2 (mean and variance halves), received "
                              f"{self.hidden_size}")

@@ -136,8 +136,9 @@ class SequenceModel(nn.Module):
     ) -> dict[str, Tensor]:
         """Validate inputs; return the observations with invalid samples replaced by zeros.
 
-        Zeros (not the caller's NaN or garbage) must reach the encoder: the update gives an
-        invalid sample zero gain, but a NaN input would still poison the weight gradients.
+        Zeros (not the caller's NaN or garbage) must reach the encoder in `step`, which
+        encodes every sample: the update gives an invalid sample zero gain, but a NaN input
+        would still poison the weight gradients. (`forward` encodes only the valid ones.)
         """
         dtype = self.dtype
         names = [s.name for s in self.sensors]

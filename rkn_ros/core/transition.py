@@ -79,12 +79,14 @@ class BandedTransition(nn.Module):
     def state_noise(self, mean: Tensor) -> Tensor:
         """`state_dependent_noise`: noise of the upper and lower halves for belief mean
         [batch, 2m], as [2, batch, m]."""
-        assert self.noise_net is not None
+        if self.noise_net is None:
+            raise RuntimeError("state_noise() needs a model built with state_dependent_noise")
         q = elu_plus_one(self.raw_noise + self.noise_net(mean))
         return q.view(mean.shape[0], 2, -1).transpose(0, 1)
 
     def noise(self) -> tuple[Tensor, Tensor]:
-        """Diagonal transition noise of the upper and lower halves, each [m]."""
+        """Diagonal transition noise of the upper and lower halves, each [m] (with
+        `state_dependent_noise`: its constant part, `state_noise` at mean 0)."""
         q = elu_plus_one(self.raw_noise)
         half = self.state_dim // 2
         return q[:half], q[half:]

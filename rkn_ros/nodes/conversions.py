@@ -217,13 +217,13 @@ def fill_joint_state(
     msg: JointState, stamp: Time, position: np.ndarray, velocity: np.ndarray | None = None
 ) -> JointState:
     """Overwrite the stamp and values of a JointState made once by :func:`make_joint_state`:
-    at every tick, cheaper than building a message (names and frame stay)."""
+    at every tick, cheaper than building a message (names and frame stay). ``velocity`` None
+    leaves the field empty, as in :func:`make_joint_state`."""
     msg.header.stamp = stamp
     # array('d') is what the field stores, so it is taken without a per-element check (and a
     # numpy array is refused where field checks are on, as on Humble)
     msg.position = array("d", position)
-    if velocity is not None:
-        msg.velocity = array("d", velocity)
+    msg.velocity = array("d", velocity if velocity is not None else ())
     return msg
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import platform
+import os
 
 # mallopt parameters from glibc's malloc.h
 _M_TRIM_THRESHOLD = -1
@@ -27,7 +27,10 @@ def keep_freed_memory() -> bool:
     Process-wide and permanent. Returns False (and changes nothing) where the C library is
     not glibc.
     """
-    if platform.libc_ver()[0] != "glibc":
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+            return False
+    except (ValueError, OSError):  # not a glibc system
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     # mallopt returns 1 on success
