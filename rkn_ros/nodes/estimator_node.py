@@ -347,9 +347,10 @@ class EstimatorNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _now_ns(self) -> int:
-        # Without sim time the ROS clock is the system clock; reading it directly saves two
-        # Python objects per call, three calls per tick.
-        return self.get_clock().now().nanoseconds if self._sim_time else time.time_ns()
+        # Without sim time (also when use_sim_time changes at run time) the ROS clock is the
+        # system clock; reading that directly saves two Python objects per call.
+        clock = self.get_clock()
+        return clock.now().nanoseconds if clock.ros_time_is_active else time.time_ns()
 
     def _reject(self, source: str, reason: str, message: str) -> None:
         self.rejected[(source, reason)] += 1
