@@ -9,6 +9,7 @@ import torch
 
 from rkn_ros.core import Belief, ModelConfig, SensorSpec, build_model
 from rkn_ros.core.belief import kalman_update
+from rkn_ros.core.model import SequenceModel
 
 IMAGE = SensorSpec("image", "image", (24, 24))
 JOINTS = SensorSpec("joints", "vector", (3,))
@@ -62,6 +63,43 @@ def test_forward_equals_loop_of_steps(kind: str) -> None:
     rest = model({k: v[:, 5:] for k, v in obs.items()}, {k: v[:, 5:] for k, v in valid.items()},
                  actions[:, 5:], dt[:, 5:], state=first.state)
     torch.testing.assert_close(rest.mean, seq.mean[:, 5:], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"action_dim": 2, "use_dt": True, "coefficient_hidden": (8,)},
+    {"state_dependent_noise": True, "learn_initial_state": True},
+    {"log_variance_features": True, "variance_from_mean": True, "mean_from_variance": True},
+], ids=["paper", "action-dt-hidden", "state-noise-initial", "decoder-inputs"])
+def test_rkn_sequence_loop_equals_the_cell_loop_with_gradients(options: dict) -> None:
+    """The RKN's `forward` filters with the batch last (`RKN._run`); `step` runs `_cell`.
+    Both must be the same function of the inputs and the weights, derivatives included."""
+    model = make(**options)
+    with torch.no_grad():  # weights away from their symmetric start, so every path matters
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    obs, valid, actions, dt = inputs(4, 9, seed=3, action_dim=options.get("action_dim", 0),
+                                     use_dt=options.get("use_dt", False))
+    state = model.initial_state(4)
+    encoded = [model._encode_valid(spec.name, obs[spec.name], valid[spec.name])
+               for spec in model.sensors]
+    results = []
+    for run in (type(model)._run, SequenceModel._run):
+        final, mean_features, var_features = run(model, state, encoded, valid, actions, dt)
+        loss = (mean_features.sin().sum() + var_features.pow(2).sum()
+                + sum(x.pow(2).sum() for x in final.tensors()))
+        grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True,
+                                    retain_graph=True)
+        results.append((final.tensors(), mean_features, var_features, grads))
+    (final, mean_f, var_f, grads), (final_ref, mean_ref, var_ref, grads_ref) = results
+    torch.testing.assert_close(mean_f, mean_ref, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(var_f, var_ref, atol=1e-10, rtol=1e-10)
+    for got, want in zip(final, final_ref, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+    for (name, _), got, want in zip(model.named_parameters(), grads, grads_ref, strict=True):
+        assert (got is None) == (want is None), name
+        if got is not None:
+            torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9, msg=name)
 
 
 @pytest.mark.parametrize("kind", ["rkn", "gru"])

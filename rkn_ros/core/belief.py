@@ -136,6 +136,66 @@ def banded_predict(
     return new_mean, upper + noise[0], lower + noise[1], side
 
 
+def kalman_update_batch_last(
+    mean: Tensor,
+    var_upper: Tensor,
+    var_lower: Tensor,
+    var_side: Tensor,
+    w: Tensor,
+    var_obs: Tensor,
+    valid: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`kalman_update` with the batch as the last dimension (the training loop's layout).
+
+    mean [2m, batch]; variances, w, var_obs [m, batch]; valid [1, batch] as 0/1 floats.
+    """
+    m, batch = var_upper.shape
+    inv = valid / (var_upper + var_obs)
+    gain = torch.stack([var_upper, var_side]) * inv  # [2, m, batch]: gains of both halves
+    post_mean = torch.addcmul(mean.view(2, m, batch), gain, w - mean[:m]).view(2 * m, batch)
+    gain_upper, gain_lower = gain.unbind(0)
+    keep = 1.0 - gain_upper
+    return (
+        post_mean,
+        var_upper * keep,
+        torch.addcmul(var_lower, gain_lower, var_side, value=-1.0),
+        var_side * keep,
+    )
+
+
+def banded_predict_batch_last(
+    mean: Tensor,
+    var_upper: Tensor,
+    var_lower: Tensor,
+    var_side: Tensor,
+    band: Tensor,
+    gather_index: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`banded_predict` with the batch as the last dimension, without the noise.
+
+    mean [2m, batch]; variances [m, batch]; band `A` as [2, 2, m, W, batch] (the same band
+    form as `banded_predict`, batch moved last); gather_index as there. Returns the mean
+    [2m, batch] and the upper, lower and side diagonals of `A Sigma A^T` [m, batch].
+
+    With the batch innermost every product and sum runs over contiguous rows of `batch`
+    numbers; batch first, they run over rows of W (7) and their reductions cross strided
+    dimensions, which made the prediction half of a training step.
+    """
+    m, batch = var_upper.shape
+    width = band.shape[-2]
+    columns = torch.cat([var_upper, var_side, var_lower, mean])
+    # per column half k: [3 (Sigma's column halves 0 and 1, the mean), m, W, batch]
+    gathered = columns.index_select(0, gather_index).view(2, 3, m, width, batch).unbind(0)
+    band_k = band.unsqueeze(2).unbind(1)  # per column half k: [row half, 1, m, W, batch]
+    # [A Sigma | A mean] in band form: [row half, 3, m, W, batch]
+    product = torch.addcmul(band_k[0] * gathered[0], band_k[1], gathered[1])
+    a_sigma, a_mean = product.split([2, 1], 1)
+    # diagonals of (A Sigma A^T)'s blocks [row half h, row half g, m, batch]
+    cov = (a_sigma.unsqueeze(1) * band).sum((2, 4))
+    upper, _, side, lower = cov.view(4, m, batch).unbind(0)
+    return a_mean.sum(3).view(2 * m, batch), upper, lower, side
+
+
 def update(belief: Belief, w: Tensor, var_obs: Tensor, valid: Tensor | None = None) -> Belief:
     """Kalman update of `belief` with latent observation `w` and variance `var_obs` [batch, m]."""
     if valid is None:

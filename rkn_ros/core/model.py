@@ -1,9 +1,11 @@
 """The interface every sequence model implements (RKN, LSTM, GRU), and its input checks.
 
-One code path: `step` is encode -> cell -> decode for one tick; `forward` encodes all valid frames
-in one batched call (the encoders are per-frame functions, so this is the same function),
-runs the *same* `_cell` in a loop over time, and decodes all ticks in one batched call.
-Train, evaluation and runtime therefore never diverge (test_core_model checks it).
+`step` is encode -> cell -> decode for one tick; `forward` encodes all valid frames in one
+batched call (the encoders are per-frame functions, so this is the same function), runs the cell
+in a loop over time, and decodes all ticks in one batched call. The loop is `_cell`'s for the
+LSTM and GRU; the RKN runs the same math with the batch as the last dimension (`RKN._run`,
+faster at training sizes). Train, evaluation and runtime never diverge: test_core_model checks
+forward against a loop of steps, and the RKN's loop against `_cell`'s, gradients included.
 """
 
 from __future__ import annotations

@@ -76,6 +76,25 @@ class BandedTransition(nn.Module):
         """`A_t` in band form [batch, 2, 2, m, W] (see the class docstring)."""
         return torch.mm(self.alpha(mean, dt), band_basis).view(mean.shape[0], *self.band_shape)
 
+    def band_matrix_batch_last(self, mean: Tensor, dt: Tensor | None,
+                               band_basis_t: Tensor) -> Tensor:
+        """`band_matrix` with the batch last: mean [2m, batch], dt [1, batch], band_basis_t
+        the transposed band basis [4 m W, K] -> `A_t` [2, 2, m, W, batch]."""
+        x = torch.cat([mean, dt]) if self.use_dt else mean
+        for layer in self.coefficients:
+            x = (torch.addmm(layer.bias.unsqueeze(1), layer.weight, x)
+                 if isinstance(layer, nn.Linear) else torch.relu(x))
+        alpha = torch.softmax(x, 0)
+        return torch.mm(band_basis_t, alpha).view(*self.band_shape, mean.shape[1])
+
+    def state_noise_batch_last(self, mean: Tensor) -> tuple[Tensor, Tensor]:
+        """`state_noise` with the batch last: mean [2m, batch] -> upper, lower [m, batch]."""
+        if self.noise_net is None:
+            raise RuntimeError("state_noise() needs a model built with state_dependent_noise")
+        q = elu_plus_one(torch.addmm(self.raw_noise.unsqueeze(1), self.noise_net.weight, mean))
+        upper, lower = q.view(2, -1, mean.shape[1]).unbind(0)
+        return upper, lower
+
     def state_noise(self, mean: Tensor) -> Tensor:
         """`state_dependent_noise`: noise of the upper and lower halves for belief mean
         [batch, 2m], as [2, batch, m]."""
