@@ -70,33 +70,47 @@ def test_forward_equals_loop_of_steps(kind: str) -> None:
     {"action_dim": 2, "use_dt": True, "coefficient_hidden": (8,)},
     {"state_dependent_noise": True, "learn_initial_state": True},
     {"log_variance_features": True, "variance_from_mean": True, "mean_from_variance": True},
-], ids=["paper", "action-dt-hidden", "state-noise-initial", "decoder-inputs"])
+    {"state_dependent_noise": True, "action_dim": 2, "use_dt": True, "bandwidth": 9,
+     "control_hidden": (4, 4), "coefficient_hidden": (5, 6)},
+], ids=["paper", "action-dt-hidden", "state-noise-initial", "decoder-inputs", "combined"])
 def test_rkn_sequence_loop_equals_the_cell_loop_with_gradients(options: dict) -> None:
     """The RKN's `forward` filters with the batch last (`RKN._run`); `step` runs `_cell`.
-    Both must be the same function of the inputs and the weights, derivatives included."""
+    Both must be the same function of the inputs, the state and the weights, derivatives
+    included. (Batch 5 against 4 bases and m = 6, so no two dimensions can be confused.)"""
     model = make(**options)
     with torch.no_grad():  # weights away from their symmetric start, so every path matters
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    obs, valid, actions, dt = inputs(4, 9, seed=3, action_dim=options.get("action_dim", 0),
+    obs, valid, actions, dt = inputs(5, 9, seed=3, action_dim=options.get("action_dim", 0),
                                      use_dt=options.get("use_dt", False))
-    state = model.initial_state(4)
     encoded = [model._encode_valid(spec.name, obs[spec.name], valid[spec.name])
                for spec in model.sensors]
+    gen = torch.Generator().manual_seed(4)
+    start = [torch.randn(5, 12, generator=gen, dtype=torch.float64)] + [
+        torch.rand(5, 6, generator=gen, dtype=torch.float64) + 0.5 for _ in range(2)] + [
+        0.1 * torch.rand(5, 6, generator=gen, dtype=torch.float64)]
+    start = [x.requires_grad_() for x in start]
+    wrt = [*model.parameters(), *start, *(x for x in (actions, dt) if x is not None)]
+    for x in (actions, dt):
+        if x is not None:
+            x.requires_grad_()
     results = []
     for run in (type(model)._run, SequenceModel._run):
-        final, mean_features, var_features = run(model, state, encoded, valid, actions, dt)
+        final, mean_features, var_features = run(model, Belief(*start), encoded, valid,
+                                                 actions, dt)
         loss = (mean_features.sin().sum() + var_features.pow(2).sum()
                 + sum(x.pow(2).sum() for x in final.tensors()))
-        grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True,
-                                    retain_graph=True)
+        grads = torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=True)
         results.append((final.tensors(), mean_features, var_features, grads))
     (final, mean_f, var_f, grads), (final_ref, mean_ref, var_ref, grads_ref) = results
     torch.testing.assert_close(mean_f, mean_ref, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(var_f, var_ref, atol=1e-10, rtol=1e-10)
     for got, want in zip(final, final_ref, strict=True):
         torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
-    for (name, _), got, want in zip(model.named_parameters(), grads, grads_ref, strict=True):
+    names = [name for name, _ in model.named_parameters()] + [
+        "state.mean", "state.var_upper", "state.var_lower", "state.var_side"] + [
+        name for name, x in (("actions", actions), ("dt", dt)) if x is not None]
+    for name, got, want in zip(names, grads, grads_ref, strict=True):
         assert (got is None) == (want is None), name
         if got is not None:
             torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9, msg=name)

@@ -109,7 +109,7 @@ def banded_predict(
     gather_index: Tensor,
     noise: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """`kalman_predict` with the transition in band form (what the RKN's loop uses).
+    """`kalman_predict` with the transition in band form (what the RKN's `step` uses).
 
     band: `A` as [batch, 2, 2, m, W] (row half, column half, row r, offset d: the entry of
     column r - b + d; zeros outside the block); gather_index [2 * 3 * m * W]: per column half
@@ -147,7 +147,8 @@ def kalman_update_batch_last(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """`kalman_update` with the batch as the last dimension (the training loop's layout).
 
-    mean [2m, batch]; variances, w, var_obs [m, batch]; valid [1, batch] as 0/1 floats.
+    mean [2m, batch] (contiguous); variances, w, var_obs [m, batch]; valid [1, batch] as
+    0/1 floats.
     """
     m, batch = var_upper.shape
     inv = valid / (var_upper + var_obs)

@@ -1,11 +1,13 @@
 """The interface every sequence model implements (RKN, LSTM, GRU), and its input checks.
 
 `step` is encode -> cell -> decode for one tick; `forward` encodes all valid frames in one
-batched call (the encoders are per-frame functions, so this is the same function), runs the cell
-in a loop over time, and decodes all ticks in one batched call. The loop is `_cell`'s for the
-LSTM and GRU; the RKN runs the same math with the batch as the last dimension (`RKN._run`,
-faster at training sizes). Train, evaluation and runtime never diverge: test_core_model checks
-forward against a loop of steps, and the RKN's loop against `_cell`'s, gradients included.
+batched call (the encoders are per-frame functions, so this is the same function), runs the
+recurrence over time (`_run`), and decodes all ticks in one batched call. `SequenceModel._run`
+is the plain loop over `_cell`, the reference; the LSTM/GRU run the whole sequence in one
+`nn.LSTM`/`nn.GRU` call with the same weights, and the RKN runs `_cell`'s math with the batch
+as the last dimension (faster at training sizes). Train, evaluation and runtime never diverge:
+test_core_model checks forward against a loop of steps, and the RKN's `_run` against the
+`_cell` loop, gradients included.
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ class SequenceModel(nn.Module):
 
     def _sequence_constants(self) -> dict[str, Any]:
         """Keyword arguments for `_cell` that depend on the weights only: computed once per
-        sequence in `forward` instead of once per tick (fewer graph nodes to back-propagate)."""
+        sequence in the `_cell` loop instead of once per tick (fewer graph nodes to
+        back-propagate)."""
         return {}
 
     def predict(self, state: Any, steps: int, actions: Tensor | None = None,

@@ -20,7 +20,8 @@ class BandedTransition(nn.Module):
     """`A_t = sum_k alpha_k(mean) A^(k)`, `alpha = softmax(net([mean, dt]))`.
 
     Each basis matrix is four m x m band blocks; only the band entries are parameters
-    ([K, nnz]). The filter works on `A_t` in band form, [batch, 2, 2, m, W] (row half, column
+    ([K, nnz]). The filter works on `A_t` in band form, [batch, 2, 2, m, W] (`forward`:
+    [2, 2, m, W, batch], `band_matrix_batch_last`) (row half, column
     half, row, diagonal offset; W = 2b + 1, zeros where the band leaves the block): one
     [batch, K] x [K, 4 m W] product forms it and the prediction is a few element-wise passes
     over 4 m W entries instead of (2m)^2 (`belief.banded_predict`). `matrix` gives the dense
