@@ -10,7 +10,8 @@ run (interleaved rounds, medians over rounds, so the ratio holds on a busy machi
   pendulum-shaped data, batch 50, 75 steps, RKN vs GRU; with every frame present (as in the
   pendulum recipe) and with 30% missing (recipes with `observation_drop`: missing frames skip
   the encoder); and the RKN through the per-tick cell loop (`SequenceModel._run`) for
-  reference against its batch-last loop (`RKN._run`).
+  reference against its batch-last loop (`RKN._run`);
+- the RKN's filter loop alone, forward + backward, both loops, m = 15 and m = 50.
 
     .venv/bin/python benchmarks/core_speed.py [--rounds 5] [--steps 1000] [--train-batches 3]
         [--train-threads 1] [--train-only]
@@ -167,6 +168,38 @@ def bench_training(batches: int, rounds: int, missing: float, batch: int = 50,
           f"{cell_loop:.3f} s, RKN/GRU {cell_loop / gru:.2f})")
 
 
+def bench_filter_loop(rounds: int, batch: int = 50, steps: int = 75) -> None:
+    """The RKN's recurrence alone (forward + backward of `_run` on given encodings, 30% of
+    the frames missing): its batch-last loop against the per-tick `_cell` loop."""
+    print(f"\n-- RKN filter loop alone (forward + backward), batch {batch}, {steps} steps, "
+          f"30% missing, {torch.get_num_threads()} thread(s): ms per batch, median of "
+          f"{rounds * 3} runs")
+    for m in (15, 50):
+        model = make("rkn", 24, 2, dict(latent_obs_dim=m)).train()
+        gen = torch.Generator().manual_seed(0)
+        w = torch.randn(batch, steps, m, generator=gen, requires_grad=True)
+        var_obs = (torch.rand(batch, steps, m, generator=gen) + 0.1).requires_grad_()
+        valid = {"image": torch.rand(batch, steps, generator=gen) >= 0.3}
+        loops = {"batch-last (RKN._run)": type(model)._run,
+                 "cell loop (SequenceModel._run)": SequenceModel._run}
+
+        def run(loop, model=model, w=w, var_obs=var_obs, valid=valid) -> None:
+            _, mean_features, var_features = loop(model, model.initial_state(batch),
+                                                  [(w, var_obs)], valid, None, None)
+            (mean_features.sum() + var_features.sum()).backward()
+
+        ms: dict[str, list[float]] = {name: [] for name in loops}
+        for _ in range(rounds * 3):
+            for name, loop in loops.items():
+                start = time.perf_counter()
+                run(loop)
+                ms[name].append((time.perf_counter() - start) * 1e3)
+        fast, slow = (median(ms[name]) for name in loops)
+        print(f"m = {m:3d}: " + "   ".join(f"{name} {median(v):6.1f} ms"
+                                          for name, v in ms.items())
+              + f"   saved {1 - fast / slow:.0%}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -182,6 +215,7 @@ def main() -> int:
     torch.set_num_threads(args.train_threads)
     for missing in (0.0, 0.3):
         bench_training(args.train_batches, max(1, args.rounds // 2), missing)
+    bench_filter_loop(max(1, args.rounds // 2))
     print(f"\nload average at the end {os.getloadavg()}")
     return 0
 
