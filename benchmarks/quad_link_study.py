@@ -194,6 +194,10 @@ def plan_vector(args: argparse.Namespace, out: Path) -> tuple[list[dict], dict]:
         "gru_50_nonorm": experiments._rnn("gru", 50, **nonorm),
         "gru_matched_nonorm": {**models["gru_matched"], "normalize_latent_obs": False},
     })
+    # the GRU with as many parameters as the variance-pathway variant above (75.6k, not 55.6k)
+    variant_size = experiments._count(models["rkn_m50_qstate_logvar_varmean"], data)
+    models["gru_matched_qstate_logvar_varmean"] = experiments._rnn(
+        "gru", _matched_hidden("gru", variant_size, data, wide), **wide)
     if args.models:
         models = {k: v for k, v in models.items() if k in args.models}
     jobs = []
