@@ -180,7 +180,7 @@ def banded_predict_batch_last(
 
     With the batch innermost every product and sum runs over contiguous rows of `batch`
     numbers; batch first, they run over rows of W (7) and their reductions cross strided
-    dimensions, which made the prediction half of a training step.
+    dimensions, which is slower at training sizes (BENCHMARKS.md section 2.5).
     """
     m, batch = var_upper.shape
     width = band.shape[-2]

@@ -20,9 +20,9 @@ class BandedTransition(nn.Module):
     """`A_t = sum_k alpha_k(mean) A^(k)`, `alpha = softmax(net([mean, dt]))`.
 
     Each basis matrix is four m x m band blocks; only the band entries are parameters
-    ([K, nnz]). The filter works on `A_t` in band form, [batch, 2, 2, m, W] (`forward`:
-    [2, 2, m, W, batch], `band_matrix_batch_last`) (row half, column
-    half, row, diagonal offset; W = 2b + 1, zeros where the band leaves the block): one
+    ([K, nnz]). The filter works on `A_t` in band form, [batch, 2, 2, m, W] (row half, column
+    half, row, diagonal offset; W = 2b + 1, zeros where the band leaves the block; `forward`
+    uses [2, 2, m, W, batch] from `band_matrix_batch_last`): one
     [batch, K] x [K, 4 m W] product forms it and the prediction is a few element-wise passes
     over 4 m W entries instead of (2m)^2 (`belief.banded_predict`). `matrix` gives the dense
     [batch, 2m, 2m] form of the same `A_t`. All K bases start as `[[I, 0.2 I], [-0.2 I, I]]`.
@@ -91,7 +91,8 @@ class BandedTransition(nn.Module):
     def state_noise_batch_last(self, mean: Tensor) -> tuple[Tensor, Tensor]:
         """`state_noise` with the batch last: mean [2m, batch] -> upper, lower [m, batch]."""
         if self.noise_net is None:
-            raise RuntimeError("state_noise() needs a model built with state_dependent_noise")
+            raise RuntimeError(
+                "state_noise_batch_last() needs a model built with state_dependent_noise")
         q = elu_plus_one(torch.addmm(self.raw_noise.unsqueeze(1), self.noise_net.weight, mean))
         upper, lower = q.view(2, -1, mean.shape[1]).unbind(0)
         return upper, lower
