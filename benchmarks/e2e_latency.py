@@ -8,8 +8,8 @@ same machine; the first ``--settle`` seconds of each turn are not counted):
    here, the floor any ROS node pays;
 2. ``rkn_estimator`` (tick on each image): round trip camera -> estimator -> ``~/state`` here, and
    the estimator's own figure from ``/diagnostics``: image stamp to its ``~/state`` publish.
-   That one is what DESIGN.md's budget names (camera publish to ``~/state`` publish); the round
-   trip adds one more delivery, to this process.
+   The budget (DESIGN.md) can be read as either: the relay reference is a round trip, the
+   wording ("camera publish to ``~/state`` publish") is one way. BENCHMARKS.md section 4.
 
     .venv/bin/python benchmarks/e2e_latency.py [--rate 50] [--duration 60] [--block 5]
         [--settle 0.2] [--warmup 2] [--model PATH]
@@ -214,7 +214,7 @@ def main() -> int:
             f"{'rkn_estimator, image stamp -> ~/state publish':<44} "
             f"p50 {float(diag['input_to_publish_p50_ms']):7.3f} ms  "
             f"p99 {float(diag['input_to_publish_p99_ms']):7.3f} ms  "
-            "(its /diagnostics; the budget's figure)"
+            "(its /diagnostics, one way)"
         )
         print(
             f"{'rkn_estimator step (' + diag.get('backend', '?') + ')':<44} "
