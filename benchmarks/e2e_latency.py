@@ -8,11 +8,13 @@ same machine; the first ``--settle`` seconds of each turn are not counted):
    here, the floor any ROS node pays;
 2. ``rkn_estimator`` (tick on each image): round trip camera -> estimator -> ``~/state`` here, and
    the estimator's own figure from ``/diagnostics``: image stamp to its ``~/state`` publish.
-   The budget (DESIGN.md) can be read as either: the relay reference is a round trip, the
-   wording ("camera publish to ``~/state`` publish") is one way. BENCHMARKS.md section 4.
+
+The budget (DESIGN.md, "camera publish to ``~/state`` publish") is read both ways, each beside
+the relay measured the same way: round trip (back here), and one way (the image stamp to the
+moment the relay or the estimator hands its message to ``publish``). BENCHMARKS.md section 4.
 
     .venv/bin/python benchmarks/e2e_latency.py [--rate 50] [--duration 60] [--block 5]
-        [--settle 0.2] [--warmup 2] [--model PATH]
+        [--settle 0.2] [--warmup 2] [--model PATH] [--pin CPU]
 
 It also counts frames without an estimate (missed ticks). Uses its own ROS_DOMAIN_ID.
 """
@@ -44,7 +46,12 @@ from rkn_ros.nodes.conversions import array_to_image, stamp_to_ns  # noqa: E402
 from rkn_ros.nodes.demo import stop_process  # noqa: E402
 
 BEST_EFFORT = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+# The relay notes, like the estimator, when it hands each frame to publish (its one-way
+# figure); it writes "stamp handed" lines (ns) to the file named by its argument when stopped.
 RELAY_CODE = """
+import os, sys, time
+if len(sys.argv) > 2:  # --pin: this thread, and the middleware's threads it starts, on one CPU
+    os.sched_setaffinity(0, [int(sys.argv[2])])
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -53,11 +60,17 @@ rclpy.init()
 node = Node("bare_relay")
 qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 pub = node.create_publisher(Image, "/relay/out", 10)
-node.create_subscription(Image, "/relay/in", pub.publish, qos)
+handed = []
+def relay(msg):
+    handed.append((msg.header.stamp.sec * 1000000000 + msg.header.stamp.nanosec, time.time_ns()))
+    pub.publish(msg)
+node.create_subscription(Image, "/relay/in", relay, qos)
 try:
     rclpy.spin(node)
 except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
     pass
+with open(sys.argv[1], "w") as out:
+    out.writelines(f"{stamp} {at}\\n" for stamp, at in handed)
 """
 
 
@@ -136,6 +149,17 @@ def report(label: str, latencies: np.ndarray, sent: int, answered: int) -> None:
     print(f"{label:<44} p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  answered {answered}/{sent}")
 
 
+def report_one_way(label: str, handed_file: Path) -> None:
+    """The relay's one-way latencies from the file it wrote when stopped."""
+    if not handed_file.is_file():
+        print(f"{label:<44} (the relay wrote no record)")
+        return
+    pairs = np.loadtxt(handed_file, dtype=np.int64, ndmin=2)
+    latencies = (pairs[:, 1] - pairs[:, 0]) * 1e-6 if pairs.size else np.zeros(0)
+    p50, p99 = np.percentile(latencies, [50, 99]) if latencies.size else (float("nan"),) * 2
+    print(f"{label:<44} p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  ({latencies.size} frames)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=50.0, help="frames per second")
@@ -152,7 +176,17 @@ def main() -> int:
         default=None,
         help="checkpoint (default models/pendulum, else an untrained one)",
     )
+    parser.add_argument(
+        "--pin",
+        type=int,
+        default=None,
+        metavar="CPU",
+        help="run the relay and the estimator pinned to this CPU (the estimator's cpu_affinity)",
+    )
     args = parser.parse_args()
+    allowed = sorted(os.sched_getaffinity(0))
+    if args.pin is not None and args.pin not in allowed:
+        parser.error(f"--pin {args.pin}: this process may use CPUs {allowed}")
     if args.block <= 0 or args.duration <= 0 or args.warmup < 0 or args.settle < 0:
         parser.error("--block and --duration must be > 0, --warmup and --settle >= 0")
     tmp = tempfile.TemporaryDirectory()
@@ -165,6 +199,7 @@ def main() -> int:
     print(
         f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}, {args.rate:.0f} Hz, "
         f"{args.duration:.0f} s per path in turns of {args.block:g} s, model {model}"
+        f"{'' if args.pin is None else f', relay and estimator pinned to CPU {args.pin}'}"
     )
     rclpy.init()
     bench = Bench()
@@ -172,7 +207,9 @@ def main() -> int:
     executor.add_node(bench)
     env = dict(os.environ)
     bin_dir = Path(sys.executable).parent
-    relay = subprocess.Popen([sys.executable, "-c", RELAY_CODE], env=env)
+    relay_handed = Path(tmp.name) / "relay_handed.txt"
+    pin = [] if args.pin is None else [str(args.pin)]
+    relay = subprocess.Popen([sys.executable, "-c", RELAY_CODE, str(relay_handed), *pin], env=env)
     estimator = subprocess.Popen(
         [
             str(bin_dir / "rkn_estimator"),
@@ -188,6 +225,7 @@ def main() -> int:
             "diagnostics_period:=0.5",
             "-p",
             f"latency_window:={int(args.rate * (args.duration + args.warmup)) + 100}",
+            *(["-p", f"cpu_affinity:=[{args.pin}]"] if pin else []),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -206,15 +244,19 @@ def main() -> int:
             print(f"rkn_estimator exited with code {estimator.returncode}", file=sys.stderr)
         stop_process(estimator)
         stop_process(relay)
+    print("round trip (back in this process):")
     report("bare rclpy relay, camera -> relay -> here", *relay_result)
     report("rkn_estimator, camera -> ~/state -> here", *estimator_result)
+    print("one way (image stamp -> the node hands its message to publish; every frame, warm-up "
+          "included):")
+    report_one_way("bare rclpy relay, stamp -> relay publish", relay_handed)
     diag = bench.diag
     if diag:
         print(
-            f"{'rkn_estimator, image stamp -> ~/state publish':<44} "
+            f"{'rkn_estimator, stamp -> ~/state publish':<44} "
             f"p50 {float(diag['input_to_publish_p50_ms']):7.3f} ms  "
             f"p99 {float(diag['input_to_publish_p99_ms']):7.3f} ms  "
-            "(its /diagnostics, one way)"
+            "(its /diagnostics)"
         )
         print(
             f"{'rkn_estimator step (' + diag.get('backend', '?') + ')':<44} "

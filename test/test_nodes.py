@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from rkn_ros.nodes.conversions import array_to_image, ns_to_stamp, stamp_to_ns
 from rkn_ros.sim.render import RenderParams, render
 
 BEST_EFFORT = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+PIN_CPU = max(os.sched_getaffinity(0))  # the joint estimator runs pinned to this CPU
 FRAME = render(np.array([[0.6]]), (1.0,), RenderParams(image_size=24))[0]
 
 
@@ -257,6 +259,7 @@ def joint_estimator(checkpoints, probe_node, image_estimator, tmp_path_factory):
             "model_path": checkpoints["joint"],
             "diagnostics_period": 0.2,
             "sensor_timeout": 0.5,
+            "cpu_affinity": f"[{PIN_CPU}]",
         },
         remaps={"__node": "joint_estimator"},
         log=log,
@@ -327,6 +330,20 @@ def test_joint_inputs_missing_keep_the_estimate_coming(joint_estimator):
     assert probe.t.spin_until(lambda: probe.counter("missing.joint_states") > missing, 3)
 
 
+def test_cpu_affinity_pins_every_thread_of_the_node(joint_estimator):
+    """All of the node's threads (the middleware's too) run on the CPU it was given."""
+    probe, process = joint_estimator
+    tasks = Path(f"/proc/{process.process.pid}/task")
+    allowed = {}
+    for task in tasks.iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                allowed[task.name] = line.split(":", 1)[1].strip()
+    assert len(allowed) > 1, "expected the DDS threads beside the main thread"
+    assert set(allowed.values()) == {str(PIN_CPU)}, allowed
+    assert probe.diagnostics["cpu_affinity"] == str(PIN_CPU)
+
+
 def test_a_model_that_cannot_serve_stops_startup_with_one_line(checkpoints, tmp_path):
     corrupt = make_pendulum_checkpoint(tmp_path / "corrupt")
     (corrupt / "model.safetensors").write_bytes(b"\x00" * 64)
@@ -341,8 +358,14 @@ def test_a_model_that_cannot_serve_stops_startup_with_one_line(checkpoints, tmp_
             "-p",
             "image_width:=48",
         ],
+        "not available to this process": [
+            "-p",
+            f"model_path:={checkpoints['pendulum']}",
+            "-p",
+            "cpu_affinity:=[4096]",
+        ],
     }
-    # the three start in parallel: each spends its time importing torch
+    # they start in parallel: each spends its time importing torch
     running = {e: start_once("rkn_estimator", ["--ros-args", *a]) for e, a in cases.items()}
     for expected, process in running.items():
         _, stderr = process.communicate(timeout=120)

@@ -51,6 +51,7 @@ from rkn_ros.nodes.conversions import (
 )
 from rkn_ros.nodes.params import Throttle, declare, resolve_share_path, run_node
 from rkn_ros.runtime import EstimatorOutput, InputError, StreamingEstimator
+from rkn_ros.runtime.affinity import pin_process
 from rkn_ros.runtime.decode import chain_points
 from rkn_ros.runtime.latency import LatencyStats
 from rkn_ros.train.checkpoint import CheckpointError
@@ -97,6 +98,13 @@ class EstimatorNode(Node):
         if model_path is None:
             raise StartupError("parameter 'model_path' is empty: name a checkpoint folder")
         joint_entries = list(p["joint_names"]) or None
+        self.cpus = None
+        if p["cpu_affinity"]:
+            # before the model loads, so any thread pool it starts inherits the affinity
+            try:
+                self.cpus = pin_process(p["cpu_affinity"])
+            except (ValueError, OSError) as err:
+                raise StartupError(f"cpu_affinity {p['cpu_affinity']}: {err}") from err
         try:
             self.est = StreamingEstimator.from_checkpoint(
                 model_path,
@@ -231,7 +239,7 @@ class EstimatorNode(Node):
             f"{f' (no ONNX Runtime: {est.backend_error})' if est.backend_error else ''}"
             f"{f' (no CUDA graph: {est.graph_error})' if est.graph_error else ''}; inputs "
             f"{list(est.inputs)}; tick on {tick_on} every {self._period:.4f} s; outputs "
-            f"{list(est.layout.names)}"
+            f"{list(est.layout.names)}{f'; pinned to CPUs {self.cpus}' if self.cpus else ''}"
         )
 
     # ------------------------------------------------------------------ parameters
@@ -248,6 +256,14 @@ class EstimatorNode(Node):
         )
         d["num_threads"] = declare(
             self, "num_threads", 1, "torch intra-op threads (1 is fastest at batch 1)", 1, 64
+        )
+        d["cpu_affinity"] = declare(
+            self,
+            "cpu_affinity",
+            [],
+            "CPUs this node's threads run on (Linux), e.g. [3] for an isolated core; "
+            "empty = the OS schedules it",
+            array="int[]",
         )
         d["frequency"] = declare(
             self, "frequency", 0.0, "tick rate in Hz; 0 = 1/dt of the model", 0.0, 1000.0
@@ -551,6 +567,7 @@ class EstimatorNode(Node):
             "device": str(est.device),
             "backend": est.backend,
             "cuda_graph": str(est.uses_cuda_graph).lower(),
+            "cpu_affinity": ",".join(map(str, self.cpus)) if self.cpus else "any",
             "tick_source": self._tick_on,
             "tick_period_s": f"{self._period:.6f}",
             "tick_rate_hz": f"{rate:.3f}",
