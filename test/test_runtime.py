@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -394,3 +397,42 @@ def test_online_metrics_match_the_batch_formulas():
 def test_chain_points_hang_down_at_zero():
     points = chain_points(np.array([0.0, math.pi / 2]), np.array([1.0, 2.0]))
     np.testing.assert_allclose(points, [[0, 0], [0, -1], [2, -1]], atol=1e-12)
+
+
+PIN_CHECK = """
+import json, os, threading
+from rkn_ros.runtime.affinity import pin_process
+started, stop = threading.Event(), threading.Event()
+earlier = threading.Thread(target=lambda: (started.set(), stop.wait()))
+earlier.start()
+started.wait()
+cpu = max(os.sched_getaffinity(0))
+pinned = pin_process([cpu])
+seen = {}
+later = threading.Thread(target=lambda: seen.update(later=sorted(os.sched_getaffinity(0))))
+later.start()
+later.join()
+seen["earlier"] = sorted(os.sched_getaffinity(earlier.native_id))
+stop.set()
+earlier.join()
+errors = []
+for bad in ([], [4096]):
+    try:
+        pin_process(bad)
+    except ValueError as err:
+        errors.append(str(err))
+print(json.dumps(dict(cpu=cpu, pinned=pinned, errors=errors, **seen)))
+"""
+
+
+def test_pin_process_covers_threads_before_and_after_and_names_the_allowed_cpus():
+    # in a child process: pinning pytest itself would slow the rest of the run
+    result = subprocess.run(
+        [sys.executable, "-c", PIN_CHECK], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout.splitlines()[-1])
+    cpu = got["cpu"]
+    assert got["pinned"] == got["earlier"] == got["later"] == [cpu]
+    assert got["errors"][0] == "no CPUs given"
+    assert f"[4096] are not available to this process (it may use [{cpu}])" in got["errors"][1]
