@@ -208,6 +208,8 @@ def main() -> int:
     env = dict(os.environ)
     bin_dir = Path(sys.executable).parent
     relay_handed = Path(tmp.name) / "relay_handed.txt"
+    turns = max(1, round(args.duration / args.block))
+    frames_per_path = int(args.rate * (args.warmup + turns * (args.block + args.settle))) + 100
     pin = [] if args.pin is None else [str(args.pin)]
     relay = subprocess.Popen([sys.executable, "-c", RELAY_CODE, str(relay_handed), *pin], env=env)
     estimator = subprocess.Popen(
@@ -224,7 +226,8 @@ def main() -> int:
             "-p",
             "diagnostics_period:=0.5",
             "-p",
-            f"latency_window:={int(args.rate * (args.duration + args.warmup)) + 100}",
+            # every frame the estimator gets (warm-up and settle included), like the relay's
+            f"latency_window:={frames_per_path}",
             *(["-p", f"cpu_affinity:=[{args.pin}]"] if pin else []),
         ],
         env=env,

@@ -1,7 +1,7 @@
 """Pin every thread of this process to a set of CPUs (Linux), as real-time stacks do.
 
-Keeping the estimator on the cores it last ran on keeps its caches warm between ticks; with an
-isolated core (``isolcpus``) nothing else runs there. BENCHMARKS.md section 4 measures it.
+On the reference machine, pinning shortened the node's wake-up and delivery, not its model step
+(BENCHMARKS.md section 4); with an isolated core (``isolcpus``) nothing else runs there.
 """
 
 from __future__ import annotations
