@@ -19,6 +19,13 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+BOOLEAN = ["true", "false", "True", "False"]
+TOPICS = (
+    ("~/image", "image_topic"),
+    ("~/joint_states", "joint_states_topic"),
+    ("~/command", "command_topic"),
+)
+
 
 def _nodes(context):
     def arg(name):
@@ -37,11 +44,8 @@ def _nodes(context):
             name="rkn_estimator",
             namespace=arg("namespace"),
             parameters=[params_file, overrides],
-            remappings=[
-                ("~/image", arg("image_topic")),
-                ("~/joint_states", arg("joint_states_topic")),
-                ("~/command", arg("command_topic")),
-            ],
+            # an empty topic argument keeps the private name (rcl rejects an empty remap)
+            remappings=[(private, arg(topic)) for private, topic in TOPICS if arg(topic)],
             arguments=["--ros-args", "--log-level", arg("log_level")],
             output="screen",
         )
@@ -66,7 +70,10 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
             DeclareLaunchArgument(
-                "use_sim_time", default_value="false", description="follow /clock"
+                "use_sim_time",
+                default_value="false",
+                description="follow /clock",
+                choices=BOOLEAN,
             ),
             DeclareLaunchArgument("log_level", default_value="info", description="log level"),
             OpaqueFunction(function=_nodes),

@@ -12,17 +12,23 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+BOOLEAN = ["true", "false", "True", "False"]
 
 CONFIGS = {"1": "pendulum.yaml", "4": "quad_link.yaml"}
 
 
+def _stop_all(executable):
+    # One node exiting (a model that cannot serve, a missing recording) ends the launch, as
+    # `rkn-ros demo` does: the others would wait for input that never comes.
+    return Shutdown(reason=f"{executable} exited")
+
+
 def _nodes(context):
-    links = LaunchConfiguration("links").perform(context)
-    if links not in CONFIGS:
-        raise RuntimeError(f"links must be one of {sorted(CONFIGS)}, got {links!r}")
+    links = LaunchConfiguration("links").perform(context)  # one of CONFIGS (its choices)
     config = os.path.join(get_package_share_directory("rkn_ros"), "config", CONFIGS[links])
     sim_time = LaunchConfiguration("use_sim_time").perform(context).lower() == "true"
     log_args = ["--ros-args", "--log-level", LaunchConfiguration("log_level").perform(context)]
@@ -38,6 +44,7 @@ def _nodes(context):
             parameters=[config, {"publish_clock": sim_time}],
             arguments=log_args,
             output="screen",
+            on_exit=_stop_all("pendulum_sim"),
         ),
         Node(
             package="rkn_ros",
@@ -47,6 +54,7 @@ def _nodes(context):
             remappings=[("~/image", "pendulum_sim/image")],
             arguments=log_args,
             output="screen",
+            on_exit=_stop_all("rkn_estimator"),
         ),
         Node(
             package="rkn_ros",
@@ -60,6 +68,7 @@ def _nodes(context):
             ],
             arguments=log_args,
             output="screen",
+            on_exit=_stop_all("rkn_monitor"),
         ),
     ]
 
@@ -67,11 +76,14 @@ def _nodes(context):
 def generate_launch_description():
     return LaunchDescription(
         [
-            DeclareLaunchArgument("links", default_value="1", description="1 or 4 links"),
+            DeclareLaunchArgument(
+                "links", default_value="1", description="1 or 4 links", choices=sorted(CONFIGS)
+            ),
             DeclareLaunchArgument(
                 "use_sim_time",
                 default_value="false",
                 description="simulator publishes /clock; estimator and monitor follow it",
+                choices=BOOLEAN,
             ),
             DeclareLaunchArgument(
                 "model_path", default_value="", description="checkpoint (default: the YAML's)"

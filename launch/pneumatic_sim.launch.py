@@ -11,17 +11,23 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+BOOLEAN = ["true", "false", "True", "False"]
 
 SOURCES = {"sim": ("pneumatic_sim", "pneumatic.yaml"), "pam": ("pam_replay", "pam.yaml")}
 
 
+def _stop_all(executable):
+    # One node exiting (a model that cannot serve, a missing recording) ends the launch, as
+    # `rkn-ros demo` does: the others would wait for input that never comes.
+    return Shutdown(reason=f"{executable} exited")
+
+
 def _nodes(context):
-    source = LaunchConfiguration("source").perform(context)
-    if source not in SOURCES:
-        raise RuntimeError(f"source must be one of {sorted(SOURCES)}, got {source!r}")
+    source = LaunchConfiguration("source").perform(context)  # one of SOURCES (its choices)
     executable, config_name = SOURCES[source]
     config = os.path.join(get_package_share_directory("rkn_ros"), "config", config_name)
     sim_time = LaunchConfiguration("use_sim_time").perform(context).lower() == "true"
@@ -42,6 +48,7 @@ def _nodes(context):
             parameters=[config, source_overrides],
             arguments=log_args,
             output="screen",
+            on_exit=_stop_all(executable),
         ),
         Node(
             package="rkn_ros",
@@ -54,6 +61,7 @@ def _nodes(context):
             ],
             arguments=log_args,
             output="screen",
+            on_exit=_stop_all("rkn_estimator"),
         ),
         Node(
             package="rkn_ros",
@@ -67,6 +75,7 @@ def _nodes(context):
             ],
             arguments=log_args,
             output="screen",
+            on_exit=_stop_all("rkn_monitor"),
         ),
     ]
 
@@ -74,12 +83,17 @@ def _nodes(context):
 def generate_launch_description():
     return LaunchDescription(
         [
-            DeclareLaunchArgument("source", default_value="sim", description="sim or pam"),
+            DeclareLaunchArgument(
+                "source", default_value="sim", description="sim or pam", choices=sorted(SOURCES)
+            ),
             DeclareLaunchArgument(
                 "pam_file", default_value="", description="PAM .npz (default: the YAML's)"
             ),
             DeclareLaunchArgument(
-                "use_sim_time", default_value="false", description="follow /clock"
+                "use_sim_time",
+                default_value="false",
+                description="follow /clock",
+                choices=BOOLEAN,
             ),
             DeclareLaunchArgument(
                 "model_path", default_value="", description="checkpoint (default: the YAML's)"

@@ -34,6 +34,7 @@ from rkn_ros.nodes.demo import ESTIMATOR, SYSTEMS
 from rkn_ros.nodes.estimator_node import EstimatorNode
 from rkn_ros.nodes.monitor_node import MonitorNode
 from rkn_ros.nodes.pam_replay_node import PamReplayNode
+from rkn_ros.nodes.params import node_parameters
 from rkn_ros.nodes.pendulum_sim_node import PendulumSimNode
 from rkn_ros.nodes.pneumatic_sim_node import PneumaticSimNode
 
@@ -155,6 +156,13 @@ class OpaqueFunction(_Action):
         _action(condition, "OpaqueFunction")
 
 
+class Shutdown(_Action):
+    @staticmethod
+    def _signature(*, reason="reason not given", condition=None) -> None:
+        _check_substitutions(reason, "Shutdown reason")
+        _action(condition, "Shutdown")
+
+
 class IncludeLaunchDescription(_Action):
     @staticmethod
     def _signature(launch_description_source, *, launch_arguments=None, condition=None) -> None:
@@ -224,6 +232,13 @@ class Node(_Action):
         for key, values in (("arguments", arguments), ("ros_arguments", ros_arguments)):
             for value in values or ():
                 _check_substitutions(value, f"Node {key}")
+        # launch.event_handlers.OnProcessExit: a callable, an entity or a list of entities
+        handlers = on_exit if isinstance(on_exit, list) else [on_exit]
+        if on_exit is not None and not callable(on_exit) and not all(
+            isinstance(h, (_Action, LaunchDescription)) for h in handlers
+        ):
+            raise TypeError(f"Node: 'on_exit' must be launch entities or a callable, got "
+                            f"{on_exit!r}")
         _action(condition, "Node")
 
 
@@ -290,7 +305,7 @@ def get_package_share_directory(package_name: str, print_warning: bool = True) -
 
 STAND_INS = {
     "launch": [LaunchDescription],
-    "launch.actions": [DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction],
+    "launch.actions": [DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction, Shutdown],
     "launch.conditions": [IfCondition, UnlessCondition],
     "launch.launch_description_sources": [PythonLaunchDescriptionSource],
     "launch.substitutions": [LaunchConfiguration, PathJoinSubstitution, TextSubstitution],
@@ -400,6 +415,22 @@ def test_launch_files_and_demo_name_the_same_nodes_files_and_wiring(system):
         assert files == [REPO / demo.config], f"{system}: {files}"
         assert files[0].is_file()
         assert sorted(node.get("remappings", [])) == sorted(spec.remappings)
+        # as the demo stops when one of its processes exits, so does the launch
+        assert isinstance(node.get("on_exit"), Shutdown), node["executable"]
+
+
+@pytest.mark.parametrize(
+    ("launch_file", "argument", "value"),
+    [
+        ("pendulum_sim.launch.py", "links", "2"),
+        ("pneumatic_sim.launch.py", "source", "bag"),
+        ("pendulum_sim.launch.py", "use_sim_time", "yes"),
+        ("estimator.launch.py", "use_sim_time", "1"),
+    ],
+)
+def test_launch_files_refuse_a_value_outside_an_arguments_choices(launch_file, argument, value):
+    with pytest.raises(RuntimeError, match=f"'{argument}' must be one of"):
+        evaluate_launch(LAUNCH / launch_file, {argument: value})
 
 
 def test_estimator_launch_takes_the_users_topics_and_settings():
@@ -419,6 +450,10 @@ def test_estimator_launch_takes_the_users_topics_and_settings():
     assert {"model_path": "/models/mine", "use_sim_time": True} in node["parameters"]
     assert ("~/image", "/camera/image_raw") in node["remappings"]
     assert node["arguments"][-2:] == ["--log-level", "debug"]
+    assert ("~/command", "command") in node["remappings"]
+    # an empty topic keeps the private name: rcl refuses `-r ~/command:=`
+    (node,) = evaluate_launch(LAUNCH / "estimator.launch.py", {"command_topic": ""})
+    assert [source for source, _ in node["remappings"]] == ["~/image", "~/joint_states"]
 
 
 @pytest.mark.parametrize(
@@ -432,6 +467,8 @@ def test_estimator_launch_takes_the_users_topics_and_settings():
         ("pendulum_sim.launch.py", 'description="log level"', 'descripton="log level"'),
         ("pneumatic_sim.launch.py", 'output="screen"', 'outputs="screen"'),
         ("pneumatic_sim.launch.py", "OpaqueFunction(function=_nodes)", "OpaqueFunction(_nodes)"),
+        ("pneumatic_sim.launch.py", "Shutdown(reason=", "Shutdown(message="),
+        ("pendulum_sim.launch.py", 'on_exit=_stop_all("rkn_monitor")', 'on_exit="shutdown"'),
     ],
 )
 def test_the_launch_stand_ins_reject_what_the_real_api_rejects(
@@ -538,13 +575,19 @@ CONFIG_SYSTEMS = {
 }
 
 
+@pytest.mark.parametrize("namespace", ["", "robot1"])
 @pytest.mark.parametrize("config_name", sorted(CONFIG_SYSTEMS))
-def test_every_parameter_in_the_config_files_is_declared_by_its_node(config_name, checkpoints):
+def test_every_parameter_in_the_config_files_is_declared_by_its_node(
+    config_name, namespace, checkpoints
+):
+    # Under a namespace too (estimator.launch.py namespace:=robot1, or a PushRosNamespace
+    # around an include): a section keyed by the bare node name would silently not apply.
     config = REPO / "config" / config_name
     sections = yaml.safe_load(config.read_text())
     assert sorted(p.name for p in (REPO / "config").glob("*.yaml")) == sorted(CONFIG_SYSTEMS)
-    for node_name, section in sections.items():
-        keys = set(section["ros__parameters"])
+    for key in sections:
+        node_name = key.removeprefix("/**/")
+        parameters = node_parameters(sections, node_name)
         context = rclpy.Context()
         rclpy.init(args=["--ros-args", "--params-file", str(config)], context=context)
         try:
@@ -552,15 +595,22 @@ def test_every_parameter_in_the_config_files_is_declared_by_its_node(config_name
             if node_name == ESTIMATOR:
                 model = checkpoints[CONFIG_SYSTEMS[config_name]]
                 overrides = [Parameter("model_path", value=str(model))]
-            node = NODE_CLASSES[node_name](context=context, parameter_overrides=overrides)
+            node = NODE_CLASSES[node_name](
+                context=context, parameter_overrides=overrides, namespace=namespace
+            )
             try:
-                declared = set(node._parameters)
-                undeclared = keys - declared
+                assert node.get_fully_qualified_name() == f"/{namespace}/{node_name}".replace(
+                    "//", "/"
+                )
+                undeclared = set(parameters) - set(node._parameters)
                 assert not undeclared, f"{config_name}/{node_name}: {sorted(undeclared)}"
-                for key in keys - {"model_path"}:
-                    value = node.get_parameter(key).value
-                    expected = section["ros__parameters"][key]
-                    assert value == expected, key
+                # The file reached the node (estimator.yaml holds only defaults, so the values
+                # alone would not show it); rcl reads `[]` as "not set", which declare() drops.
+                delivered = set(node._parameter_overrides)
+                not_delivered = {k for k, v in parameters.items() if v != []} - delivered
+                assert not not_delivered, f"{config_name}/{node_name}: {sorted(not_delivered)}"
+                for name in set(parameters) - {"model_path"}:
+                    assert node.get_parameter(name).value == parameters[name], name
             finally:
                 node.destroy_node()
         finally:

@@ -375,6 +375,17 @@ def test_a_model_that_cannot_serve_stops_startup_with_one_line(checkpoints, tmp_
         assert "Traceback" not in stderr
 
 
+def test_pam_replay_without_its_recording_says_how_to_point_it_there(tmp_path):
+    # An installed package has no ../shared beside it: the one line must say what to set.
+    process = start_once("pam_replay", [], env={"RKN_ROS_SHARED": str(tmp_path)})
+    _, stderr = process.communicate(timeout=60)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert process.returncode == 1, stderr
+    assert len(lines) == 1, stderr
+    assert str(tmp_path / "data" / "pam" / "pam_dev.npz") in lines[0]
+    assert "'file'" in lines[0] and "RKN_ROS_SHARED" in lines[0]
+
+
 def test_use_sim_time_follows_the_simulators_clock(checkpoints, probe_node, tmp_path):
     """pendulum_sim publishing /clock at 4x real time drives a use_sim_time estimator: its
     stamps are simulated times (from 1 s on), strictly rising, one per simulated dt."""

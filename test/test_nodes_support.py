@@ -77,14 +77,17 @@ class NodeProcess:
         return self.log.read_text() if self.log is not None and self.log.exists() else ""
 
 
-def start_once(executable: str, args: list[str]) -> subprocess.Popen:
-    """Start a console script that is expected to exit by itself (start-up failures)."""
+def start_once(
+    executable: str, args: list[str], env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start a console script that is expected to exit by itself (start-up failures);
+    ``env`` is added to this process's environment."""
     return subprocess.Popen(
         [str(BIN / executable), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=dict(os.environ),
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from rkn_ros.nodes.params import resolve_share_path
+from rkn_ros.nodes.params import node_parameters, resolve_share_path
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class DemoSystem:
     def model_path(self) -> str:
         """The estimator's ``model_path`` in the parameter file."""
         data = yaml.safe_load(resolve_share_path(self.config).read_text())
-        return str(data[ESTIMATOR]["ros__parameters"]["model_path"])
+        return str(node_parameters(data, ESTIMATOR)["model_path"])
 
 
 SYSTEMS: dict[str, DemoSystem] = {

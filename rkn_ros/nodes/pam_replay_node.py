@@ -83,6 +83,12 @@ class PamReplayNode(Node):
         if split not in SPLITS:
             raise ValueError(f"parameter split must be one of {SPLITS}, got {split!r}")
         path = resolve_share_path(file) if file else Path(default_pam_file())
+        if not file and not path.is_file():
+            raise ValueError(
+                f"no PAM recording at {path} (the default): set the parameter 'file' "
+                "(pam_file:= with pneumatic_sim.launch.py) or RKN_ROS_SHARED to the folder "
+                "that holds data/pam/pam_dev.npz"
+            )
         self.recording = load_recording(path)
         train, validation = split_indices(self.recording.num_episodes, fraction, seed)
         self.episodes = {

@@ -62,6 +62,18 @@ def declare(
     return value
 
 
+def node_parameters(document: dict, node_name: str) -> dict:
+    """The ``ros__parameters`` section of ``node_name`` in a parameter YAML document.
+
+    Sections may be keyed ``name``, ``/name`` or ``/**/name`` (the last matches the node in any
+    namespace, which is how the files in ``config/`` are written).
+    """
+    for key in (f"/**/{node_name}", f"/{node_name}", node_name):
+        if key in document:
+            return document[key]["ros__parameters"]
+    raise KeyError(f"no section for node '{node_name}' (keys: {sorted(document)})")
+
+
 def resolve_share_path(path: str) -> Path:
     """A path as given, else relative to the installed package share, else to the source tree.
 
