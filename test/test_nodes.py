@@ -15,10 +15,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
-from test_nodes_support import NodeProcess, TestNode, start_once  # sets ROS_DOMAIN_ID first
+from test_nodes_support import REPO, NodeProcess, TestNode, start_once  # sets ROS_DOMAIN_ID first
 from test_runtime_support import (
     make_joint_checkpoint,
     make_monotone_pendulum_checkpoint,
+    make_pam_checkpoint,
     make_pendulum_checkpoint,
 )
 from trajectory_msgs.msg import JointTrajectory
@@ -414,6 +415,41 @@ def test_use_sim_time_follows_the_simulators_clock(checkpoints, probe_node, tmp_
     finally:
         assert estimator.stop() == 0, estimator.output()
         assert sim.stop() == 0, sim.output()
+
+
+def test_use_sim_time_follows_the_pam_replays_clock(probe_node, tmp_path):
+    """pam_replay with publish_clock drives the action-conditioned estimator set up as in
+    config/pam.yaml (ticking on the joint states): replayed times, one per dt = 0.01 s."""
+    config = REPO / "config" / "pam.yaml"
+    replay = NodeProcess(
+        "pam_replay",
+        params={"publish_clock": True, "real_time_factor": 2.0},
+        params_file=config,
+        log=tmp_path / "replay.log",
+    )
+    estimator = NodeProcess(
+        "rkn_estimator",
+        params={"model_path": make_pam_checkpoint(tmp_path / "pam"), "use_sim_time": True},
+        params_file=config,
+        remaps={
+            "__node": "pam_sim_time_estimator",
+            "~/joint_states": "/pam_replay/joint_states",
+            "~/command": "/pam_replay/command",
+        },
+        log=tmp_path / "estimator.log",
+    )
+    try:
+        probe = Probe(probe_node, "pam_sim_time_estimator")
+        assert probe.t.spin_until(lambda: len(probe.states) >= 60, 60), estimator.output()
+        stamps = [stamp_to_ns(m.header.stamp) for m in probe.states]
+        assert all(b > a for a, b in itertools.pairwise(stamps))
+        assert 1_000_000_000 <= stamps[0] < 1_000_000_000 * 3600  # replayed, not wall time
+        steps = np.diff(stamps[5:]) / 10_000_000  # in replayed steps of dt = 0.01 s
+        assert np.median(steps) == pytest.approx(1.0, abs=0.01)
+        assert probe.counter("rejected.joint_states.future_stamp") == 0
+    finally:
+        assert estimator.stop() == 0, estimator.output()
+        assert replay.stop() == 0, replay.output()
 
 
 def test_input_resuming_after_a_long_silence_starts_a_fresh_belief(

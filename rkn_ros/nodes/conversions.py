@@ -37,6 +37,10 @@ def stamp_to_ns(stamp: Time) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
+# Simulated and replayed time (publish_clock) starts at 1 s: a zero stamp means "unset".
+SIM_CLOCK_START_NS = 1_000_000_000
+
+
 def ns_to_stamp(ns: int) -> Time:
     """Integer nanoseconds -> ``builtin_interfaces/Time``."""
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))

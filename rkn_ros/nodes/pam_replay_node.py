@@ -8,7 +8,9 @@ publishes, in this order:
   and the 8 normalized muscle pressures as the ``effort`` of ``muscle_1..8`` (NaN where an entry
   has no such reading);
 - ``~/joint_states_truth`` (JointState) the joint angles again: for real data the recorded
-  angles are the best truth there is.
+  angles are the best truth there is;
+- with ``publish_clock``, ``/clock`` first: replayed time from 1 s on, one ``dt`` per step, so
+  nodes with ``use_sim_time`` follow the replay (its messages are stamped with that time).
 
 ``split`` picks the episodes: ``validation`` (default) plays the episodes the training recipe
 held out (same fraction and seed as :func:`rkn_ros.data.pam.load_pam`), so the demo scores the
@@ -28,6 +30,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
@@ -40,7 +43,7 @@ from rkn_ros.data.pam import (
     PRESSURE_COLUMNS,
     load_recording,
 )
-from rkn_ros.nodes.conversions import make_joint_state, ns_to_stamp
+from rkn_ros.nodes.conversions import SIM_CLOCK_START_NS, make_joint_state, ns_to_stamp
 from rkn_ros.nodes.params import declare, resolve_share_path, run_node
 
 NODE_NAME = "pam_replay"
@@ -70,6 +73,9 @@ class PamReplayNode(Node):
             self, "real_time_factor", 1.0, "recorded seconds per wall-clock second", 0.01, 1000.0
         )
         self.loop = declare(self, "loop", True, "start over after the last episode")
+        self.publish_clock = declare(
+            self, "publish_clock", False, "publish /clock and stamp with replayed time"
+        )
         self.gap = declare(self, "episode_gap", 0.2, "s of silence between episodes", 0.0, 10.0)
         self.drop_last_step = declare(
             self,
@@ -101,6 +107,9 @@ class PamReplayNode(Node):
         self.pub_command = self.create_publisher(Float64MultiArray, "~/command", 10)
         self.pub_joints = self.create_publisher(JointState, "~/joint_states", 10)
         self.pub_truth = self.create_publisher(JointState, "~/joint_states_truth", 10)
+        self.pub_clock = (
+            self.create_publisher(ClockMsg, "/clock", 10) if self.publish_clock else None
+        )
         self.names = list(JOINT_NAMES) + list(MUSCLE_NAMES)
         self._episode = 0
         self._step = 0
@@ -125,7 +134,12 @@ class PamReplayNode(Node):
             due = self._start_ns + self._ticks * self._period_ns
             if self.finished or due > now:
                 return
-            self._publish_step(ns_to_stamp(due))
+            if self.pub_clock is None:
+                self._publish_step(ns_to_stamp(due))
+                continue
+            replayed = ns_to_stamp(SIM_CLOCK_START_NS + self._ticks * round(1e9 * DT))
+            self.pub_clock.publish(ClockMsg(clock=replayed))
+            self._publish_step(replayed)
 
     def _publish_step(self, stamp: Time) -> None:
         observations, actions = self.recording.episode(int(self.episodes[self._episode]))

@@ -21,7 +21,12 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 
-from rkn_ros.nodes.conversions import array_to_image, make_joint_state, ns_to_stamp
+from rkn_ros.nodes.conversions import (
+    SIM_CLOCK_START_NS,
+    array_to_image,
+    make_joint_state,
+    ns_to_stamp,
+)
 from rkn_ros.nodes.params import declare, run_node
 from rkn_ros.sim.pendulum import PendulumParams
 from rkn_ros.sim.pendulum_sim import PendulumSimulator
@@ -31,7 +36,6 @@ NODE_NAME = "pendulum_sim"
 IMAGE_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
 )
-SIM_CLOCK_START_NS = 1_000_000_000  # simulated time starts at 1 s: a zero stamp means "unset"
 
 
 class PendulumSimNode(Node):

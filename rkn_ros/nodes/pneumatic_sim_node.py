@@ -28,6 +28,7 @@ from std_msgs.msg import Float64MultiArray
 
 from rkn_ros.data.generate import load_pneumatic_params
 from rkn_ros.nodes.conversions import (
+    SIM_CLOCK_START_NS,
     MessageError,
     command_to_vector,
     make_joint_state,
@@ -37,7 +38,6 @@ from rkn_ros.nodes.params import declare, resolve_share_path, run_node
 from rkn_ros.sim.pneumatic import PneumaticJoint, PneumaticParams, excitation
 
 NODE_NAME = "pneumatic_sim"
-SIM_CLOCK_START_NS = 1_000_000_000
 EXCITATION_CHUNK = 3000  # steps of set-points generated at a time
 
 
