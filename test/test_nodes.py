@@ -187,6 +187,31 @@ def test_camera_gap_raises_std_which_falls_when_frames_return(image_estimator):
     )
 
 
+def test_stamps_jumping_back_start_a_fresh_belief_and_estimates_go_on(image_estimator):
+    """A bag played again (--loop) or a restarted simulator: the camera's stamps jump back by
+    more than a second. Ticking on the image, the estimator starts over and keeps estimating
+    rather than refusing every frame as going backwards."""
+    probe, _ = image_estimator
+    probe.feed(5)
+    backwards = probe.counter("rejected.image.stamp_backwards")
+    resets = probe.counter("jump_resets")
+    probe.states.clear()
+    start = stamp_to_ns(probe.now()) - 5_000_000_000
+    stamps = [start + k * 50_000_000 for k in range(10)]
+    for stamp in stamps:
+        probe.images.publish(probe.frame(stamp=ns_to_stamp(stamp)))
+        probe.t.spin_for(0.05)
+    assert probe.t.spin_until(lambda: set(stamps) <= set(probe.by_stamp(probe.states)), 10)
+    assert probe.t.spin_until(lambda: probe.counter("jump_resets") == resets + 1, 5)
+    assert probe.counter("rejected.image.stamp_backwards") == backwards
+    # a message merely out of order (less than a second back) is still refused, not a restart
+    probe.images.publish(probe.frame(stamp=ns_to_stamp(stamps[-1] - 200_000_000)))
+    assert probe.t.spin_until(
+        lambda: probe.counter("rejected.image.stamp_backwards") == backwards + 1, 5
+    )
+    assert probe.counter("jump_resets") == resets + 1
+
+
 def test_reset_service_and_every_accepted_encoding(image_estimator):
     """After a reset the same picture gives the same estimate in mono8, mono16, rgb8, bgr8."""
     probe, _ = image_estimator
@@ -230,7 +255,7 @@ def test_bad_images_are_dropped_counted_and_survived(image_estimator):
         "step_mismatch": probe.frame(step=10),
         "truncated_data": probe.frame(data=array_to_image(FRAME, now).data[:100]),
         "zero_stamp": probe.frame(stamp=Time()),
-        "stamp_backwards": probe.frame(stamp=ns_to_stamp(now_ns - 5_000_000_000)),
+        "stamp_backwards": probe.frame(stamp=ns_to_stamp(now_ns - 500_000_000)),  # < 1 s
         "future_stamp": probe.frame(stamp=ns_to_stamp(now_ns + 100_000_000_000)),
     }
     before = {reason: probe.counter(f"rejected.image.{reason}") for reason in bad}

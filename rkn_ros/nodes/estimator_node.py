@@ -58,6 +58,9 @@ from rkn_ros.train.checkpoint import CheckpointError
 
 NODE_NAME = "rkn_estimator"
 TICK_SOURCES = ("timer", "image", "joint_states")
+# Time going back by more than this means a new run (a restarted simulation, a bag played again
+# with --loop), not a late message: the belief starts fresh.
+JUMP_BACK_NS = 1_000_000_000
 SENSOR_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
 )
@@ -195,6 +198,7 @@ class EstimatorNode(Node):
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
         self.coasting_ticks = 0
         self.gap_resets = 0
+        self.jump_resets = 0
         self._ticks_at_last_diag = 0
         self._last_diag_time = time.monotonic()
 
@@ -377,6 +381,11 @@ class EstimatorNode(Node):
         self.received[source] += 1
         slot = self._slots[source]
         stamp_ns = stamp_to_ns(stamp)
+        last = slot.last_accepted_ns
+        if stamp_ns and last is not None and last - stamp_ns > JUMP_BACK_NS:
+            # Checked here, not only in _tick: ticking on this input, a tick never comes while
+            # its stamps are refused as going backwards.
+            self._restart(f"{source} stamps", last - stamp_ns)
         try:
             check_stamp(stamp_ns, slot.last_accepted_ns, self._now_ns(), self._max_future_ns)
             value = convert()
@@ -452,10 +461,8 @@ class EstimatorNode(Node):
 
     def _tick(self, tick_ns: int) -> None:
         if self._last_tick_ns is not None and tick_ns <= self._last_tick_ns:
-            if self._last_tick_ns - tick_ns > 1_000_000_000:
-                # The clock jumped back (a simulator restarted): start a fresh estimate.
-                self.get_logger().warning("time jumped back by more than 1 s: belief reset")
-                self._reset_state()
+            if self._last_tick_ns - tick_ns > JUMP_BACK_NS:
+                self._restart("the clock", self._last_tick_ns - tick_ns)
             else:
                 self.rejected[("tick", "repeated_time")] += 1
                 return
@@ -537,6 +544,14 @@ class EstimatorNode(Node):
         return MarkerArray(markers=markers)
 
     # ------------------------------------------------------------------ services, diagnostics
+    def _restart(self, what: str, jump_ns: int) -> None:
+        self.jump_resets += 1
+        self.get_logger().warning(
+            f"{what} jumped back by {jump_ns * 1e-9:.3f} s (a restarted simulation or a "
+            "replayed bag): belief reset"
+        )
+        self._reset_state()
+
     def _reset_state(self) -> None:
         self.est.reset()
         for slot in self._slots.values():
@@ -574,6 +589,7 @@ class EstimatorNode(Node):
             "ticks": str(self.ticks),
             "coasting_ticks": str(self.coasting_ticks),
             "gap_resets": str(self.gap_resets),
+            "jump_resets": str(self.jump_resets),
             "step_latency_p50_ms": f"{est.latency.p50_ms:.4f}",
             "step_latency_p99_ms": f"{est.latency.p99_ms:.4f}",
             "step_latency_max_ms": f"{est.latency.max_ms:.4f}",
