@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -48,6 +48,7 @@ class Probe:
         self.predictions: list[JointTrajectory] = []
         self.markers: list[MarkerArray] = []
         self.diagnostics: dict[str, str] = {}
+        self.level: bytes | None = None
         node.create_subscription(JointState, f"/{name}/state", self.states.append, BEST_EFFORT)
         node.create_subscription(
             JointState, f"/{name}/state_stddev", self.stddevs.append, BEST_EFFORT
@@ -63,6 +64,7 @@ class Probe:
         for status in msg.status:
             if status.name.startswith(f"/{self.name}:"):
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
+                self.level = status.level
 
     def now(self) -> Time:
         return self.t.node.get_clock().now().to_msg()
@@ -274,6 +276,11 @@ def test_bad_images_are_dropped_counted_and_survived(image_estimator):
     assert probe.t.spin_until(lambda: stamps[-1] in probe.by_stamp(probe.states), 10)
     assert process.process.poll() is None
     assert "dropped image message" in process.output()
+    # /diagnostics warns while frames are being refused and is OK again once they stop
+    probe.images.publish(probe.frame(stamp=Time()))
+    assert probe.t.spin_until(lambda: probe.level == DiagnosticStatus.WARN, 5)
+    probe.feed(10)  # 0.5 s of good frames; diagnostics_period is 0.2 s
+    assert probe.t.spin_until(lambda: probe.level == DiagnosticStatus.OK, 5), probe.diagnostics
 
 
 @pytest.fixture(scope="module")

@@ -200,6 +200,7 @@ class EstimatorNode(Node):
         self.gap_resets = 0
         self.jump_resets = 0
         self._ticks_at_last_diag = 0
+        self._rejected_at_last_diag = 0
         self._last_diag_time = time.monotonic()
 
         # Built once and refilled at every tick (the publisher serializes on publish).
@@ -606,10 +607,13 @@ class EstimatorNode(Node):
         status = DiagnosticStatus()
         status.name = f"{self.get_fully_qualified_name()}: RKN estimator"
         status.hardware_id = est.name
+        # WARN while inputs are being refused, not forever after one bad message
         rejected = sum(self.rejected.values())
-        status.level = DiagnosticStatus.WARN if rejected or not self.ticks else DiagnosticStatus.OK
+        recent, self._rejected_at_last_diag = rejected - self._rejected_at_last_diag, rejected
+        status.level = DiagnosticStatus.WARN if recent or not self.ticks else DiagnosticStatus.OK
         status.message = (
-            f"{self.ticks} ticks, {rejected} inputs rejected"
+            f"{self.ticks} ticks, {recent} inputs rejected in the last {elapsed:.1f} s "
+            f"({rejected} in all)"
             if self.ticks
             else "waiting for the first tick"
         )
