@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
@@ -447,6 +449,39 @@ def test_use_sim_time_follows_the_simulators_clock(checkpoints, probe_node, tmp_
     finally:
         assert estimator.stop() == 0, estimator.output()
         assert sim.stop() == 0, sim.output()
+
+
+def test_a_clock_advancing_in_long_steps_still_gets_one_tick_per_period(
+    checkpoints, probe_node, tmp_path
+):
+    """`ros2 bag play --clock` publishes /clock at 40 Hz by default: a clock that jumps 2.5
+    periods at a time. Ticking on the timer, a fixed-dt model still steps once per dt."""
+    estimator = NodeProcess(
+        "rkn_estimator",
+        params={"model_path": checkpoints["monotone"], "use_sim_time": True},
+        remaps={"__node": "coarse_clock_estimator"},
+        log=tmp_path / "estimator.log",
+    )
+    clock = probe_node.node.create_publisher(ClockMsg, "/clock", 10)
+    try:
+        probe = Probe(probe_node, "coarse_clock_estimator")
+        sim_ns = 1_000_000_000
+        assert probe.t.spin_until(lambda: clock.get_subscription_count() > 0, 60)
+        end = time.monotonic() + 60
+        while len(probe.states) < 60 and time.monotonic() < end:
+            sim_ns += 125_000_000  # 2.5 ticks of dt = 0.05 s
+            clock.publish(ClockMsg(clock=ns_to_stamp(sim_ns)))
+            probe.t.spin_for(0.05)
+        stamps = [stamp_to_ns(m.header.stamp) for m in probe.states]
+        assert len(stamps) >= 60, estimator.output()
+        assert all(b > a for a, b in itertools.pairwise(stamps))
+        steps = np.diff(stamps[5:]) / 50_000_000
+        assert np.median(steps) == pytest.approx(1.0, abs=0.01)
+        # as many steps as simulated time passed (within a clock step at either end)
+        assert abs((stamps[-1] - stamps[0]) / 50_000_000 - (len(stamps) - 1)) <= 3
+    finally:
+        probe_node.node.destroy_publisher(clock)
+        assert estimator.stop() == 0, estimator.output()
 
 
 def test_use_sim_time_follows_the_pam_replays_clock(probe_node, tmp_path):

@@ -61,6 +61,7 @@ TICK_SOURCES = ("timer", "image", "joint_states")
 # Time going back by more than this means a new run (a restarted simulation, a bag played again
 # with --loop), not a late message: the belief starts fresh.
 JUMP_BACK_NS = 1_000_000_000
+MAX_CATCH_UP_TICKS = 10
 SENSOR_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
 )
@@ -189,6 +190,7 @@ class EstimatorNode(Node):
         self._command: np.ndarray | None = None
         self._command_last_ns: int | None = None
         self._last_tick_ns: int | None = None
+        self._grid_ns = 0  # tick_on timer: where the current period began
         self._input_lag_ns = 0
         self.rejected: Counter[tuple[str, str]] = Counter()  # (input, reason) -> count
         self.missing: Counter[str] = Counter()  # input -> ticks without a usable sample
@@ -444,12 +446,12 @@ class EstimatorNode(Node):
         now = self._now_ns()
         if now == 0:
             return  # use_sim_time before the first /clock message: no time to stamp with
+        period_ns = round(1e9 * self._period)
         if self._tick_on == "timer":
-            self._tick(now)
+            self._on_tick_timer(now, period_ns)
             return
         if self._last_tick_ns is None:
             return  # coasting starts after the first input-driven tick
-        period_ns = round(1e9 * self._period)
         # Coast one period at a time once the input is overdue, stamping each tick where the
         # missing sample would have been. Overdue is judged on the input's own time base (its
         # stamps may lag our clock, e.g. a replay on a busy machine), so coasted stamps never
@@ -459,6 +461,27 @@ class EstimatorNode(Node):
                 break
             self.coasting_ticks += 1
             self._tick(self._last_tick_ns + period_ns)
+
+    def _on_tick_timer(self, now: int, period_ns: int) -> None:
+        """``tick_on: timer``: one step per period of the clock, on a grid of periods."""
+        if self._last_tick_ns is None or self.est.uses_dt or now <= self._last_tick_ns:
+            self._tick(now)  # (a clock going back is handled there)
+            self._grid_ns = now
+            return
+        # The clock can pass several periods between two callbacks: `ros2 bag play --clock`
+        # publishes /clock at 40 Hz by default, and a timer can run late. A model with a fixed
+        # dt then needs one step per period passed; the grid keeps the count exact.
+        periods = round((now - self._grid_ns) / period_ns)
+        if periods < 1:
+            return
+        if periods > MAX_CATCH_UP_TICKS:  # a jump ahead or a long stall: not replayed
+            self._tick(now)
+            self._grid_ns = now
+            return
+        for k in range(1, periods):
+            self._tick(self._grid_ns + k * period_ns)
+        self._tick(now)
+        self._grid_ns += periods * period_ns
 
     def _tick(self, tick_ns: int) -> None:
         if self._last_tick_ns is not None and tick_ns <= self._last_tick_ns:
