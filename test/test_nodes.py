@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -353,6 +353,23 @@ def test_bad_joint_states_and_commands_are_dropped_counted_and_survived(joint_es
     assert probe.t.spin_until(lambda: len(probe.states) >= 5, 10)
     assert probe.states[-1].name == ["joint"] and len(probe.states[-1].velocity) == 1
     assert process.process.poll() is None
+
+
+def test_commands_from_a_best_effort_publisher_arrive(joint_estimator, probe_node):
+    """An MPC node or a bag replay may publish commands best effort; they must still match."""
+    probe, _ = joint_estimator
+    publisher = probe_node.node.create_publisher(
+        Float64MultiArray, "/joint_estimator/command", qos_profile_sensor_data
+    )
+    try:
+        assert probe.t.spin_until(lambda: publisher.get_subscription_count() > 0, 10)
+        before = probe.counter("received.command")
+        for _ in range(5):
+            publisher.publish(Float64MultiArray(data=[2.0, 3.0]))
+            probe.t.spin_for(0.05)
+        assert probe.t.spin_until(lambda: probe.counter("received.command") >= before + 5, 5)
+    finally:
+        probe_node.node.destroy_publisher(publisher)
 
 
 def test_joint_inputs_missing_keep_the_estimate_coming(joint_estimator):

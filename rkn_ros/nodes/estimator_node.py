@@ -68,8 +68,10 @@ SENSOR_QOS = QoSProfile(
 JOINT_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT
 )
+# Inputs subscribe best effort: that matches reliable and best-effort publishers alike (a
+# reliable subscription gets nothing from a best-effort one), and only the newest sample is used.
 COMMAND_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT
 )
 
 
