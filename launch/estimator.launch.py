@@ -6,9 +6,11 @@
         [params_file:=my_estimator.yaml] [namespace:=robot1] [use_sim_time:=false] \
         [log_level:=info]
 
-Parameters come from params_file (default config/estimator.yaml, every parameter with its
-default); model_path, when given, overrides the file's. Topics are remapped onto the estimator's
-private inputs ~/image, ~/joint_states and ~/command.
+Parameters come from params_file (default config/estimator.yaml: every parameter with its
+default, and no model); model_path, when given, overrides the file's. The topic arguments
+(defaults image, joint_states, command: relative names, so /image etc., or /robot1/image under
+namespace:=robot1) are remapped onto the estimator's private inputs ~/image, ~/joint_states and
+~/command; an empty one keeps the private name (/rkn_estimator/image).
 """
 
 import os

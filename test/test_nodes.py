@@ -416,6 +416,12 @@ def test_a_model_that_cannot_serve_stops_startup_with_one_line(checkpoints, tmp_
             "-p",
             "cpu_affinity:=[4096]",
         ],
+        "trained with dt 0.05 s": [
+            "-p",
+            f"model_path:={checkpoints['pendulum']}",
+            "-p",
+            "frequency:=50.0",
+        ],
     }
     # they start in parallel: each spends its time importing torch
     running = {e: start_once("rkn_estimator", ["--ros-args", *a]) for e, a in cases.items()}
@@ -472,10 +478,15 @@ def test_a_clock_advancing_in_long_steps_still_gets_one_tick_per_period(
     checkpoints, probe_node, tmp_path
 ):
     """`ros2 bag play --clock` publishes /clock at 40 Hz by default: a clock that jumps 2.5
-    periods at a time. Ticking on the timer, a fixed-dt model still steps once per dt."""
+    periods at a time, and a sim-time timer that fires irregularly. Ticking on the timer, a
+    fixed-dt model still steps once per dt of clock time."""
     estimator = NodeProcess(
         "rkn_estimator",
-        params={"model_path": checkpoints["monotone"], "use_sim_time": True},
+        params={
+            "model_path": checkpoints["monotone"],
+            "use_sim_time": True,
+            "diagnostics_period": 0.2,
+        },
         remaps={"__node": "coarse_clock_estimator"},
         log=tmp_path / "estimator.log",
     )
@@ -483,19 +494,22 @@ def test_a_clock_advancing_in_long_steps_still_gets_one_tick_per_period(
     try:
         probe = Probe(probe_node, "coarse_clock_estimator")
         sim_ns = 1_000_000_000
-        assert probe.t.spin_until(lambda: clock.get_subscription_count() > 0, 60)
         end = time.monotonic() + 60
-        while len(probe.states) < 60 and time.monotonic() < end:
+        while not probe.states and time.monotonic() < end:  # until the model is loaded
             sim_ns += 125_000_000  # 2.5 ticks of dt = 0.05 s
             clock.publish(ClockMsg(clock=ns_to_stamp(sim_ns)))
             probe.t.spin_for(0.05)
+        assert probe.states, estimator.output()
+        for _ in range(40):
+            sim_ns += 125_000_000
+            clock.publish(ClockMsg(clock=ns_to_stamp(sim_ns)))
+            probe.t.spin_for(0.05)
+        probe.t.spin_for(0.6)  # the last ticks and a diagnostics report after them
+        first = min(stamp_to_ns(m.header.stamp) for m in probe.states)
+        expected = (sim_ns - first) // 50_000_000 + 1
+        assert abs(probe.counter("ticks") - expected) <= 1, (probe.counter("ticks"), expected)
         stamps = [stamp_to_ns(m.header.stamp) for m in probe.states]
-        assert len(stamps) >= 60, estimator.output()
         assert all(b > a for a, b in itertools.pairwise(stamps))
-        steps = np.diff(stamps[5:]) / 50_000_000
-        assert np.median(steps) == pytest.approx(1.0, abs=0.01)
-        # as many steps as simulated time passed (within a clock step at either end)
-        assert abs((stamps[-1] - stamps[0]) / 50_000_000 - (len(stamps) - 1)) <= 3
     finally:
         probe_node.node.destroy_publisher(clock)
         assert estimator.stop() == 0, estimator.output()

@@ -14,6 +14,7 @@ number in :mod:`rkn_ros.runtime`.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections import Counter
@@ -61,7 +62,9 @@ TICK_SOURCES = ("timer", "image", "joint_states")
 # Time going back by more than this means a new run (a restarted simulation, a bag played again
 # with --loop), not a late message: the belief starts fresh.
 JUMP_BACK_NS = 1_000_000_000
-MAX_CATCH_UP_TICKS = 10
+# Ticking on the timer, clock time up to this much is caught up one step per period; a longer
+# leap ahead (a bag skipped forward) is not replayed.
+MAX_CATCH_UP_NS = 1_000_000_000
 SENSOR_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
 )
@@ -156,6 +159,14 @@ class EstimatorNode(Node):
             raise StartupError(f"tick_on {tick_on!r} but model {est.name} has no such input")
         self._tick_on = tick_on
         self._period = 1.0 / p["frequency"] if p["frequency"] > 0 else est.dt
+        if not est.uses_dt and not math.isclose(self._period, est.dt, rel_tol=1e-6):
+            # each step of such a model advances its belief by its training dt, whatever the
+            # clock says: ticking at another rate would run its dynamics at the wrong speed
+            raise StartupError(
+                f"parameter frequency {p['frequency']} Hz ticks every {self._period:g} s, but "
+                f"model {est.name} was trained with dt {est.dt:g} s and takes no dt input: "
+                f"set frequency to {1.0 / est.dt:g} or 0 (= 1/dt)"
+            )
         self._timeout_ns = int(1e9 * (p["sensor_timeout"] or 2.0 * self._period))
         self._coast_after_ns = max(int(1.5e9 * self._period), self._timeout_ns)
         self._reset_gap_ns = int(1e9 * p["reset_after_gap"])
@@ -257,7 +268,9 @@ class EstimatorNode(Node):
         d["model_path"] = declare(
             self, "model_path", "", "checkpoint folder (absolute, or relative to the package)"
         )
-        d["device"] = declare(self, "device", "cpu", "torch device: auto, cpu, cuda or cuda:N")
+        d["device"] = declare(
+            self, "device", "auto", "torch device: auto (the GPU if any, else CPU), cpu, cuda[:N]"
+        )
         d["cpu_backend"] = declare(
             self, "cpu_backend", "auto",
             "CPU step: auto (ONNX Runtime when installed, else TorchScript), onnxruntime or "
@@ -470,13 +483,14 @@ class EstimatorNode(Node):
             self._tick(now)  # (a clock going back is handled there)
             self._grid_ns = now
             return
-        # The clock can pass several periods between two callbacks: `ros2 bag play --clock`
-        # publishes /clock at 40 Hz by default, and a timer can run late. A model with a fixed
-        # dt then needs one step per period passed; the grid keeps the count exact.
+        # The clock can pass several periods between two callbacks: under `ros2 bag play
+        # --clock` (40 Hz by default) a sim-time timer fires irregularly, up to about 0.6 s
+        # apart in our tests, and a wall timer can run late. A model with a fixed dt then needs
+        # one step per period passed; the grid keeps the count exact.
         periods = round((now - self._grid_ns) / period_ns)
         if periods < 1:
             return
-        if periods > MAX_CATCH_UP_TICKS:  # a jump ahead or a long stall: not replayed
+        if (periods - 1) * period_ns > MAX_CATCH_UP_NS:  # a leap ahead: not replayed
             self._tick(now)
             self._grid_ns = now
             return
