@@ -355,6 +355,23 @@ def test_bad_joint_states_and_commands_are_dropped_counted_and_survived(joint_es
     assert process.process.poll() is None
 
 
+def test_a_sample_older_than_sensor_timeout_is_dropped_as_stale(joint_estimator):
+    """Accepted on arrival (newer than the last one) but older than sensor_timeout (0.5 s) at
+    the tick: missing for the tick, counted, and warned about with the parameter to raise."""
+    probe, process = joint_estimator
+    probe.t.spin_for(1.0)  # the last joint sample is now a second old
+    stale = probe.counter("rejected.joint_states.stale")
+    stamp = ns_to_stamp(stamp_to_ns(probe.now()) - 700_000_000)
+    probe.joints.publish(
+        _joints(probe, ["joint", "flexor", "extensor"], [0.3, 0.0, 0.0], effort=[0, 1.5, 2.5],
+                stamp=stamp)
+    )
+    assert probe.t.spin_until(
+        lambda: probe.counter("rejected.joint_states.stale") == stale + 1, 5
+    ), probe.diagnostics
+    assert "sensor_timeout is 0.500 s" in process.output()
+
+
 def test_commands_from_a_best_effort_publisher_arrive(joint_estimator, probe_node):
     """An MPC node or a bag replay may publish commands best effort; they must still match."""
     probe, _ = joint_estimator

@@ -190,6 +190,11 @@ class EstimatorNode(Node):
                 f"marker_link_lengths has {self._link_lengths.size} values for "
                 f"{len(est.layout.joint_names)} joints"
             )
+        if p["publish_markers"] and not p["frame_id"]:
+            self.get_logger().warning(
+                "publish_markers with an empty frame_id: rviz cannot place the markers "
+                "(set frame_id to the frame of the first joint)"
+            )
 
         self._slots: dict[str, _Slot] = {"image": _Slot(), "joint_states": _Slot()}
         self._sources = [
@@ -511,7 +516,13 @@ class EstimatorNode(Node):
             slot = self._slots[source]
             value, slot.value = slot.value, None
             if value is not None and tick_ns - slot.stamp_ns > self._timeout_ns:
-                self.rejected[(source, "stale")] += 1
+                self._reject(
+                    source,
+                    "stale",
+                    f"sample stamped {(tick_ns - slot.stamp_ns) * 1e-9:.3f} s before the tick, "
+                    f"sensor_timeout is {self._timeout_ns * 1e-9:.3f} s (raise it if the "
+                    "driver stamps that much before delivery)",
+                )
                 value = None
             if value is None:
                 self.missing[source] += 1
