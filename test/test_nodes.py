@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -399,6 +400,16 @@ def test_joint_inputs_missing_keep_the_estimate_coming(joint_estimator):
     assert probe.t.spin_until(lambda: probe.counter("missing.joint_states") > missing, 3)
 
 
+def test_the_node_names_its_topics_and_warns_about_an_input_never_heard_from(joint_estimator):
+    """A remapping that missed (a typo, an unquoted ~ in the shell) must not go unnoticed: the
+    start-up line names the resolved topics, and ticking before anything arrived on an input
+    warns with that topic."""
+    _, process = joint_estimator
+    output = process.output()
+    assert "from ['/joint_estimator/command', '/joint_estimator/joint_states']" in output
+    assert "nothing received on /joint_estimator/joint_states yet" in output
+
+
 def test_cpu_affinity_pins_every_thread_of_the_node(joint_estimator):
     """All of the node's threads (the middleware's too) run on the CPU it was given."""
     probe, process = joint_estimator
@@ -536,6 +547,12 @@ def test_use_sim_time_follows_the_pam_replays_clock(probe_node, tmp_path):
     """pam_replay with publish_clock drives the action-conditioned estimator set up as in
     config/pam.yaml (ticking on the joint states): replayed times, one per dt = 0.01 s."""
     config = REPO / "config" / "pam.yaml"
+    # the estimator's section under this test's node name (another estimator is running)
+    sections = yaml.safe_load(config.read_text())
+    estimator_config = tmp_path / "estimator.yaml"
+    estimator_config.write_text(
+        yaml.safe_dump({"/**/pam_sim_time_estimator": sections["/**/rkn_estimator"]})
+    )
     replay = NodeProcess(
         "pam_replay",
         params={"publish_clock": True, "real_time_factor": 2.0},
@@ -545,7 +562,7 @@ def test_use_sim_time_follows_the_pam_replays_clock(probe_node, tmp_path):
     estimator = NodeProcess(
         "rkn_estimator",
         params={"model_path": make_pam_checkpoint(tmp_path / "pam"), "use_sim_time": True},
-        params_file=config,
+        params_file=estimator_config,
         remaps={
             "__node": "pam_sim_time_estimator",
             "~/joint_states": "/pam_replay/joint_states",
@@ -559,6 +576,9 @@ def test_use_sim_time_follows_the_pam_replays_clock(probe_node, tmp_path):
         stamps = [stamp_to_ns(m.header.stamp) for m in probe.states]
         assert all(b > a for a, b in itertools.pairwise(stamps))
         assert 1_000_000_000 <= stamps[0] < 1_000_000_000 * 3600  # replayed, not wall time
+        assert probe.t.spin_until(  # pam.yaml's settings apply
+            lambda: probe.diagnostics.get("tick_source") == "joint_states", 5
+        )
         steps = np.diff(stamps[5:]) / 10_000_000  # in replayed steps of dt = 0.01 s
         assert np.median(steps) == pytest.approx(1.0, abs=0.01)
         assert probe.counter("rejected.joint_states.future_stamp") == 0

@@ -246,12 +246,21 @@ class EstimatorNode(Node):
         # The command subscription comes first: when a command and the sample of the same
         # step are both waiting, the executor serves them in creation order, and the tick that
         # the sample triggers must already see its command.
+        subscriptions = {}
         if est.action_dim:
-            self.create_subscription(Float64MultiArray, "~/command", self._on_command, COMMAND_QOS)
+            subscriptions["command"] = self.create_subscription(
+                Float64MultiArray, "~/command", self._on_command, COMMAND_QOS
+            )
         if self._image_sensor is not None:
-            self.create_subscription(Image, "~/image", self._on_image, SENSOR_QOS)
+            subscriptions["image"] = self.create_subscription(
+                Image, "~/image", self._on_image, SENSOR_QOS
+            )
         if self._vector_sensors:
-            self.create_subscription(JointState, "~/joint_states", self._on_joints, JOINT_QOS)
+            subscriptions["joint_states"] = self.create_subscription(
+                JointState, "~/joint_states", self._on_joints, JOINT_QOS
+            )
+        # the resolved names, after remapping: what a user checks a remapping against
+        self._topics = {source: s.topic_name for source, s in subscriptions.items()}
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(self._period, self._on_timer)
         self.create_timer(
@@ -263,7 +272,8 @@ class EstimatorNode(Node):
             f"model '{est.name}' on {est.device} ({est.backend})"
             f"{f' (no ONNX Runtime: {est.backend_error})' if est.backend_error else ''}"
             f"{f' (no CUDA graph: {est.graph_error})' if est.graph_error else ''}; inputs "
-            f"{list(est.inputs)}; tick on {tick_on} every {self._period:.4f} s; outputs "
+            f"{list(est.inputs)} from {sorted(self._topics.values())}; tick on {tick_on} every "
+            f"{self._period:.4f} s; outputs "
             f"{list(est.layout.names)}{f'; pinned to CPUs {self.cpus}' if self.cpus else ''}"
         )
 
@@ -526,6 +536,12 @@ class EstimatorNode(Node):
                 value = None
             if value is None:
                 self.missing[source] += 1
+                if not self.received[source]:
+                    self._throttle.warn(
+                        f"{source}/silent",
+                        f"nothing received on {self._topics[source]} yet: is it remapped to "
+                        "your sensor's topic?",
+                    )
             if source == "image":
                 inputs[self._image_sensor] = value
                 continue

@@ -60,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"rkn-ros train: error: {err}", file=sys.stderr)
         return 1
     print(f"{recipe.name}: {result.epochs_done} epochs, {result.steps} steps, "
-          f"best validation NLL {result.best_val_nll:.4f} ({result.stopped}); "
+          f"best validation NLL {result.best_val_nll:.4f} (stopped by: {result.stopped}); "
           f"checkpoint {result.out_dir}")
     return 0
