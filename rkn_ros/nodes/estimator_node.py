@@ -262,7 +262,7 @@ class EstimatorNode(Node):
         # the resolved names, after remapping: what a user checks a remapping against
         self._topics = {source: s.topic_name for source, s in subscriptions.items()}
         self.create_service(Trigger, "~/reset", self._on_reset)
-        self.create_timer(self._period, self._on_timer)
+        self._tick_timer = self.create_timer(self._period, self._on_timer)
         self.create_timer(
             p["diagnostics_period"],
             self._publish_diagnostics,
@@ -412,19 +412,23 @@ class EstimatorNode(Node):
     def _accept(self, source: str, stamp: Time, convert) -> bool:
         """Check the stamp, convert; store the sample; False (counted) when rejected."""
         self.received[source] += 1
+        now = self._now_ns()
+        if now == 0:
+            return False  # use_sim_time before the first /clock message: nothing to judge by
         slot = self._slots[source]
         stamp_ns = stamp_to_ns(stamp)
         last = slot.last_accepted_ns
-        if stamp_ns and last is not None and last - stamp_ns > JUMP_BACK_NS:
-            # Checked here, not only in _tick: ticking on this input, a tick never comes while
-            # its stamps are refused as going backwards.
-            self._restart(f"{source} stamps", last - stamp_ns)
+        # Stamps far behind the last ones start a new run (checked here, not only in _tick:
+        # ticking on this input, no tick comes while its stamps are refused as going back).
+        jumped = bool(stamp_ns) and last is not None and last - stamp_ns > JUMP_BACK_NS
         try:
-            check_stamp(stamp_ns, slot.last_accepted_ns, self._now_ns(), self._max_future_ns)
+            check_stamp(stamp_ns, None if jumped else last, now, self._max_future_ns)
             value = convert()
         except (MessageError, InputError) as err:
             self._reject(source, err.reason, str(err))
             return False
+        if jumped:  # only for a sample that is otherwise good
+            self._restart(f"{source} stamps", last - stamp_ns)
         slot.value, slot.stamp_ns, slot.last_accepted_ns = value, stamp_ns, stamp_ns
         return True
 
@@ -496,7 +500,11 @@ class EstimatorNode(Node):
         """``tick_on: timer``: one step per period of the clock, on a grid of periods."""
         if self._last_tick_ns is None or self.est.uses_dt or now <= self._last_tick_ns:
             self._tick(now)  # (a clock going back is handled there)
-            self._grid_ns = now
+            # The grid starts where the timer meant this call to run, so that a late first
+            # call does not put every later one half a period off the grid.
+            until = self._tick_timer.time_until_next_call()
+            late = 0 if until is None else min(max(period_ns - until, 0), period_ns // 2)
+            self._grid_ns = now - late
             return
         # The clock can pass several periods between two callbacks: under `ros2 bag play
         # --clock` (40 Hz by default) a sim-time timer fires irregularly, up to about 0.6 s
@@ -510,11 +518,13 @@ class EstimatorNode(Node):
             self._grid_ns = now
             return
         for k in range(1, periods):
-            self._tick(self._grid_ns + k * period_ns)
+            self._tick(self._grid_ns + k * period_ns, catching_up=True)
         self._tick(now)
         self._grid_ns += periods * period_ns
 
-    def _tick(self, tick_ns: int) -> None:
+    def _tick(self, tick_ns: int, catching_up: bool = False) -> None:
+        """One step at ``tick_ns``; ``catching_up``: a tick for a period already past, which
+        leaves samples stamped after it to the tick of their own time."""
         if self._last_tick_ns is not None and tick_ns <= self._last_tick_ns:
             if self._last_tick_ns - tick_ns > JUMP_BACK_NS:
                 self._restart("the clock", self._last_tick_ns - tick_ns)
@@ -524,7 +534,10 @@ class EstimatorNode(Node):
         inputs: dict[str, np.ndarray | None] = {}
         for source in self._sources:
             slot = self._slots[source]
-            value, slot.value = slot.value, None
+            if catching_up and slot.value is not None and slot.stamp_ns > tick_ns:
+                value = None
+            else:
+                value, slot.value = slot.value, None
             if value is not None and tick_ns - slot.stamp_ns > self._timeout_ns:
                 self._reject(
                     source,
@@ -536,12 +549,6 @@ class EstimatorNode(Node):
                 value = None
             if value is None:
                 self.missing[source] += 1
-                if not self.received[source]:
-                    self._throttle.warn(
-                        f"{source}/silent",
-                        f"nothing received on {self._topics[source]} yet: is it remapped to "
-                        "your sensor's topic?",
-                    )
             if source == "image":
                 inputs[self._image_sensor] = value
                 continue
@@ -613,9 +620,10 @@ class EstimatorNode(Node):
     # ------------------------------------------------------------------ services, diagnostics
     def _restart(self, what: str, jump_ns: int) -> None:
         self.jump_resets += 1
-        self.get_logger().warning(
+        self._throttle.warn(
+            f"{what}/jump",
             f"{what} jumped back by {jump_ns * 1e-9:.3f} s (a restarted simulation or a "
-            "replayed bag): belief reset"
+            "replayed bag): belief reset",
         )
         self._reset_state()
 
@@ -687,6 +695,12 @@ class EstimatorNode(Node):
         return status
 
     def _publish_diagnostics(self) -> None:
+        for source, topic in self._topics.items():
+            if not self.received[source]:  # a remapping that missed goes unnoticed otherwise
+                self._throttle.warn(
+                    f"{source}/silent",
+                    f"nothing received on {topic} yet: is it remapped to your topic?",
+                )
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [self.diagnostics()]
