@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,19 @@ def test_train_writes_checkpoint_and_log(trained):
     assert meta["inputs"]["image"]["shape"] == [24, 24]
     assert meta["dt"] == 0.05 and len(meta["data_hash"]) == 64
     assert math.isfinite(meta["metrics"]["validation_nll"])
+
+
+def test_training_into_an_earlier_run_needs_resume_or_overwrite(trained, tmp_path, capsys):
+    """A second `train --out` to the same folder would replace a trained model silently."""
+    before = (trained / WEIGHTS_FILE).read_bytes()
+    assert cli(["train", str(TINY), "--out", str(trained), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds a training run" in err[0] and "--overwrite" in err[0]
+    assert (trained / WEIGHTS_FILE).read_bytes() == before
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    args = ["train", str(TINY), "--out", str(copy), "--device", "cpu", "--no-progress"]
+    assert cli([*args, "--overwrite"]) == 0
 
 
 def test_evaluate_cli_json_and_plots(trained, fresh_data, tmp_path, capsys):

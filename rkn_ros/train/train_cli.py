@@ -1,4 +1,4 @@
-"""``rkn-ros train CONFIG.yaml [--device] [--out DIR] [--resume CKPT]``."""
+"""``rkn-ros train CONFIG.yaml [--device] [--out DIR] [--resume CKPT] [--overwrite]``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="output folder (default runs/<name>)")
     parser.add_argument("--resume", default=None,
                         help="continue from a training output folder (or its last/ folder)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train from scratch into an --out that holds an earlier run")
     parser.add_argument("--epochs", type=int, default=None, help="overrides training.epochs")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop after this many optimiser steps (resume later)")
@@ -53,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
     from rkn_ros.train.trainer import Trainer
 
     out = Path(args.out) if args.out else Path("runs") / recipe.name
+    earlier = [name for name in ("model.yaml", "last") if (out / name).exists()]
+    if earlier and args.resume is None and not args.overwrite:
+        print(f"rkn-ros train: error: {out} already holds a training run ({', '.join(earlier)}); "
+              f"pass --resume {out} to continue it or --overwrite to start over",
+              file=sys.stderr)
+        return 2
     try:
         result = Trainer(recipe, out, device=recipe.training.device, resume=args.resume,
                          show_progress=not args.no_progress).run()
