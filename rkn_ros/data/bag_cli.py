@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from rkn_ros.data.dataset import SequenceDataset
+from rkn_ros.data.dataset import DATA_FILE, SequenceDataset
 from rkn_ros.data.rosbag_io import STORAGES, BagImport, JointField, read_bag, write_bag
 
 
@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dt", type=float, required=True, help="model step in s (pendulum 0.05, pneumatic 0.01)"
     )
     imp.add_argument("--out", type=Path, required=True, help="data set folder to write")
+    imp.add_argument("--overwrite", action="store_true", help="replace a data set in --out")
     imp.add_argument("--image-topic", default=None, help="sensor_msgs/Image topic")
     imp.add_argument("--joint-topic", default=None, help="sensor_msgs/JointState topic")
     imp.add_argument(
@@ -98,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
             for topic, count in counts.items():
                 print(f"  {topic}: {count}")
             return 0
+        if (args.out / DATA_FILE).exists() and not args.overwrite:
+            raise ValueError(f"--out {args.out} already holds a data set ({DATA_FILE}); pass "
+                             "--overwrite to replace it")
         spec = BagImport(
             dt=args.dt,
             image_topic=args.image_topic,
