@@ -353,6 +353,20 @@ def test_cli_export_then_import(pneumatic: SequenceDataset, tmp_path: Path, caps
     np.testing.assert_array_equal(
         back.arrays["actions"].reshape(30, 2), original.arrays["actions"][1]
     )
+    # importing again into the same folder would replace that data set: refused, as generate does
+    again = [
+        "bag", "import", str(tmp_path / "bag"), "--dt", "0.01",
+        "--joint-topic", "/pneumatic_sim/joint_states",
+        "--joints", ",".join(joint_labels(pneumatic)), "--window", "10",
+        "--out", str(tmp_path / "back"),
+    ]  # fmt: skip
+    capsys.readouterr()
+    assert main(again) == 2
+    assert "already holds a data set" in capsys.readouterr().err
+    assert SequenceDataset.load(tmp_path / "back").metadata["inputs"]["joints"]["units"] == [
+        "rad", "bar", "bar"
+    ]
+    assert main([*again, "--overwrite"]) == 0
     # bad input: a clear message and exit code 2, no traceback
     assert (
         main(
