@@ -473,6 +473,16 @@ def test_pam_replay_without_its_recording_says_how_to_point_it_there(tmp_path):
     assert "'file'" in lines[0] and "RKN_ROS_SHARED" in lines[0]
 
 
+def _assert_simulated_stamps(probe: Probe, node: NodeProcess, count: int, dt_ns: int) -> None:
+    """``count`` estimates stamped in simulated time (from 1 s on), strictly rising, one dt
+    apart (median)."""
+    assert probe.t.spin_until(lambda: len(probe.states) >= count, 60), node.output()
+    stamps = [stamp_to_ns(m.header.stamp) for m in probe.states]
+    assert all(b > a for a, b in itertools.pairwise(stamps))
+    assert 1_000_000_000 <= stamps[0] < 1_000_000_000 * 3600  # simulated, not wall time
+    assert np.median(np.diff(stamps[5:]) / dt_ns) == pytest.approx(1.0, abs=0.01)
+
+
 def test_use_sim_time_follows_the_simulators_clock(checkpoints, probe_node, tmp_path):
     """pendulum_sim publishing /clock at 4x real time drives a use_sim_time estimator: its
     stamps are simulated times (from 1 s on), strictly rising, one per simulated dt."""
@@ -489,12 +499,7 @@ def test_use_sim_time_follows_the_simulators_clock(checkpoints, probe_node, tmp_
     )
     try:
         probe = Probe(probe_node, "sim_time_estimator")
-        assert probe.t.spin_until(lambda: len(probe.states) >= 40, 60), estimator.output()
-        stamps = [stamp_to_ns(m.header.stamp) for m in probe.states]
-        assert all(b > a for a, b in itertools.pairwise(stamps))
-        assert 1_000_000_000 <= stamps[0] < 1_000_000_000 * 3600  # simulated, not wall time
-        steps = np.diff(stamps[5:]) / 50_000_000  # in simulated ticks of dt = 0.05 s
-        assert np.median(steps) == pytest.approx(1.0, abs=0.01)
+        _assert_simulated_stamps(probe, estimator, count=40, dt_ns=50_000_000)
         # the frames arrive and are used: few ticks go without one
         assert probe.t.spin_until(lambda: probe.counter("received.image") >= 40, 10)
         assert probe.counter("missing.image") < probe.counter("ticks") / 2
@@ -575,15 +580,10 @@ def test_use_sim_time_follows_the_pam_replays_clock(probe_node, tmp_path):
     )
     try:
         probe = Probe(probe_node, "pam_sim_time_estimator")
-        assert probe.t.spin_until(lambda: len(probe.states) >= 60, 60), estimator.output()
-        stamps = [stamp_to_ns(m.header.stamp) for m in probe.states]
-        assert all(b > a for a, b in itertools.pairwise(stamps))
-        assert 1_000_000_000 <= stamps[0] < 1_000_000_000 * 3600  # replayed, not wall time
+        _assert_simulated_stamps(probe, estimator, count=60, dt_ns=10_000_000)
         assert probe.t.spin_until(  # pam.yaml's settings apply
             lambda: probe.diagnostics.get("tick_source") == "joint_states", 5
         )
-        steps = np.diff(stamps[5:]) / 10_000_000  # in replayed steps of dt = 0.01 s
-        assert np.median(steps) == pytest.approx(1.0, abs=0.01)
         assert probe.counter("rejected.joint_states.future_stamp") == 0
     finally:
         assert estimator.stop() == 0, estimator.output()
