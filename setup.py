@@ -6,13 +6,10 @@ from setuptools import find_packages, setup
 
 PACKAGE = "rkn_ros"
 
-NODES = {
-    "rkn_estimator": "rkn_ros.nodes.estimator_node:main",
-    "pendulum_sim": "rkn_ros.nodes.pendulum_sim_node:main",
-    "pneumatic_sim": "rkn_ros.nodes.pneumatic_sim_node:main",
-    "pam_replay": "rkn_ros.nodes.pam_replay_node:main",
-    "rkn_monitor": "rkn_ros.nodes.monitor_node:main",
-}
+# Through rkn_ros.nodes.entry: a Ctrl-C while a node starts ends it quietly.
+NODES = {name: f"rkn_ros.nodes.entry:{name}" for name in (
+    "rkn_estimator", "pendulum_sim", "pneumatic_sim", "pam_replay", "rkn_monitor"
+)}
 
 setup(
     name=PACKAGE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -460,6 +461,25 @@ def test_a_model_that_cannot_serve_stops_startup_with_one_line(checkpoints, tmp_
         assert process.returncode == 1, stderr
         assert len(lines) == 1 and expected in lines[0], stderr
         assert "Traceback" not in stderr
+
+
+def test_an_interrupt_while_the_node_starts_ends_it_quietly(checkpoints):
+    """Ctrl-C (or ros2 launch's SIGTERM) at any moment of start-up: importing torch, loading and
+    exporting the model, spinning. Once it landed in that work: a traceback, a C++ abort, or a
+    node that went on running."""
+    moments = [(0.3, signal.SIGINT), (1.0, signal.SIGINT), (1.5, signal.SIGTERM),
+               (2.0, signal.SIGINT), (3.0, signal.SIGINT), (6.0, signal.SIGINT)]
+    args = ["--ros-args", "-p", f"model_path:={checkpoints['pendulum']}",
+            "-r", "__node:=interrupted_estimator"]
+    running = [(start_once("rkn_estimator", args), delay, signum) for delay, signum in moments]
+    start = time.monotonic()
+    for process, delay, signum in running:
+        time.sleep(max(0.0, start + delay - time.monotonic()))
+        process.send_signal(signum)
+    for process, delay, signum in running:
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0, (delay, signum, stderr)
+        assert "Traceback" not in stderr and "terminate" not in stderr, (delay, stderr)
 
 
 def test_pam_replay_without_its_recording_says_how_to_point_it_there(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions, install_signal_handlers
 
 _ARRAY_TYPES = {"string[]": str, "double[]": int | float, "int[]": int}
 
@@ -143,12 +145,20 @@ def run_node(
     A construction failure in ``startup_errors`` (or a bad parameter) ends the process with one
     line and code 1. ``on_exit(node)`` runs before the node is destroyed (final reports).
     """
-    rclpy.init(args=args)
+    # rclpy's signal handlers only once the node spins: until then an interrupt either ends
+    # the process at once (the console scripts' handlers, rkn_ros.nodes.entry) or raises here
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = factory()
     except (*startup_errors, ParameterException, ValueError) as err:
         rclpy.try_shutdown()
         return fail_startup(name, str(err))
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        return 0
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    install_signal_handlers(SignalHandlerOptions.ALL)
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
