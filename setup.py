@@ -7,9 +7,13 @@ from setuptools import find_packages, setup
 PACKAGE = "rkn_ros"
 
 # Through rkn_ros.nodes.entry: a Ctrl-C while a node starts ends it quietly.
-NODES = {name: f"rkn_ros.nodes.entry:{name}" for name in (
-    "rkn_estimator", "pendulum_sim", "pneumatic_sim", "pam_replay", "rkn_monitor"
-)}
+NODES = {
+    "rkn_estimator": "rkn_ros.nodes.entry:rkn_estimator",
+    "pendulum_sim": "rkn_ros.nodes.entry:pendulum_sim",
+    "pneumatic_sim": "rkn_ros.nodes.entry:pneumatic_sim",
+    "pam_replay": "rkn_ros.nodes.entry:pam_replay",
+    "rkn_monitor": "rkn_ros.nodes.entry:rkn_monitor",
+}
 
 setup(
     name=PACKAGE,
