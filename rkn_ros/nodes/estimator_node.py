@@ -167,6 +167,7 @@ class EstimatorNode(Node):
                 f"model {est.name} was trained with dt {est.dt:g} s and takes no dt input: "
                 f"set frequency to {1.0 / est.dt:g} or 0 (= 1/dt)"
             )
+        self._period_ns = round(1e9 * self._period)
         self._timeout_ns = int(1e9 * (p["sensor_timeout"] or 2.0 * self._period))
         self._coast_after_ns = max(int(1.5e9 * self._period), self._timeout_ns)
         self._reset_gap_ns = int(1e9 * p["reset_after_gap"])
@@ -480,9 +481,9 @@ class EstimatorNode(Node):
         now = self._now_ns()
         if now == 0:
             return  # use_sim_time before the first /clock message: no time to stamp with
-        period_ns = round(1e9 * self._period)
+        period_ns = self._period_ns
         if self._tick_on == "timer":
-            self._on_tick_timer(now, period_ns)
+            self._on_tick_timer(now)
             return
         if self._last_tick_ns is None:
             return  # coasting starts after the first input-driven tick
@@ -496,8 +497,9 @@ class EstimatorNode(Node):
             self.coasting_ticks += 1
             self._tick(self._last_tick_ns + period_ns)
 
-    def _on_tick_timer(self, now: int, period_ns: int) -> None:
+    def _on_tick_timer(self, now: int) -> None:
         """``tick_on: timer``: one step per period of the clock, on a grid of periods."""
+        period_ns = self._period_ns
         if self._last_tick_ns is None or self.est.uses_dt or now <= self._last_tick_ns:
             self._tick(now)  # (a clock going back is handled there)
             # The grid starts where the timer meant this call to run, so that a late first
