@@ -136,9 +136,18 @@ def _header(ns: int):
     )
 
 
-def _image(ns: int, height: int = 4, width: int = 5, encoding: str = "mono8", fill: int = 7):
-    channels = {"rgb8": 3, "bgr8": 3, "mono16": 2}.get(encoding, 1)
-    data = np.full(height * width * channels, fill, dtype=np.uint8)
+def _image(
+    ns: int,
+    height: int = 4,
+    width: int = 5,
+    encoding: str = "mono8",
+    fill: int = 7,
+    padding: int = 0,
+):
+    channels = {"rgb8": 3, "bgr8": 3, "mono16": 2, "16UC1": 2, "bgra8": 4}.get(encoding, 1)
+    data = np.full((height, width * channels + padding), 0xEE, dtype=np.uint8)  # 0xEE: padding
+    data[:, : width * channels] = fill
+    data = data.reshape(-1)
     return (
         "/cam",
         "sensor_msgs/msg/Image",
@@ -149,7 +158,7 @@ def _image(ns: int, height: int = 4, width: int = 5, encoding: str = "mono8", fi
             width=width,
             encoding=encoding,
             is_bigendian=0,
-            step=width * channels,
+            step=width * channels + padding,
             data=data,
         ),
     )
@@ -222,12 +231,16 @@ def test_image_encodings_are_converted_to_mono8(tmp_path: Path) -> None:
             _image(S, encoding="rgb8", fill=100),  # grey rgb stays 100
             _image(S + 50 * MS, encoding="mono8", fill=9),
             _image(S + 100 * MS, encoding="mono16", fill=7),  # 0x0707 = 1799 -> 1799 / 256
+            _image(S + 150 * MS, encoding="16UC1", fill=8),  # a depth camera's
+            _image(S + 200 * MS, encoding="8UC1", fill=5),
+            _image(S + 250 * MS, encoding="bgra8", fill=60),  # alpha 60 is dropped
+            _image(S + 300 * MS, encoding="mono8", fill=3, padding=3),  # rows padded to 8 bytes
         ],
     )
     data = read_bag(bag, IMAGE_IMPORT)
     images = data.arrays["images"][0]
-    assert images.dtype == np.uint8 and images.shape == (3, 4, 5)
-    assert (images[0] == 100).all() and (images[1] == 9).all() and (images[2] == 7).all()
+    assert images.dtype == np.uint8 and images.shape == (7, 4, 5)
+    assert [np.unique(image).tolist() for image in images] == [[100], [9], [7], [8], [5], [60], [3]]
 
 
 @pytest.mark.parametrize(
@@ -267,7 +280,7 @@ def test_image_encodings_are_converted_to_mono8(tmp_path: Path) -> None:
         (
             [_image(S, encoding="yuv422"), _joints(S)],
             IMAGE_IMPORT,
-            r"topic /cam message 0: unsupported image encoding 'yuv422'",
+            r"topic /cam message 0: image encoding 'yuv422' is not accepted",
         ),
     ],
 )
@@ -472,3 +485,24 @@ def test_nonfinite_joints_and_held_commands_are_counted_and_logged(
     assert counts["joints_nonfinite"] == 1 and counts["commands_held"] == 3
     assert "1 steps with NaN/inf joint values marked missing" in caplog.text
     assert "3 steps without a command hold the previous one" in caplog.text
+
+
+def test_another_publishers_joint_states_on_the_topic_are_skipped(tmp_path: Path, caplog) -> None:
+    """An arm and a gripper driver both on /js, the gripper's stamps 200 ms behind: the
+    gripper's messages are skipped and counted, the arm's aligned as if alone."""
+    arm = [_joints(S + k * 10 * MS, position=(k, 0.0)) for k in range(4)]
+    gripper = []
+    for k in range(4):
+        topic, msgtype, _, msg = _joints(S + k * 10 * MS - 200 * MS, names=("finger",))
+        gripper.append((topic, msgtype, S + k * 10 * MS + 5 * MS, msg))  # received after arm k
+    bag = _write_raw(tmp_path / "bag", sorted([*arm, *gripper], key=lambda m: m[2]))
+    spec = BagImport(dt=0.01, joint_topic="/js", joints=(JointField("a"),))
+    with caplog.at_level(logging.INFO, logger="rkn_ros.data.rosbag_io"):
+        data = read_bag(bag, spec)
+    np.testing.assert_array_equal(data.arrays["joint_obs"][0, :, 0], [0, 1, 2, 3])
+    assert data.arrays["joint_obs_valid"][0].all()
+    assert data.metadata["parameters"]["counts"]["bag"]["joints_other_joints"] == 4
+    assert "4 messages name none of the chosen joints" in caplog.text
+    # only the other publisher's messages: said so, not "no messages"
+    with pytest.raises(BagError, match=r"none of its 4 messages names any of the joints \['a'\]"):
+        read_bag(_write_raw(tmp_path / "gripper_only", gripper), spec)

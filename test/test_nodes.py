@@ -29,6 +29,7 @@ from test_runtime_support import (
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
+from rkn_ros.data.messages import IMAGE_ENCODINGS
 from rkn_ros.nodes.conversions import array_to_image, ns_to_stamp, stamp_to_ns
 from rkn_ros.sim.render import RenderParams, render
 
@@ -218,23 +219,26 @@ def test_stamps_jumping_back_start_a_fresh_belief_and_estimates_go_on(image_esti
     assert probe.counter("jump_resets") == resets + 1
 
 
+def _encoded(picture: np.ndarray, encoding: str) -> tuple[bytes, int]:
+    """A grey ``uint8 [H, W]`` picture as the bytes and row step of ``encoding``."""
+    if encoding in ("mono16", "16UC1"):
+        pixels = (picture.astype(np.uint16) * 257)[:, :, None]
+    else:
+        channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4}.get(encoding, 1)
+        pixels = np.repeat(picture[:, :, None], channels, axis=2)
+    pixels = np.ascontiguousarray(pixels)
+    return pixels.tobytes(), pixels.shape[1] * pixels.shape[2] * pixels.itemsize
+
+
 def test_reset_service_and_every_accepted_encoding(image_estimator):
-    """After a reset the same picture gives the same estimate in mono8, mono16, rgb8, bgr8."""
+    """After a reset the same picture gives the same estimate in every accepted encoding."""
     probe, _ = image_estimator
-    picture = FRAME
-    variants = {
-        "mono8": picture,
-        "mono16": picture.astype(np.uint16) * 257,
-        "rgb8": np.repeat(picture[:, :, None], 3, axis=2),
-    }
     results = {}
-    for encoding in ("mono8", "mono16", "rgb8", "bgr8"):
+    for encoding in IMAGE_ENCODINGS:
         response = probe.reset()
         assert response.success and "reset" in response.message
-        msg = probe.frame(variants.get(encoding, variants["rgb8"]))
-        if encoding == "bgr8":
-            msg.encoding = "bgr8"
-        assert msg.encoding == encoding
+        data, step = _encoded(FRAME, encoding)
+        msg = probe.frame(encoding=encoding, data=data, step=step)
         stamp = stamp_to_ns(msg.header.stamp)
         probe.images.publish(msg)
         assert probe.t.spin_until(lambda s=stamp: s in probe.by_stamp(probe.stddevs), 10), encoding
@@ -243,6 +247,7 @@ def test_reset_service_and_every_accepted_encoding(image_estimator):
             probe.by_stamp(probe.stddevs)[stamp].position[0],
         )
         probe.t.spin_for(0.06)
+    assert probe.counter("rejected.image.unknown_encoding") == 0
     reference = results["mono8"]
     for encoding, value in results.items():
         assert value == pytest.approx(reference, abs=1e-6), encoding
@@ -321,6 +326,9 @@ def _joints(probe: Probe, names, position, velocity=(), effort=(), stamp=None) -
 
 def test_bad_joint_states_and_commands_are_dropped_counted_and_survived(joint_estimator):
     probe, process = joint_estimator
+    # None of the model's joints for longer than sensor_timeout (0.5 s): a message naming none
+    # of them is then a misconfiguration to warn about, not another publisher's message.
+    probe.t.spin_for(0.6)
     names = ["extensor", "joint", "flexor"]  # order in the message does not matter
     good = dict(position=[0.0, 0.3, 0.0], effort=[1.5, 0.0, 2.5])
     bad = {
@@ -373,6 +381,40 @@ def test_a_sample_older_than_sensor_timeout_is_dropped_as_stale(joint_estimator)
         lambda: probe.counter("rejected.joint_states.stale") == stale + 1, 5
     ), probe.diagnostics
     assert "sensor_timeout is 0.500 s" in process.output()
+
+
+def test_another_publishers_joints_on_the_topic_are_ignored_while_ours_arrive(joint_estimator):
+    """An arm and a gripper driver both on /joint_states, the gripper's stamps on another time
+    base: the gripper's messages are counted as ignored, not as rejections, and estimates go on.
+    Once the model's joints stop coming, such a message is an unknown_names rejection again."""
+    probe, process = joint_estimator
+    names = ["joint", "flexor", "extensor"]
+    rejected_before = {k: v for k, v in probe.diagnostics.items() if k.startswith("rejected.")}
+    ignored = probe.counter("ignored.joint_states.other_joints")
+    probe.states.clear()
+    for k in range(20):
+        arm = _joints(probe, names, [0.3, 0.0, 0.0], effort=[0.0, 1.5, 2.5])
+        probe.joints.publish(arm)
+        probe.t.spin_for(0.02)
+        back = ns_to_stamp(stamp_to_ns(arm.header.stamp) - (200_000_000 if k % 2 else 0))
+        probe.joints.publish(_joints(probe, ["finger"], [0.01], stamp=back))
+        probe.t.spin_for(0.03)
+    assert probe.t.spin_until(
+        lambda: probe.counter("ignored.joint_states.other_joints") == ignored + 20, 5
+    ), probe.diagnostics
+    probe.level = None  # a report from after the messages above
+    assert probe.t.spin_until(lambda: probe.level is not None, 5)
+    assert probe.level == DiagnosticStatus.OK, probe.diagnostics
+    rejected_after = {k: v for k, v in probe.diagnostics.items() if k.startswith("rejected.")}
+    assert rejected_after == rejected_before
+    assert len(probe.states) >= 15
+    assert "that name none of the configured joints (first: ['finger'])" in process.output()
+    probe.t.spin_for(0.6)  # the arm is silent for longer than sensor_timeout
+    unknown = probe.counter("rejected.joint_states.unknown_names")
+    probe.joints.publish(_joints(probe, ["finger"], [0.01]))
+    assert probe.t.spin_until(
+        lambda: probe.counter("rejected.joint_states.unknown_names") == unknown + 1, 5
+    ), probe.diagnostics
 
 
 def test_commands_from_a_best_effort_publisher_arrive(joint_estimator, probe_node):

@@ -219,3 +219,30 @@ def test_pam_recipe_trains_and_reports_horizons(tmp_path):
     report = json.loads(report_path.read_text())
     assert set(report["rmse_by_horizon"]) == {"1", "3", "5", "7", "10"}
     assert all(0 < v < 10 for v in report["rmse_by_horizon"].values())
+
+
+def test_one_recording_as_one_sequence_is_refused_with_what_to_do(tmp_path, capsys):
+    """One bag imported without --window is one sequence: no validation split can be cut."""
+    data = yaml.safe_load(TINY.read_text())
+    data["data"]["train"]["generate"]["num_sequences"] = 1
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert cli(["train", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    err = _one_error_line(capsys, "rkn-ros train: error:")
+    assert "validation_fraction 0.25 of 1 training sequence(s) leaves no validation sequence" in err
+    assert "--window" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_early_stopping_that_keeps_the_first_epoch_is_warned_about(tmp_path, capsys):
+    """A learning rate too small to move the weights: no epoch beats the first, early stopping
+    ends the run, and the user hears that the model kept is the first epoch's."""
+    data = yaml.safe_load(TINY.read_text())
+    data["training"].update(lr=1e-12, epochs=6, early_stopping_patience=2)
+    path = tmp_path / "stuck.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert cli(["train", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "3 epochs" in out and "after epoch 1 (stopped by: early_stopping)" in out
+    assert "rkn-ros train: warning: the validation NLL was best after the first epoch" in err
+    assert "validation set of 6 sequences" in err

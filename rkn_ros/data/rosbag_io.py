@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rosbags.image import ImageError, message_to_cvimage
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.errors import ReaderError, WriterError
 from rosbags.typesys import Stores, get_typestore
@@ -41,6 +40,7 @@ from tqdm import tqdm
 
 from rkn_ros import __version__
 from rkn_ros.data.dataset import FORMAT_VERSION, SequenceDataset
+from rkn_ros.data.messages import MessageError, image_to_mono8
 
 LOG = logging.getLogger(__name__)
 
@@ -54,8 +54,6 @@ NAMESPACES = {
     "pneumatic": "/pneumatic_sim",
     "pam": "/pam_replay",
 }
-# Encodings we turn into mono8; anything else is refused with the list.
-ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1", "rgb8", "bgr8", "rgba8", "bgra8")
 JOINT_FIELDS = ("position", "velocity", "effort")
 POSITION_UNITS = ("rad", "m")
 VELOCITY_UNITS = ("rad/s", "m/s")
@@ -404,6 +402,13 @@ def _read_one(path: Path, spec: BagImport) -> tuple[dict[str, np.ndarray], dict[
                     f"bag {path} topic {topic}: type {present[topic]}, expected {msgtype}"
                 )
         streams = {topic: _Stream(topic) for topic in wanted}
+        # On a JointState topic, messages naming none of the chosen joints come from another
+        # publisher (a gripper driver beside the arm's), on its own time base: skipped, counted.
+        joints_of = {
+            spec.joint_topic: {joint.name for joint in spec.joints},
+            spec.truth_topic: set(spec.truth_joints),
+        }
+        other_joints = dict.fromkeys(joints_of, 0)
         connections = [c for c in reader.connections if c.topic in wanted]
         messages = tqdm(
             reader.messages(connections=connections),
@@ -415,6 +420,9 @@ def _read_one(path: Path, spec: BagImport) -> tuple[dict[str, np.ndarray], dict[
         )
         for conn, receive_ns, raw in messages:
             msg = _TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+            if conn.topic in joints_of and joints_of[conn.topic].isdisjoint(msg.name):
+                other_joints[conn.topic] += 1
+                continue
             stream = streams[conn.topic]
             stamp = receive_ns if conn.msgtype == COMMAND else _stamp_ns(msg)
             if stream.stamps and stamp <= stream.stamps[-1]:
@@ -428,6 +436,11 @@ def _read_one(path: Path, spec: BagImport) -> tuple[dict[str, np.ndarray], dict[
         reader.close()
 
     for topic, stream in streams.items():
+        if not stream.stamps and other_joints.get(topic):
+            raise BagError(
+                f"bag {path} topic {topic}: none of its {other_joints[topic]} messages names "
+                f"any of the joints {sorted(joints_of[topic])}"
+            )
         if not stream.stamps:
             raise BagError(f"bag {path} topic {topic}: no messages")
     dt_ns = _dt_ns(spec.dt)
@@ -435,6 +448,16 @@ def _read_one(path: Path, spec: BagImport) -> tuple[dict[str, np.ndarray], dict[
     t_end = max(s.stamps[-1] for s in streams.values())
     steps = (t_end - t0 + dt_ns // 2) // dt_ns + 1
     counts: dict[str, int] = {"steps": int(steps)}
+    for label, topic in (("joints", spec.joint_topic), ("truth", spec.truth_topic)):
+        if topic and other_joints[topic]:
+            counts[f"{label}_other_joints"] = other_joints[topic]
+            LOG.info(
+                "bag %s topic %s: %d messages name none of the chosen joints (another "
+                "publisher's) and are skipped",
+                path,
+                topic,
+                other_joints[topic],
+            )
     arrays: dict[str, np.ndarray] = {}
 
     if spec.image_topic:
@@ -574,18 +597,10 @@ def _stamp_ns(msg: Any) -> int:
 def _payload(msg: Any, topic: str, spec: BagImport, path: Path, index: int) -> Any:
     where = f"bag {path} topic {topic} message {index}"
     if topic == spec.image_topic:
-        if msg.encoding not in ENCODINGS:
-            raise BagError(
-                f"{where}: unsupported image encoding {msg.encoding!r}; expected one of "
-                f"{list(ENCODINGS)}"
-            )
         try:
-            image = message_to_cvimage(msg, "mono8")
-        except ImageError as err:
-            raise BagError(
-                f"{where}: cannot convert {msg.encoding} image to mono8 ({err})"
-            ) from err
-        return np.ascontiguousarray(image, dtype=np.uint8)
+            return image_to_mono8(msg)
+        except MessageError as err:
+            raise BagError(f"{where}: {err}") from err
     if topic == spec.command_topic:
         return np.asarray(msg.data, dtype=np.float32)
     names = list(msg.name)

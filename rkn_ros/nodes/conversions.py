@@ -1,9 +1,8 @@
 """ROS messages <-> numpy arrays, with the checks that decide whether a message is usable.
 
-Every rejection raises :class:`MessageError` with a short ``reason`` (the key the estimator
-counts on ``/diagnostics``) and a message saying what was expected and what arrived. Image
-decoding and colour conversion use ``rosbags-image`` (the cv_bridge equivalent that needs no ROS
-distribution); only the row ``step`` handling is ours, because that library assumes packed rows.
+Every rejection raises :class:`~rkn_ros.data.messages.MessageError` with a short ``reason``
+(the key the estimator counts on ``/diagnostics``) and a message saying what was expected and
+what arrived. Images are decoded by :mod:`rkn_ros.data.messages`, shared with the bag import.
 """
 
 from __future__ import annotations
@@ -14,22 +13,13 @@ from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from rosbags.image.image import ImageError, convert_color, to_cvtype
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-# Encodings the estimator accepts; everything else is rejected as unknown_encoding.
-ACCEPTED_ENCODINGS = ("mono8", "rgb8", "bgr8", "mono16")
+from rkn_ros.data.messages import MessageError
+
 JOINT_FIELDS = ("position", "velocity", "effort")
-
-
-class MessageError(ValueError):
-    """A message that cannot be used; ``reason`` is the diagnostics counter key."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def stamp_to_ns(stamp: Time) -> int:
@@ -68,49 +58,6 @@ def check_stamp(stamp_ns: int, last_ns: int | None, now_ns: int, max_future_ns: 
             f"header stamp {stamp_ns * 1e-9:.6f} s is {(stamp_ns - now_ns) * 1e-9:.3f} s "
             "in the future",
         )
-
-
-def image_to_array(msg: Image, color: bool = False) -> np.ndarray:
-    """``sensor_msgs/Image`` -> ``[H, W]`` grey (uint8, or uint16 for mono16) or ``[H, W, 3]`` RGB.
-
-    ``color`` asks for RGB (uint8). Accepts :data:`ACCEPTED_ENCODINGS`; rows may be padded
-    (``step`` larger than the packed row) but never shorter, and ``data`` must hold exactly
-    ``step * height`` bytes.
-    """
-    encoding = str(msg.encoding)
-    if encoding not in ACCEPTED_ENCODINGS:
-        raise MessageError(
-            "unknown_encoding",
-            f"image encoding {encoding!r} is not accepted "
-            f"(accepted: {', '.join(ACCEPTED_ENCODINGS)})",
-        )
-    depth, _, typestr, channels = to_cvtype(encoding)
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = width * channels * depth // 8
-    if height <= 0 or width <= 0:
-        raise MessageError("wrong_size", f"image size {height}x{width} is empty")
-    if step < row_bytes:
-        raise MessageError(
-            "step_mismatch",
-            f"image step {step} is shorter than a {width}-pixel {encoding} row ({row_bytes} bytes)",
-        )
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size != step * height:
-        raise MessageError(
-            "truncated_data",
-            f"image data has {data.size} bytes, expected step {step} x height {height} = "
-            f"{step * height}",
-        )
-    rows = data.reshape(height, step)[:, :row_bytes]
-    dtype = np.dtype(typestr).newbyteorder(">" if msg.is_bigendian else "<")
-    shape = (height, width) if channels == 1 else (height, width, channels)
-    # astype to the native dtype swaps bytes only when the message's order is not ours
-    image = np.ascontiguousarray(rows).view(dtype).reshape(shape).astype(typestr, copy=False)
-    target = "rgb8" if color else ("mono16" if depth == 16 else "mono8")
-    try:
-        return np.ascontiguousarray(convert_color(image, encoding, target))
-    except ImageError as err:
-        raise MessageError("unknown_encoding", f"image {encoding} -> {target}: {err}") from err
 
 
 def array_to_image(image: np.ndarray, stamp: Time, frame_id: str = "") -> Image:

@@ -37,12 +37,11 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
+from rkn_ros.data.messages import MessageError, image_to_array
 from rkn_ros.nodes.conversions import (
-    MessageError,
     check_stamp,
     command_to_vector,
     fill_joint_state,
-    image_to_array,
     joint_state_to_vector,
     make_joint_state,
     make_trajectory,
@@ -89,6 +88,7 @@ class _Slot:
     value: np.ndarray | None = None
     stamp_ns: int = 0
     last_accepted_ns: int | None = None
+    accepted_at_ns: int | None = None  # our clock when the last one came (kept over resets)
 
 
 class EstimatorNode(Node):
@@ -146,6 +146,7 @@ class EstimatorNode(Node):
                 f"vector inputs {self._vector_sensors} take {size} ({model_entries})"
             )
         self._joint_entries = parse_joint_entries(entries)
+        self._input_joints = frozenset(joint for joint, _ in self._joint_entries)
         self._image_sensor = est.image_sensor()
         images = [n for n, s in est.inputs.items() if s.kind == "image"]
         if len(images) > 1:
@@ -214,6 +215,8 @@ class EstimatorNode(Node):
         self.rejected: Counter[tuple[str, str]] = Counter()  # (input, reason) -> count
         self.missing: Counter[str] = Counter()  # input -> ticks without a usable sample
         self.received: Counter[str] = Counter()
+        self.ignored: Counter[tuple[str, str]] = Counter()  # (input, reason) -> count
+        self._other_joints_logged = False
         self.ticks = 0
         self.input_to_publish = LatencyStats(p["latency_window"])
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
@@ -431,6 +434,7 @@ class EstimatorNode(Node):
         if jumped:  # only for a sample that is otherwise good
             self._restart(f"{source} stamps", last - stamp_ns)
         slot.value, slot.stamp_ns, slot.last_accepted_ns = value, stamp_ns, stamp_ns
+        slot.accepted_at_ns = now
         return True
 
     def _on_image(self, msg: Image) -> None:
@@ -452,6 +456,10 @@ class EstimatorNode(Node):
             self._input_tick(stamp_to_ns(msg.header.stamp))
 
     def _on_joints(self, msg: JointState) -> None:
+        if self._input_joints.isdisjoint(msg.name) and self._joints_arriving():
+            self._ignore_other_joints(msg)
+            return
+
         def convert() -> np.ndarray:
             return joint_state_to_vector(msg, self._joint_entries)
 
@@ -459,6 +467,27 @@ class EstimatorNode(Node):
             self._tick_on == "joint_states"
         ):
             self._input_tick(stamp_to_ns(msg.header.stamp))
+
+    def _joints_arriving(self) -> bool:
+        """Whether a message with the configured joints came within ``sensor_timeout``."""
+        at = self._slots["joint_states"].accepted_at_ns
+        return at is not None and self._now_ns() - at <= self._timeout_ns
+
+    def _ignore_other_joints(self, msg: JointState) -> None:
+        """A message naming none of our joints while ours arrive: another publisher on the
+        topic (a gripper driver beside the arm's). Its stamps may run on another time base, so
+        they are not held against ours; it is counted, not warned about. When our joints stop
+        arriving, such messages are rejected as ``unknown_names`` again (a misconfiguration
+        shows at once)."""
+        self.received["joint_states"] += 1
+        self.ignored[("joint_states", "other_joints")] += 1
+        if not self._other_joints_logged:
+            self._other_joints_logged = True
+            self.get_logger().info(
+                f"ignoring messages on {self._topics['joint_states']} that name none of the "
+                f"configured joints (first: {list(msg.name)}): another publisher on the topic; "
+                "counted as ignored.joint_states.other_joints"
+            )
 
     def _input_tick(self, stamp_ns: int) -> None:
         """A tick driven by an input sample; remembers how far its stamps lag our clock."""
@@ -680,6 +709,8 @@ class EstimatorNode(Node):
             values[f"missing.{source}"] = str(count)
         for (source, reason), count in sorted(self.rejected.items()):
             values[f"rejected.{source}.{reason}"] = str(count)
+        for (source, reason), count in sorted(self.ignored.items()):
+            values[f"ignored.{source}.{reason}"] = str(count)
         status = DiagnosticStatus()
         status.name = f"{self.get_fully_qualified_name()}: RKN estimator"
         status.hardware_id = est.name

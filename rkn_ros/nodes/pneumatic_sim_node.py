@@ -27,9 +27,9 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from rkn_ros.data.generate import load_pneumatic_params
+from rkn_ros.data.messages import MessageError
 from rkn_ros.nodes.conversions import (
     SIM_CLOCK_START_NS,
-    MessageError,
     command_to_vector,
     make_joint_state,
     ns_to_stamp,

@@ -67,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, DatasetError, ValueError) as err:
         print(f"rkn-ros train: error: {err}", file=sys.stderr)
         return 1
-    print(f"{recipe.name}: {result.epochs_done} epochs, {result.steps} steps, "
-          f"best validation NLL {result.best_val_nll:.4f} (stopped by: {result.stopped}); "
-          f"checkpoint {result.out_dir}")
+    best = (f"best validation NLL {result.best_val_nll:.4f} after epoch {result.best_epoch}"
+            if result.best_epoch else "no epoch finished")
+    print(f"{recipe.name}: {result.epochs_done} epochs, {result.steps} steps, {best} "
+          f"(stopped by: {result.stopped}); checkpoint {result.out_dir}")
+    for warning in result.warnings():
+        print(f"rkn-ros train: warning: {warning}", file=sys.stderr)
     return 0

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from rkn_ros import __version__
 from rkn_ros.core import build_model
 from rkn_ros.core.config import ModelConfig, SensorSpec
-from rkn_ros.data.dataset import SequenceDataset
+from rkn_ros.data.dataset import DatasetError, SequenceDataset
 from rkn_ros.train import evaluation
 from rkn_ros.train.allocator import keep_freed_memory
 from rkn_ros.train.checkpoint import (
@@ -61,6 +61,20 @@ class TrainResult:
     steps: int
     best_val_nll: float
     stopped: str  # "epochs" | "early_stopping" | "max_steps" | "max_time" | "time_budget"
+    best_epoch: int  # the epoch whose model was kept (0: none finished)
+    validation_sequences: int
+
+    def warnings(self) -> list[str]:
+        """What a user should hear about the run, beyond its numbers."""
+        if self.stopped == "early_stopping" and self.best_epoch == 1:
+            return [
+                f"the validation NLL was best after the first epoch and did not improve in the "
+                f"{self.epochs_done - 1} after it, so the model kept is the first epoch's. On a "
+                f"validation set of {self.validation_sequences} sequences that may be noise: "
+                "give a larger one (data.validation, data.validation_fraction) or raise "
+                "training.early_stopping_patience"
+            ]
+        return []
 
 
 def model_config_for(recipe: RecipeConfig, dataset: SequenceDataset) -> ModelConfig:
@@ -205,6 +219,14 @@ class Trainer:
             )
         else:
             train, validation = train.split(data.validation_fraction, data.split_seed)
+            if validation.num_sequences == 0:
+                # one recording imported without --window is one sequence: nothing to split
+                raise DatasetError(
+                    f"data.validation_fraction {data.validation_fraction} of "
+                    f"{train.num_sequences} training sequence(s) leaves no validation sequence: "
+                    "give data.validation a data set of its own, or more sequences "
+                    "(rkn-ros bag import --window T cuts recordings into sequences)"
+                )
         test = load_source(data.test, "validation") if data.test is not None else None
         return train, validation, test
 
@@ -324,8 +346,9 @@ class Trainer:
         bar.close()
         if test_ds is not None and stopped not in ("max_steps", "time_budget"):
             self._final_test(test_ds)
+        best_epoch = progress["epoch"] - progress["bad_epochs"]
         return TrainResult(self.out_dir, progress["epoch"], progress["step"],
-                           progress["best_val_nll"], stopped)
+                           progress["best_val_nll"], stopped, best_epoch, val_ds.num_sequences)
 
     # ------------------------------------------------------------------ saving
     def _save_best(self, model, val: TensorData, val_ds, normalization, metadata_for) -> None:
