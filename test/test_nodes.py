@@ -680,9 +680,15 @@ def test_input_resuming_after_a_long_silence_starts_a_fresh_belief(
         [resumed] = probe.feed(1)
         assert probe.t.spin_until(lambda: resumed in probe.by_stamp(probe.stddevs), 10)
         stddevs = probe.by_stamp(probe.stddevs)
-        assert stddevs[settled[-1]].position[0] < fresh_std  # ten frames narrowed the belief
-        assert stddevs[resumed].position[0] == pytest.approx(fresh_std, rel=1e-6)
-        assert probe.t.spin_until(lambda: probe.counter("gap_resets") >= 1, 5)
+        # what a failure needs to be understood: every estimate since the reset, and the node
+        seen = {(stamp - fresh) * 1e-9: round(m.position[0], 6) for stamp, m in stddevs.items()}
+        context = f"stddev by time after the first frame: {seen}\n{probe.diagnostics}\n" + (
+            process.output()
+        )
+        assert settled[-1] in stddevs, context
+        assert stddevs[settled[-1]].position[0] < fresh_std, context  # ten frames narrowed it
+        assert stddevs[resumed].position[0] == pytest.approx(fresh_std, rel=1e-6), context
+        assert probe.t.spin_until(lambda: probe.counter("gap_resets") >= 1, 5), context
     finally:
         assert process.process.poll() is None, f"estimator died:\n{process.output()}"
         assert process.stop() == 0, process.output()
