@@ -26,6 +26,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
         (f"share/{PACKAGE}/config/sim", glob("config/sim/*.yaml")),
+        (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
         *[
             (f"share/{PACKAGE}/{folder}", glob(f"{folder}/*.*"))
             for folder in sorted(set(p.rsplit("/", 1)[0] for p in glob("models/*/*.*")))

@@ -1,11 +1,12 @@
 """Image pendulum simulator + RKN estimator + monitor.
 
     ros2 launch rkn_ros pendulum_sim.launch.py [links:=1|4] [use_sim_time:=false]
-        [model_path:=PATH] [log_level:=info]
+        [model_path:=PATH] [log_level:=info] [rviz:=false]
 
 links:=1 uses config/pendulum.yaml, links:=4 config/quad_link.yaml (the same files, executables
 and remappings as `rkn-ros demo pendulum|quad_link`). Watch /rkn_estimator/state and
-/rkn_estimator/state_stddev in rqt_plot, /rkn_estimator/markers in rviz.
+/rkn_estimator/state_stddev in rqt_plot; rviz:=true opens rviz2 with rviz/pendulum.rviz: the
+estimated chain +- 2 sigma (/rkn_estimator/markers) beside the camera image.
 """
 
 import os
@@ -36,7 +37,7 @@ def _nodes(context):
     model_path = LaunchConfiguration("model_path").perform(context)
     if model_path:
         estimator_overrides["model_path"] = model_path
-    return [
+    nodes = [
         Node(
             package="rkn_ros",
             executable="pendulum_sim",
@@ -71,6 +72,20 @@ def _nodes(context):
             on_exit=_stop_all("rkn_monitor"),
         ),
     ]
+    if LaunchConfiguration("rviz").perform(context).lower() == "true":
+        view = os.path.join(get_package_share_directory("rkn_ros"), "rviz", "pendulum.rviz")
+        # closing the viewer leaves the system running
+        nodes.append(
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="rviz2",
+                arguments=["-d", view],
+                parameters=[{"use_sim_time": sim_time}],
+                output="screen",
+            )
+        )
+    return nodes
 
 
 def generate_launch_description():
@@ -89,6 +104,12 @@ def generate_launch_description():
                 "model_path", default_value="", description="checkpoint (default: the YAML's)"
             ),
             DeclareLaunchArgument("log_level", default_value="info", description="log level"),
+            DeclareLaunchArgument(
+                "rviz",
+                default_value="false",
+                description="open rviz2 on the estimate (needs rviz2, as in ros-<distro>-desktop)",
+                choices=BOOLEAN,
+            ),
             OpaqueFunction(function=_nodes),
         ]
     )

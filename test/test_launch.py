@@ -22,6 +22,7 @@ import pytest
 import rclpy
 import yaml
 from rclpy.parameter import Parameter
+from rclpy.qos import ReliabilityPolicy
 from test_nodes_support import BIN, REPO  # sets ROS_DOMAIN_ID first
 from test_runtime_support import (
     make_joint_checkpoint,
@@ -35,7 +36,7 @@ from rkn_ros.nodes.estimator_node import EstimatorNode
 from rkn_ros.nodes.monitor_node import MonitorNode
 from rkn_ros.nodes.pam_replay_node import PamReplayNode
 from rkn_ros.nodes.params import node_parameters
-from rkn_ros.nodes.pendulum_sim_node import PendulumSimNode
+from rkn_ros.nodes.pendulum_sim_node import IMAGE_QOS, PendulumSimNode
 from rkn_ros.nodes.pneumatic_sim_node import PneumaticSimNode
 
 LAUNCH = REPO / "launch"
@@ -419,10 +420,45 @@ def test_launch_files_and_demo_name_the_same_nodes_files_and_wiring(system):
         assert isinstance(node.get("on_exit"), Shutdown), node["executable"]
 
 
+@pytest.mark.parametrize("links", ["1", "4"])
+def test_rviz_opens_on_what_the_pendulum_system_publishes(links):
+    """rviz:=true adds rviz2 with rviz/pendulum.rviz, whose displays name the topics, QoS and
+    frame the launched nodes use (a wrong one shows an empty view, no error)."""
+    nodes = evaluate_launch(
+        LAUNCH / "pendulum_sim.launch.py", {"links": links, "rviz": "true", "use_sim_time": "true"}
+    )
+    *system, viewer = nodes
+    assert [n["executable"] for n in system] == ["pendulum_sim", "rkn_estimator", "rkn_monitor"]
+    assert (viewer["package"], viewer["executable"]) == ("rviz2", "rviz2")
+    assert {"use_sim_time": True} in viewer["parameters"]
+    flag, path = viewer["arguments"]
+    assert flag == "-d" and Path(path) == REPO / "rviz" / "pendulum.rviz"
+    view = yaml.safe_load(Path(path).read_text())["Visualization Manager"]
+    displays = {d["Class"]: d for d in view["Displays"]}
+    estimator = next(n for n in system if n["executable"] == "rkn_estimator")
+    params = node_parameters(yaml.safe_load(_files(estimator["parameters"])[0].read_text()),
+                             estimator["name"])
+    assert params["publish_markers"] is True
+    markers = displays["rviz_default_plugins/MarkerArray"]["Topic"]
+    assert markers["Value"] == f"/{estimator['name']}/markers"
+    assert markers["Reliability Policy"] == "Reliable"  # as the node publishes them
+    image = displays["rviz_default_plugins/Image"]["Topic"]
+    (camera,) = [target for source, target in estimator["remappings"] if source == "~/image"]
+    assert image["Value"] == "/" + camera
+    # a reliable subscription would not match the simulator's best-effort camera
+    assert IMAGE_QOS.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert image["Reliability Policy"] == "Best Effort"
+    assert view["Global Options"]["Fixed Frame"] == params["frame_id"]
+    # without the argument, no viewer
+    plain = evaluate_launch(LAUNCH / "pendulum_sim.launch.py", {"links": links})
+    assert [n["executable"] for n in plain] == ["pendulum_sim", "rkn_estimator", "rkn_monitor"]
+
+
 @pytest.mark.parametrize(
     ("launch_file", "argument", "value"),
     [
         ("pendulum_sim.launch.py", "links", "2"),
+        ("pendulum_sim.launch.py", "rviz", "yes"),
         ("pneumatic_sim.launch.py", "source", "bag"),
         ("pendulum_sim.launch.py", "use_sim_time", "yes"),
         ("estimator.launch.py", "use_sim_time", "1"),
@@ -522,7 +558,7 @@ def generate_launch_description():
 
 def test_launch_files_declare_their_arguments():
     expected = {
-        "pendulum_sim.launch.py": {"links", "use_sim_time", "model_path", "log_level"},
+        "pendulum_sim.launch.py": {"links", "use_sim_time", "model_path", "log_level", "rviz"},
         "pneumatic_sim.launch.py": {
             "source",
             "pam_file",

@@ -39,7 +39,7 @@ def test_setup_installs_resource_marker_launch_config_and_console_scripts() -> N
     source = (REPO / "setup.py").read_text()
     assert "share/ament_index/resource_index/packages" in source
     assert (REPO / "resource" / "rkn_ros").is_file()
-    for folder in ("launch", "config", "models"):
+    for folder in ("launch", "config", "models", "rviz"):
         assert f'"{folder}' in source or f"{folder}/" in source, folder
     tree = ast.parse(source)
     nodes = next(
