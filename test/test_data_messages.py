@@ -73,6 +73,19 @@ def test_colour_encodings_keep_their_channel_order(encoding: str, pixel) -> None
     assert abs(int(image_to_array(msg)[1, 2]) - round(0.299 * 200 + 0.587 * 10 + 0.114 * 30)) <= 1
 
 
+def test_data_as_a_list_or_a_strided_array_is_read_as_the_bytes_it_holds() -> None:
+    msg = _message(GREY[:, :, None], "mono8")
+    packed = np.asarray(msg.data)
+    msg.data = packed.tolist()  # a message built by hand
+    np.testing.assert_array_equal(image_to_array(msg), GREY)
+    msg.data = np.repeat(packed, 2)[::2]  # not contiguous
+    np.testing.assert_array_equal(image_to_array(msg), GREY)
+    msg.data = [300] * packed.size
+    with pytest.raises(MessageError, match="image data is not bytes") as caught:
+        image_to_array(msg)
+    assert caught.value.reason == "truncated_data"
+
+
 def test_big_endian_16_bit_is_read_in_its_byte_order() -> None:
     msg = _message(_encode(GREY, "mono16", bigendian=True), "mono16", bigendian=True)
     np.testing.assert_array_equal(image_to_array(msg), GREY.astype(np.uint16) * 257)

@@ -246,3 +246,18 @@ def test_early_stopping_that_keeps_the_first_epoch_is_warned_about(tmp_path, cap
     assert "3 epochs" in out and "after epoch 1 (stopped by: early_stopping)" in out
     assert "rkn-ros train: warning: the validation NLL was best after the first epoch" in err
     assert "validation set of 6 sequences" in err
+
+
+def test_a_diverging_run_stops_and_fails_without_claiming_a_checkpoint(tmp_path, capsys):
+    """A learning rate that turns the weights to NaN: the run stops after that epoch (it would
+    not recover) and the CLI fails, naming the log, instead of printing a checkpoint path."""
+    data = yaml.safe_load(TINY.read_text())
+    data["training"].update(lr=1e8, epochs=5)
+    path = tmp_path / "diverging.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "out"
+    assert cli(["train", str(path), "--out", str(out), "--no-progress"]) == 1
+    err = _one_error_line(capsys, "rkn-ros train: error: tiny: no epoch gave a finite validation")
+    assert "(stopped by: diverged after epoch 1)" in err and str(out / "log.csv") in err
+    assert not (out / "model.yaml").exists()
+    assert len((out / "log.csv").read_text().splitlines()) == 2  # the header and epoch 1

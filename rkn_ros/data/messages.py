@@ -53,7 +53,7 @@ def image_to_array(msg: Any, color: bool = False) -> np.ndarray:
             "step_mismatch",
             f"image step {step} is shorter than a {width}-pixel {encoding} row ({row_bytes} bytes)",
         )
-    data = np.frombuffer(msg.data, dtype=np.uint8)
+    data = _bytes(msg.data)
     if data.size != step * height:
         raise MessageError(
             "truncated_data",
@@ -70,6 +70,18 @@ def image_to_array(msg: Any, color: bool = False) -> np.ndarray:
         return np.ascontiguousarray(convert_color(image, encoding, target))
     except ImageError as err:
         raise MessageError("unknown_encoding", f"image {encoding} -> {target}: {err}") from err
+
+
+def _bytes(data: Any) -> np.ndarray:
+    """``data`` as a flat ``uint8`` array: rclpy gives ``array('B')``, rosbags an ndarray; a
+    list (a message built by hand) or a strided array is copied."""
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except (TypeError, ValueError):
+        try:
+            return np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise MessageError("truncated_data", f"image data is not bytes: {err}") from err
 
 
 def image_to_mono8(msg: Any) -> np.ndarray:

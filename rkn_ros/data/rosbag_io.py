@@ -420,7 +420,7 @@ def _read_one(path: Path, spec: BagImport) -> tuple[dict[str, np.ndarray], dict[
         )
         for conn, receive_ns, raw in messages:
             msg = _TYPESTORE.deserialize_cdr(raw, conn.msgtype)
-            if conn.topic in joints_of and joints_of[conn.topic].isdisjoint(msg.name):
+            if conn.topic in joints_of and msg.name and joints_of[conn.topic].isdisjoint(msg.name):
                 other_joints[conn.topic] += 1
                 continue
             stream = streams[conn.topic]

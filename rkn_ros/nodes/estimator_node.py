@@ -456,7 +456,7 @@ class EstimatorNode(Node):
             self._input_tick(stamp_to_ns(msg.header.stamp))
 
     def _on_joints(self, msg: JointState) -> None:
-        if self._input_joints.isdisjoint(msg.name) and self._joints_arriving():
+        if msg.name and self._input_joints.isdisjoint(msg.name) and self._joints_arriving():
             self._ignore_other_joints(msg)
             return
 
@@ -471,7 +471,8 @@ class EstimatorNode(Node):
     def _joints_arriving(self) -> bool:
         """Whether a message with the configured joints came within ``sensor_timeout``."""
         at = self._slots["joint_states"].accepted_at_ns
-        return at is not None and self._now_ns() - at <= self._timeout_ns
+        # a clock that went back (a restarted simulation) says nothing about whether they arrive
+        return at is not None and 0 <= self._now_ns() - at <= self._timeout_ns
 
     def _ignore_other_joints(self, msg: JointState) -> None:
         """A message naming none of our joints while ours arrive: another publisher on the

@@ -67,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, DatasetError, ValueError) as err:
         print(f"rkn-ros train: error: {err}", file=sys.stderr)
         return 1
+    if result.epochs_done and not result.best_epoch:
+        print(f"rkn-ros train: error: {recipe.name}: no epoch gave a finite validation NLL "
+              f"(stopped by: {result.stopped} after epoch {result.epochs_done}), so no model "
+              f"was saved; {out / 'log.csv'} has the losses. Check the data for NaN/inf and "
+              "lower training.lr", file=sys.stderr)
+        return 1
     best = (f"best validation NLL {result.best_val_nll:.4f} after epoch {result.best_epoch}"
             if result.best_epoch else "no epoch finished")
     print(f"{recipe.name}: {result.epochs_done} epochs, {result.steps} steps, {best} "

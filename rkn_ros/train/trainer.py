@@ -60,7 +60,8 @@ class TrainResult:
     epochs_done: int
     steps: int
     best_val_nll: float
-    stopped: str  # "epochs" | "early_stopping" | "max_steps" | "max_time" | "time_budget"
+    # "epochs" | "early_stopping" | "max_steps" | "max_time" | "time_budget" | "diverged"
+    stopped: str
     best_epoch: int  # the epoch whose model was kept (0: none finished)
     validation_sequences: int
 
@@ -332,6 +333,9 @@ class Trainer:
                 progress["bad_epochs"] += 1
             progress["elapsed_s"] = time.monotonic() - start
             self._save_last(model, optimizer, progress, metadata_for({}))
+            if not math.isfinite(running):  # NaN/inf weights do not come back
+                stopped = "diverged"
+                break
             patience = cfg.early_stopping_patience
             if patience and progress["bad_epochs"] >= patience:
                 stopped = "early_stopping"
