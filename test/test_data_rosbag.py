@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import types
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from rkn_ros.data.dataset import SequenceDataset
 from rkn_ros.data.generate import default_pendulum_config, generate_pendulum, generate_pneumatic
+from rkn_ros.data.messages import image_to_mono8
 from rkn_ros.data.rosbag_io import (
     BagError,
     BagImport,
@@ -506,3 +508,50 @@ def test_another_publishers_joint_states_on_the_topic_are_skipped(tmp_path: Path
     # only the other publisher's messages: said so, not "no messages"
     with pytest.raises(BagError, match=r"none of its 4 messages names any of the joints \['a'\]"):
         read_bag(_write_raw(tmp_path / "gripper_only", gripper), spec)
+
+
+def _compressed(ns: int, encoded: bytes, fmt: str):
+    return (
+        "/cam/compressed",
+        "sensor_msgs/msg/CompressedImage",
+        ns,
+        TS.types["sensor_msgs/msg/CompressedImage"](
+            header=_header(ns), format=fmt, data=np.frombuffer(encoded, dtype=np.uint8)
+        ),
+    )
+
+
+def test_compressed_recordings_import_as_their_raw_frames_would(tmp_path: Path) -> None:
+    """image_transport's compressed topic (PNG here, lossless): the same mono8 frames a raw
+    recording of the camera gives, colour made grey as the node does live."""
+    import cv2
+
+    grey = (np.arange(20, dtype=np.uint8).reshape(4, 5) * 12).astype(np.uint8)
+    colour = np.stack([grey, grey // 2, 255 - grey], axis=2)  # BGR, as OpenCV encodes it
+    def encode(ext: str, image: np.ndarray) -> bytes:
+        return cv2.imencode(ext, image)[1].tobytes()
+
+    frames = [
+        _compressed(S, encode(".png", grey), "mono8; png compressed "),
+        _compressed(S + 50 * MS, encode(".png", colour), "bgr8; png compressed"),
+        _compressed(S + 100 * MS, encode(".jpg", colour), "bgr8; jpeg compressed"),
+    ]
+    bag = _write_raw(tmp_path / "bag", [*frames, *[_joints(m[2]) for m in frames]])
+    spec = dataclasses.replace(IMAGE_IMPORT, image_topic="/cam/compressed")
+    images = read_bag(bag, spec).arrays["images"][0]
+    assert images.dtype == np.uint8 and images.shape == (3, 4, 5)
+    np.testing.assert_array_equal(images[0], grey)
+    raw_bgr = {"encoding": "bgr8", "height": 4, "width": 5, "step": 15, "is_bigendian": 0,
+               "data": colour.reshape(-1)}
+    np.testing.assert_array_equal(images[1], image_to_mono8(types.SimpleNamespace(**raw_bgr)))
+    assert np.abs(images[2].astype(int) - images[1]).max() <= 8  # JPEG is lossy
+    # a frame that does not decode, and a depth format with its own header: named, not crashed
+    for data, fmt, message in [
+        (b"\x89PNG broken", "png", r"message 0: compressed image \('png', 11 bytes\) cannot be"),
+        (encode(".png", grey), "16UC1; compressedDepth png",
+         r"message 0: compressed format '16UC1; compressedDepth png' .* is not accepted"),
+    ]:
+        messages = [_compressed(S, data, fmt), _joints(S)]
+        broken = _write_raw(tmp_path / f"broken_{len(data)}", messages)
+        with pytest.raises(BagError, match=message):
+            read_bag(broken, spec)

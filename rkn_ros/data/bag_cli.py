@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     imp.add_argument("--out", type=Path, required=True, help="data set folder to write")
     imp.add_argument("--overwrite", action="store_true", help="replace a data set in --out")
-    imp.add_argument("--image-topic", default=None, help="sensor_msgs/Image topic")
+    imp.add_argument("--image-topic", default=None,
+                     help="sensor_msgs/Image topic, or an image_transport compressed one")
     imp.add_argument("--joint-topic", default=None, help="sensor_msgs/JointState topic")
     imp.add_argument(
         "--joints",

@@ -87,7 +87,37 @@ def _bytes(data: Any) -> np.ndarray:
 def image_to_mono8(msg: Any) -> np.ndarray:
     """``sensor_msgs/Image`` -> ``uint8 [H, W]``: :func:`image_to_array`, 16-bit grey scaled
     to 8 bits (the data sets store images as mono8)."""
-    image = image_to_array(msg)
+    return _to_mono8(image_to_array(msg))
+
+
+def compressed_image_to_mono8(msg: Any) -> np.ndarray:
+    """``sensor_msgs/CompressedImage`` (JPEG or PNG, as image_transport's ``compressed``
+    plugin records them) -> ``uint8 [H, W]``.
+
+    Decoded in colour and then made grey with the same conversion the node applies to the raw
+    frames ``image_transport republish`` gives it live, so training and deployment agree.
+    """
+    import cv2  # only for compressed recordings; slow to import
+
+    if "compressedDepth" in str(msg.format):
+        raise MessageError(
+            "unknown_encoding",
+            f"compressed format {msg.format!r} (a depth image with its own header) is not "
+            "accepted; record the raw depth topic",
+        )
+    image = cv2.imdecode(_bytes(msg.data), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise MessageError(
+            "truncated_data",
+            f"compressed image ({msg.format!r}, {len(msg.data)} bytes) cannot be decoded",
+        )
+    if image.ndim == 3:  # OpenCV decodes colour as BGR or BGRA
+        encoding = "bgra8" if image.shape[2] == 4 else "bgr8"
+        image = convert_color(image.astype(np.uint8, copy=False), encoding, "mono8")
+    return _to_mono8(image)
+
+
+def _to_mono8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint16:
         image = convert_color(image, "mono16", "mono8")
     return np.ascontiguousarray(image, dtype=np.uint8)

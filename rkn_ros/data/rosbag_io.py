@@ -40,11 +40,12 @@ from tqdm import tqdm
 
 from rkn_ros import __version__
 from rkn_ros.data.dataset import FORMAT_VERSION, SequenceDataset
-from rkn_ros.data.messages import MessageError, image_to_mono8
+from rkn_ros.data.messages import MessageError, compressed_image_to_mono8, image_to_mono8
 
 LOG = logging.getLogger(__name__)
 
 IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 JOINT_STATE = "sensor_msgs/msg/JointState"
 COMMAND = "std_msgs/msg/Float64MultiArray"
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -397,9 +398,12 @@ def _read_one(path: Path, spec: BagImport) -> tuple[dict[str, np.ndarray], dict[
                     f"bag {path} has no topic {topic} ({msgtype} expected); "
                     f"topics: {sorted(present)}"
                 )
-            if present[topic] != msgtype:
+            # image_transport's compressed recordings serve as well as raw frames
+            accepted = (IMAGE, COMPRESSED_IMAGE) if msgtype == IMAGE else (msgtype,)
+            if present[topic] not in accepted:
                 raise BagError(
-                    f"bag {path} topic {topic}: type {present[topic]}, expected {msgtype}"
+                    f"bag {path} topic {topic}: type {present[topic]}, expected "
+                    f"{' or '.join(accepted)}"
                 )
         streams = {topic: _Stream(topic) for topic in wanted}
         # On a JointState topic, messages naming none of the chosen joints come from another
@@ -431,7 +435,9 @@ def _read_one(path: Path, spec: BagImport) -> tuple[dict[str, np.ndarray], dict[
                     f"{len(stream.stamps)} ({stamp} ns after {stream.stamps[-1]} ns)"
                 )
             stream.stamps.append(stamp)
-            stream.values.append(_payload(msg, conn.topic, spec, path, len(stream.stamps) - 1))
+            stream.values.append(
+                _payload(msg, conn.msgtype, conn.topic, spec, path, len(stream.stamps) - 1)
+            )
     finally:
         reader.close()
 
@@ -594,10 +600,14 @@ def _stamp_ns(msg: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def _payload(msg: Any, topic: str, spec: BagImport, path: Path, index: int) -> Any:
+def _payload(
+    msg: Any, msgtype: str, topic: str, spec: BagImport, path: Path, index: int
+) -> Any:
     where = f"bag {path} topic {topic} message {index}"
     if topic == spec.image_topic:
         try:
+            if msgtype == COMPRESSED_IMAGE:
+                return compressed_image_to_mono8(msg)
             return image_to_mono8(msg)
         except MessageError as err:
             raise BagError(f"{where}: {err}") from err
