@@ -497,17 +497,23 @@ def test_another_publishers_joint_states_on_the_topic_are_skipped(tmp_path: Path
     for k in range(4):
         topic, msgtype, _, msg = _joints(S + k * 10 * MS - 200 * MS, names=("finger",))
         gripper.append((topic, msgtype, S + k * 10 * MS + 5 * MS, msg))  # received after arm k
-    bag = _write_raw(tmp_path / "bag", sorted([*arm, *gripper], key=lambda m: m[2]))
-    spec = BagImport(dt=0.01, joint_topic="/js", joints=(JointField("a"),))
+    # the truth topic shared the same way (a simulator's truth beside another one's)
+    truth = [("/truth", *m[1:]) for m in (_joints(S + k * 10 * MS, names=("a",)) for k in range(4))]
+    other_truth = [("/truth", *m[1:]) for m in gripper[:2]]
+    messages = sorted([*arm, *gripper, *truth, *other_truth], key=lambda m: m[2])
+    bag = _write_raw(tmp_path / "bag", messages)
+    spec = BagImport(dt=0.01, joint_topic="/js", joints=(JointField("a"),), truth_topic="/truth",
+                     truth_joints=("a",))
     with caplog.at_level(logging.INFO, logger="rkn_ros.data.rosbag_io"):
         data = read_bag(bag, spec)
     np.testing.assert_array_equal(data.arrays["joint_obs"][0, :, 0], [0, 1, 2, 3])
-    assert data.arrays["joint_obs_valid"][0].all()
-    assert data.metadata["parameters"]["counts"]["bag"]["joints_other_joints"] == 4
+    assert data.arrays["joint_obs_valid"][0].all() and data.arrays["truth_valid"][0].all()
+    counts = data.metadata["parameters"]["counts"]["bag"]
+    assert counts["joints_other_joints"] == 4 and counts["truth_other_joints"] == 2
     assert "4 messages name none of the chosen joints" in caplog.text
     # only the other publisher's messages: said so, not "no messages"
     with pytest.raises(BagError, match=r"none of its 4 messages names any of the joints \['a'\]"):
-        read_bag(_write_raw(tmp_path / "gripper_only", gripper), spec)
+        read_bag(_write_raw(tmp_path / "gripper_only", [*gripper, *truth]), spec)
 
 
 def _compressed(ns: int, encoded: bytes, fmt: str):
