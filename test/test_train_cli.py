@@ -261,3 +261,26 @@ def test_a_diverging_run_stops_and_fails_without_claiming_a_checkpoint(tmp_path,
     assert "(stopped by: diverged after epoch 1)" in err and str(out / "log.csv") in err
     assert not (out / "model.yaml").exists()
     assert len((out / "log.csv").read_text().splitlines()) == 2  # the header and epoch 1
+
+
+def test_resume_goes_on_in_the_resumed_folder_and_never_over_another_run(
+    trained, tmp_path, monkeypatch, capsys
+):
+    """`--resume DIR` without `--out` used to write into runs/<name>, over whatever run was
+    there, splicing two logs; it continues in DIR. Into another run's folder it is refused."""
+    monkeypatch.chdir(tmp_path)
+    first = tmp_path / "first"
+    base = ["train", str(TINY), "--device", "cpu", "--no-progress"]
+    assert cli([*base, "--out", str(first), "--max-steps", "3"]) == 0
+    other = tmp_path / "runs" / "tiny"  # where the recipe's name would put it
+    shutil.copytree(trained, other)
+    before = (other / WEIGHTS_FILE).read_bytes()
+    capsys.readouterr()
+    assert cli([*base, "--resume", str(first / "last")]) == 0
+    assert f"checkpoint {first}" in capsys.readouterr().out
+    assert (first / "model.yaml").exists()
+    assert len((first / "log.csv").read_text().splitlines()) == 3  # header, epochs 1 and 2
+    assert (other / WEIGHTS_FILE).read_bytes() == before
+    assert cli([*base, "--resume", str(first), "--out", str(other)]) == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert (other / WEIGHTS_FILE).read_bytes() == before

@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _run_folder(resume: Path) -> Path:
+    """The training output folder that ``--resume`` names (it may name ``DIR/last``)."""
+    folder = resume.parent if resume.is_file() else resume
+    return folder.parent if folder.name == "last" else folder
+
+
 def run(args: argparse.Namespace) -> int:
     from rkn_ros.data.dataset import DatasetError
     from rkn_ros.train.checkpoint import CheckpointError
@@ -54,9 +60,12 @@ def run(args: argparse.Namespace) -> int:
 
     from rkn_ros.train.trainer import Trainer
 
-    out = Path(args.out) if args.out else Path("runs") / recipe.name
+    resumed = _run_folder(Path(args.resume)) if args.resume is not None else None
+    # a resumed run goes on in its own folder unless told otherwise
+    out = Path(args.out) if args.out else resumed or Path("runs") / recipe.name
     earlier = [name for name in ("model.yaml", "last") if (out / name).exists()]
-    if earlier and args.resume is None and not args.overwrite:
+    continuing = resumed is not None and out.resolve() == resumed.resolve()
+    if earlier and not continuing and not args.overwrite:
         print(f"rkn-ros train: error: {out} already holds a training run ({', '.join(earlier)}); "
               f"pass --resume {out} to continue it or --overwrite to start over",
               file=sys.stderr)
