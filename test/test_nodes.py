@@ -16,7 +16,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock as ClockMsg
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from test_nodes_support import REPO, NodeProcess, TestNode, start_once  # sets ROS_DOMAIN_ID first
@@ -669,6 +669,35 @@ def test_use_sim_time_follows_the_pam_replays_clock(probe_node, tmp_path):
     finally:
         assert estimator.stop() == 0, estimator.output()
         assert replay.stop() == 0, replay.output()
+
+
+def test_a_publisher_of_another_type_on_an_input_is_named_with_what_to_do(
+    checkpoints, probe_node, tmp_path
+):
+    """A camera remapped to its compressed topic: DDS never connects the two, so the node hears
+    nothing; the warning names the type the publishers send, not a remapping problem."""
+    name = "rkn_typed_estimator"
+    process = NodeProcess(
+        "rkn_estimator",
+        params={"model_path": checkpoints["monotone"], "tick_on": "image",
+                "diagnostics_period": 0.2},
+        remaps={"__node": name},
+        log=tmp_path / "typed_estimator.log",
+    )
+    try:
+        compressed = probe_node.node.create_publisher(
+            CompressedImage, f"/{name}/image", qos_profile_sensor_data
+        )
+        expected = (
+            f"nothing received on /{name}/image: its publishers send "
+            "sensor_msgs/msg/CompressedImage, this input takes sensor_msgs/msg/Image "
+            "(decompress it: ros2 run image_transport republish compressed raw)"
+        )
+        assert probe_node.spin_until(lambda: expected in process.output(), 60), process.output()
+        probe_node.node.destroy_publisher(compressed)
+    finally:
+        assert process.process.poll() is None, f"estimator died:\n{process.output()}"
+        assert process.stop() == 0, process.output()
 
 
 def test_input_resuming_after_a_long_silence_starts_a_fresh_belief(

@@ -265,6 +265,7 @@ class EstimatorNode(Node):
             )
         # the resolved names, after remapping: what a user checks a remapping against
         self._topics = {source: s.topic_name for source, s in subscriptions.items()}
+        self._topic_types = {source: _type_name(s.msg_type) for source, s in subscriptions.items()}
         self.create_service(Trigger, "~/reset", self._on_reset)
         self._tick_timer = self.create_timer(self._period, self._on_timer)
         self.create_timer(
@@ -677,6 +678,29 @@ class EstimatorNode(Node):
         self.get_logger().info(response.message)
         return response
 
+    def _warn_silent(self, source: str, topic: str) -> None:
+        expected = self._topic_types[source]
+        # DDS never connects a publisher of another type: say so, it is not a remapping problem
+        others = sorted(
+            {info.topic_type for info in self.get_publishers_info_by_topic(topic)} - {expected}
+        )
+        if not others:
+            self._throttle.warn(
+                f"{source}/silent",
+                f"nothing received on {topic} yet: is it remapped to your topic?",
+            )
+            return
+        hint = (
+            " (decompress it: ros2 run image_transport republish compressed raw)"
+            if "sensor_msgs/msg/CompressedImage" in others
+            else ""
+        )
+        self._throttle.warn(
+            f"{source}/wrong_type",
+            f"nothing received on {topic}: its publishers send {', '.join(others)}, this input "
+            f"takes {expected}{hint}",
+        )
+
     def diagnostics(self) -> DiagnosticStatus:
         """The estimator's status: latency, tick rate, counts of missing and rejected inputs."""
         now = time.monotonic()
@@ -731,14 +755,16 @@ class EstimatorNode(Node):
     def _publish_diagnostics(self) -> None:
         for source, topic in self._topics.items():
             if not self.received[source]:  # a remapping that missed goes unnoticed otherwise
-                self._throttle.warn(
-                    f"{source}/silent",
-                    f"nothing received on {topic} yet: is it remapped to your topic?",
-                )
+                self._warn_silent(source, topic)
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [self.diagnostics()]
         self.pub_diag.publish(msg)
+
+
+def _type_name(msg_type: type) -> str:
+    """``sensor_msgs.msg.Image`` -> ``sensor_msgs/msg/Image``, as the graph reports types."""
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
 
 
 def main(args: list[str] | None = None) -> int:
