@@ -561,3 +561,42 @@ def test_compressed_recordings_import_as_their_raw_frames_would(tmp_path: Path) 
         broken = _write_raw(tmp_path / f"broken_{len(data)}", messages)
         with pytest.raises(BagError, match=message):
             read_bag(broken, spec)
+
+
+def test_training_on_a_joint_only_import_warns_what_the_recipe_gets_wrong(
+    tmp_path: Path, capsys
+) -> None:
+    """A bag without a truth topic: the targets are the joint inputs. Trained without
+    observation_drop the model only learns to copy them, and a batch larger than the data set
+    makes one step per epoch; `rkn-ros train` says both before it starts."""
+    import yaml
+
+    from rkn_ros.cli import main as cli
+
+    stamps = [S + k * 50 * MS for k in range(120)]
+    bag = _write_raw(
+        tmp_path / "bag", [_joints(ns, position=(np.sin(k / 5), np.cos(k / 7))) for k, ns in
+                           enumerate(stamps)]
+    )
+    spec = BagImport(dt=0.05, joint_topic="/js", joints=(JointField("a"), JointField("b")),
+                     window=10)
+    read_bag(bag, spec).save(tmp_path / "data")
+    recipe = {
+        "name": "joints_only",
+        "seed": 0,
+        "data": {"train": {"path": str(tmp_path / "data")}, "validation_fraction": 0.25},
+        "model": {"latent_obs_dim": 2, "num_basis": 2, "bandwidth": 1},
+        "training": {"epochs": 1, "batch_size": 50, "device": "cpu", "num_threads": 1},
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = ["train", str(path), "--out", str(tmp_path / "run"), "--no-progress"]
+    assert cli(out) == 0
+    err = capsys.readouterr().err
+    assert "rkn-ros train: warning: the targets are the joint readings" in err
+    assert "Set observation_drop" in err
+    assert "training.batch_size 50 is more than the 9 training sequences" in err
+    recipe["training"].update(observation_drop=0.5, batch_size=4)
+    path.write_text(yaml.safe_dump(recipe))
+    assert cli([*out, "--overwrite"]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         result = Trainer(recipe, out, device=recipe.training.device, resume=args.resume,
-                         show_progress=not args.no_progress).run()
+                         show_progress=not args.no_progress,
+                         warn=lambda text: print(f"rkn-ros train: warning: {text}",
+                                                 file=sys.stderr)).run()
     except (CheckpointError, DatasetError, ValueError) as err:
         print(f"rkn-ros train: error: {err}", file=sys.stderr)
         return 1

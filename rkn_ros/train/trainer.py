@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -76,6 +77,28 @@ class TrainResult:
                 "training.early_stopping_patience"
             ]
         return []
+
+
+def recipe_warnings(recipe: RecipeConfig, train: SequenceDataset) -> list[str]:
+    """What in a recipe, given its training data, trains a model other than the user means."""
+    warnings = []
+    cfg = recipe.training
+    targets = train.metadata.get("targets", {})
+    copies_input = targets.get("kind") == "joints" and "joints" in train.metadata["inputs"]
+    if copies_input and cfg.observation_drop == 0.0:
+        warnings.append(
+            "the targets are the joint readings the model also takes as input (a bag imported "
+            "without a truth topic); with training.observation_drop 0 it learns to copy them "
+            "and never to estimate them without them. Set observation_drop (e.g. 0.5, "
+            "keep_first 5)"
+        )
+    if cfg.batch_size > train.num_sequences:
+        warnings.append(
+            f"training.batch_size {cfg.batch_size} is more than the {train.num_sequences} "
+            "training sequences: one optimiser step per epoch. Lower batch_size, or cut the "
+            "recordings into more sequences (rkn-ros bag import --window)"
+        )
+    return warnings
 
 
 def model_config_for(recipe: RecipeConfig, dataset: SequenceDataset) -> ModelConfig:
@@ -195,10 +218,13 @@ class Trainer:
 
     def __init__(self, recipe: RecipeConfig, out_dir: str | Path, device: str = "auto",
                  resume: str | Path | None = None, show_progress: bool = True,
-                 time_budget_s: float | None = None) -> None:
+                 time_budget_s: float | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         """``time_budget_s``: stop this invocation (resumable, like ``max_steps``) after so many
-        seconds, unlike ``training.max_time_s`` which bounds the whole run."""
+        seconds, unlike ``training.max_time_s`` which bounds the whole run. ``warn`` hears
+        :func:`recipe_warnings` before training starts (default: the ``logging`` module)."""
         self.recipe = recipe
+        self.warn = warn or logging.getLogger(__name__).warning
         self.time_budget_s = time_budget_s
         self.out_dir = Path(out_dir)
         self.device = resolve_device(device)
@@ -240,6 +266,8 @@ class Trainer:
         torch.manual_seed(recipe.seed)
         train_ds, val_ds, test_ds = self._load_data()
         model_config = model_config_for(recipe, train_ds)
+        for warning in recipe_warnings(recipe, train_ds):
+            self.warn(warning)
         normalization = compute_normalization(train_ds, cfg.normalize_targets)
         sensors = [s.name for s in model_config.sensors]
         train = to_tensors(train_ds, normalization, sensors)
