@@ -214,6 +214,7 @@ class EstimatorNode(Node):
         self._input_lag_ns = 0
         self.rejected: Counter[tuple[str, str]] = Counter()  # (input, reason) -> count
         self.missing: Counter[str] = Counter()  # input -> ticks without a usable sample
+        self.superseded: Counter[str] = Counter()  # input -> samples replaced before a tick
         self.received: Counter[str] = Counter()
         self.ignored: Counter[tuple[str, str]] = Counter()  # (input, reason) -> count
         self._other_joints_logged = False
@@ -434,6 +435,8 @@ class EstimatorNode(Node):
             return False
         if jumped:  # only for a sample that is otherwise good
             self._restart(f"{source} stamps", last - stamp_ns)
+        elif slot.value is not None:  # the tick takes the newest: this one replaces a waiting one
+            self.superseded[source] += 1
         slot.value, slot.stamp_ns, slot.last_accepted_ns = value, stamp_ns, stamp_ns
         slot.accepted_at_ns = now
         return True
@@ -732,6 +735,8 @@ class EstimatorNode(Node):
             values[f"received.{source}"] = str(count)
         for source, count in sorted(self.missing.items()):
             values[f"missing.{source}"] = str(count)
+        for source, count in sorted(self.superseded.items()):
+            values[f"superseded.{source}"] = str(count)
         for (source, reason), count in sorted(self.rejected.items()):
             values[f"rejected.{source}.{reason}"] = str(count)
         for (source, reason), count in sorted(self.ignored.items()):
