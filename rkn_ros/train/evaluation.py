@@ -220,7 +220,7 @@ def evaluate(model: torch.nn.Module, metadata: CheckpointMetadata, dataset: Sequ
     if plots is not None:
         from rkn_ros.train.plots import plot_report
 
-        plot_report(Path(plots), report, mean, var, target, list(tmeta.get("names", [])))
+        plot_report(Path(plots), report, mean, var, target, list(tmeta.get("names", [])), mask)
     return report
 
 

@@ -16,8 +16,10 @@ MAX_OUTPUTS = 4
 
 
 def plot_report(folder: Path, report: dict[str, Any], mean: np.ndarray, var: np.ndarray,
-                target: np.ndarray, names: list[str]) -> list[Path]:
-    """Write ``sequences.png`` and ``calibration.png`` into ``folder``; arrays ``[S, T, D]``."""
+                target: np.ndarray, names: list[str],
+                valid: np.ndarray | None = None) -> list[Path]:
+    """Write ``sequences.png`` and ``calibration.png`` into ``folder``; arrays ``[S, T, D]``,
+    ``valid [S, T]`` marks steps with a target (the others are not drawn, as not scored)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     n_seq = min(NUM_SEQUENCES, mean.shape[0])
@@ -31,7 +33,10 @@ def plot_report(folder: Path, report: dict[str, Any], mean: np.ndarray, var: np.
             ax.fill_between(t, mean[s, :, d] - 2 * std[s, :, d], mean[s, :, d] + 2 * std[s, :, d],
                             color="tab:blue", alpha=0.25, label="estimate +- 2 sigma")
             ax.plot(t, mean[s, :, d], color="tab:blue", lw=1.2, label="estimate")
-            ax.plot(t, target[s, :, d], color="k", lw=1.0, ls="--", label="truth")
+            truth = target[s, :, d]
+            if valid is not None:  # a gap in the line, not a drop to 0
+                truth = np.where(valid[s], truth, np.nan)
+            ax.plot(t, truth, color="k", lw=1.0, ls="--", label="truth")
             if s == 0:
                 ax.set_ylabel(names[d] if d < len(names) else f"output {d}")
             if d == 0:
