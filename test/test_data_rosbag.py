@@ -261,7 +261,13 @@ def test_image_encodings_are_converted_to_mono8(tmp_path: Path) -> None:
         (
             [_joints(S), _joints(S + 50 * MS, names=("a",), position=(1.0,))],
             BagImport(dt=0.05, joint_topic="/js", joints=(JointField("a"), JointField("b"))),
-            r"topic /js message 1: joint 'b' missing; message names \['a'\]",
+            r"topic /js message 1: joint 'b' missing; message names \['a'\] \(messages of "
+            r"different publishers on one topic are not merged",
+        ),
+        (
+            [_joints(S), _joints(S + 50 * MS)],
+            BagImport(dt=0.05, joint_topic="/js", joints=(JointField("a"),), window=5),
+            r"\(\[2\] steps of 0.05 s\) are shorter than one window of 5 steps",
         ),
         (
             [_joints(S)],

@@ -371,8 +371,10 @@ def _cut(
             cut = slice(i * spec.window, (i + 1) * spec.window)
             sequences.append({name: a[cut] for name, a in part.items()})
     if not sequences:
+        lengths = [len(next(iter(part.values()))) for part in parts]
         raise BagError(
-            f"bags {[str(p) for p in paths]} are shorter than one window of {spec.window} steps"
+            f"bags {[str(p) for p in paths]} ({lengths} steps of {spec.dt} s) are shorter than "
+            f"one window of {spec.window} steps"
         )
     return sequences
 
@@ -633,7 +635,11 @@ def _payload(
 
 def _joint_value(msg: Any, name: str, what: str, index_of: dict[str, int], where: str) -> float:
     if name not in index_of:
-        raise BagError(f"{where}: joint {name!r} missing; message names {sorted(index_of)}")
+        raise BagError(
+            f"{where}: joint {name!r} missing; message names {sorted(index_of)} (messages of "
+            "different publishers on one topic are not merged: choose joints that one "
+            "publisher sends, or merge them upstream, e.g. with joint_state_publisher)"
+        )
     values = getattr(msg, what)
     i = index_of[name]
     if len(values) <= i:

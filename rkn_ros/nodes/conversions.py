@@ -125,7 +125,9 @@ def joint_state_to_vector(msg: JointState, entries: Sequence[tuple[str, str]]) -
         i = index.get(joint)
         if i is None or arrays[field].size == 0:
             raise MessageError(
-                "missing_names", f"JointState lacks {field} of '{joint}' (has {names})"
+                "missing_names",
+                f"JointState lacks {field} of '{joint}' (has {names}; messages of different "
+                "publishers are not merged)",
             )
         out[k] = arrays[field][i]
     if not np.all(np.isfinite(out)):
