@@ -79,3 +79,37 @@ def test_evaluation_reproduces_recorded_metrics(name):
     if name == "pendulum":
         assert report["angle_rmse"] < 0.35  # radians, noisy frames included
         assert np.isfinite(report["log_likelihood"]) and report["log_likelihood"] > 1.0
+
+
+GAP = (30, 50)  # steps without any sensor reading
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_standard_deviation_grows_through_a_dropout_and_falls_after(name):
+    """What the estimator publishes when the camera (or the joint readings) drops out for 20
+    steps: the uncertainty must grow and never collapse (a near-zero sigma while blind reads as
+    certainty to whatever gates on it; the image models trained without hidden frames went to
+    0.0 within 8 steps), and fall again once readings return. The learned output variance need
+    not rise monotonically: the pneumatic model's dips to about half for a few steps at the
+    start of a gap, then grows to about twice its value before the gap."""
+    from rkn_ros.runtime import StreamingEstimator
+
+    regenerate = _regenerate_module()
+    est = StreamingEstimator.from_checkpoint(MODELS / name, device="cpu")
+    _, meta = load_checkpoint(MODELS / name, "cpu")
+    dataset = regenerate.evaluation_dataset(regenerate.EVALUATION_DATA[name], meta)
+    (sensor,) = est.inputs
+    readings = dataset.arrays[dataset.metadata["inputs"][sensor]["array"]][0]
+    actions = dataset.arrays["actions"][0] if est.action_dim else None
+    stds = []
+    for t in range(GAP[1] + 10):
+        seen = t < GAP[0] or t >= GAP[1]
+        out = est.step({sensor: readings[t] if seen else None},
+                       action=None if actions is None else actions[t])
+        stds.append(np.concatenate([out.position_std, out.velocity_std if out.velocity_std
+                                    is not None else []]))
+    stds = np.asarray(stds)  # [steps, outputs]
+    before, blind, after = stds[GAP[0] - 1], stds[GAP[0]:GAP[1]], stds[GAP[1] + 5]
+    assert (blind.min(axis=0) >= 0.25 * before).all(), (before, blind.min(axis=0))
+    assert (blind.max(axis=0) > 1.5 * before).all(), (before, blind.max(axis=0))
+    assert (after < blind.max(axis=0)).all(), (blind.max(axis=0), after)

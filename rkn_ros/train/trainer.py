@@ -74,7 +74,8 @@ class TrainResult:
                 f"{self.epochs_done - 1} after it, so the model kept is the first epoch's. On a "
                 f"validation set of {self.validation_sequences} sequences that may be noise: "
                 "give a larger one (data.validation, data.validation_fraction) or raise "
-                "training.early_stopping_patience"
+                "training.early_stopping_patience. If train_nll in log.csv rose as well, "
+                "training.lr is too high"
             ]
         return []
 
