@@ -1,6 +1,6 @@
-"""Online (streaming) against offline numbers for the action-conditioned shipped models.
+"""Online (streaming) against offline numbers for the shipped models the demos run.
 
-    .venv/bin/python benchmarks/online_vs_offline.py [--model pam|pneumatic|both]
+    .venv/bin/python benchmarks/online_vs_offline.py [--model pam|pneumatic|pendulum|both]
         [--models-dir models] [--episodes 100] [--seeds 0 1 2] [--steps 2000] [--gap-ticks 16]
 
 Offline numbers are the model's ``evaluation.json`` (``rkn-ros evaluate`` / models/regenerate.py:
@@ -23,6 +23,10 @@ over the inputs the demo feeds (``rkn-ros demo pam`` / ``rkn-ros demo pneumatic`
   drops), one unbroken run of ``--steps`` ticks per seed, scored against the true angle and
   velocity at each tick; then the same runs with ``--gap`` frames lost in every ``--gap-every``
   (the standard deviation must rise in gaps, not collapse: ``min_std``).
+- ``pendulum``: the image pendulum exactly as pendulum_sim renders it (config/pendulum.yaml:
+  one link, noisy 24x24 frames, simulator seed = ``--seeds``), ``--steps`` ticks per seed
+  (600 = the 30 s demo), scored on the angle (wrapped) as the demo's monitor does; then the same
+  runs with ``--gap`` frames lost in every ``--gap-every``.
 
 Metrics as in rkn_ros.train.evaluation: RMSE over all outputs, log-likelihood per step summed
 over outputs (physical units), share of errors within 1 and 2 standard deviations.
@@ -49,7 +53,10 @@ from rkn_ros.data.generate import load_pneumatic_params  # noqa: E402
 from rkn_ros.data.pam import ANGLE_COLUMNS, load_recording  # noqa: E402
 from rkn_ros.nodes.pneumatic_sim_node import EXCITATION_CHUNK  # noqa: E402
 from rkn_ros.runtime.estimator import StreamingEstimator  # noqa: E402
+from rkn_ros.sim.pendulum import PendulumParams  # noqa: E402
+from rkn_ros.sim.pendulum_sim import PendulumSimulator  # noqa: E402
 from rkn_ros.sim.pneumatic import PneumaticJoint, excitation  # noqa: E402
+from rkn_ros.sim.render import RenderParams  # noqa: E402
 
 LOG_2PI = math.log(2.0 * math.pi)
 # What the demos feed (config/pam.yaml, config/pneumatic.yaml).
@@ -169,6 +176,51 @@ def run_pneumatic(folder: Path, seeds: list[int], steps: int, gap: int,
     return rows
 
 
+def run_pendulum(folder: Path, seeds: list[int], steps: int, gap: int,
+                 gap_every: int) -> dict[str, dict]:
+    """Online angle metrics of the pendulum model on the demo's simulated camera, one run per
+    seed, with every frame and with ``gap`` frames lost in every ``gap_every`` ticks."""
+    est = StreamingEstimator.from_checkpoint(folder, "cpu", num_threads=1)
+    (sensor,) = est.inputs
+    params = PendulumParams.from_dict({**PendulumParams().to_dict(), "dt": est.dt})
+    rows: dict[str, dict] = {}
+    for frames in ("all frames", "with gaps"):
+        all_mean, all_std, all_target, all_missing = [], [], [], []
+        for seed in seeds:
+            # Seeded and stepped as pendulum_sim does (config/pendulum.yaml: noisy frames).
+            sim = PendulumSimulator(params, RenderParams(), seed=seed, image_noise=True)
+            image, angles, _ = sim.reset()
+            est.reset()
+            means, stds, targets, missing = [], [], [], []
+            for t in range(steps):
+                if t:
+                    image, angles, _ = sim.step()
+                lost = frames == "with gaps" and t >= gap_every and t % gap_every < gap
+                out = est.step({sensor: None if lost else image})
+                means.append(out.position[0])
+                stds.append(out.position_std[0])
+                # the error wrapped to (-pi, pi], as the monitor scores angles
+                error = (angles[0] - out.position[0] + math.pi) % (2 * math.pi) - math.pi
+                targets.append(out.position[0] + error)
+                missing.append(lost)
+            all_mean.append(np.array(means)[:, None])
+            all_std.append(np.array(stds)[:, None])
+            all_target.append(np.array(targets)[:, None])
+            all_missing.append(np.array(missing))
+            if frames == "all frames":
+                rows[f"online, seed {seed}"] = metrics(all_mean[-1], all_std[-1], all_target[-1])
+        mean, std = np.concatenate(all_mean), np.concatenate(all_std)
+        target, lost = np.concatenate(all_target), np.concatenate(all_missing)
+        label = "" if frames == "all frames" else f", {gap} of {gap_every} frames lost"
+        row = metrics(mean, std, target)
+        row["min_std"] = float(std.min())
+        rows[f"online, seeds {seeds[0]}-{seeds[-1]}{label}"] = row
+        if lost.any():
+            rows["  of which in gaps"] = metrics(mean[lost], std[lost], target[lost])
+            rows["  of which in gaps"]["min_std"] = float(std[lost].min())
+    return rows
+
+
 def offline_row(folder: Path) -> dict:
     """The recorded offline evaluation (``evaluation.json``) in the same columns."""
     report = json.loads((folder / "evaluation.json").read_text())
@@ -200,7 +252,8 @@ def print_table(name: str, rows: dict[str, dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--model", choices=("pam", "pneumatic", "both"), default="both")
+    parser.add_argument("--model", choices=("pam", "pneumatic", "pendulum", "both"),
+                        default="both", help="both = pam and pneumatic")
     parser.add_argument("--models-dir", type=Path, default=REPO / "models",
                         help="folder holding pam/ and pneumatic/ checkpoints (default models/)")
     parser.add_argument("--episodes", type=int, default=100,
@@ -208,9 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap-ticks", type=int, default=16,
                         help="coasted ticks between PAM episodes in the stream protocol")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                        help="pneumatic_sim seeds (the demo uses 0)")
+                        help="simulator seeds (the demos use 0)")
     parser.add_argument("--steps", type=int, default=2000,
-                        help="ticks per pneumatic run (2000 = the 20 s demo at 100 Hz)")
+                        help="ticks per run (2000 = the 20 s pneumatic demo at 100 Hz, 600 = "
+                        "the 30 s pendulum demo at 20 Hz)")
     parser.add_argument("--gap", type=int, default=10,
                         help="pneumatic frames lost in a row in the gap protocol (default 10)")
     parser.add_argument("--gap-every", type=int, default=40,
@@ -238,7 +292,12 @@ def main(argv: list[str] | None = None) -> int:
             recorded = json.loads((folder / "evaluation.json").read_text())
             rows["  angle only (offline)"] = {"steps": rows["offline (evaluation.json)"]["steps"],
                                     "rmse": recorded["rmse_per_output"][0]}
-        if name == "pam":
+        if name == "pendulum":
+            recorded = json.loads((folder / "evaluation.json").read_text())
+            rows["  angle only (offline)"] = {"steps": rows["offline (evaluation.json)"]["steps"],
+                                              "rmse": recorded["angle_rmse"]}
+            rows.update(run_pendulum(folder, args.seeds, args.steps, args.gap, args.gap_every))
+        elif name == "pam":
             rows.update(run_pam(folder, args.episodes, args.gap_ticks))
         else:
             rows.update(run_pneumatic(folder, args.seeds, args.steps, args.gap,
