@@ -547,19 +547,23 @@ def test_compressed_recordings_import_as_their_raw_frames_would(tmp_path: Path) 
         _compressed(S, encode(".png", grey), "mono8; png compressed "),
         _compressed(S + 50 * MS, encode(".png", colour), "bgr8; png compressed"),
         _compressed(S + 100 * MS, encode(".jpg", colour), "bgr8; jpeg compressed"),
+        _compressed(S + 150 * MS, encode(".png", colour.astype(np.uint16) * 257),
+                    "bgr16; png compressed"),
     ]
     bag = _write_raw(tmp_path / "bag", [*frames, *[_joints(m[2]) for m in frames]])
     spec = dataclasses.replace(IMAGE_IMPORT, image_topic="/cam/compressed")
     images = read_bag(bag, spec).arrays["images"][0]
-    assert images.dtype == np.uint8 and images.shape == (3, 4, 5)
+    assert images.dtype == np.uint8 and images.shape == (4, 4, 5)
     np.testing.assert_array_equal(images[0], grey)
     raw_bgr = {"encoding": "bgr8", "height": 4, "width": 5, "step": 15, "is_bigendian": 0,
                "data": colour.reshape(-1)}
     np.testing.assert_array_equal(images[1], image_to_mono8(types.SimpleNamespace(**raw_bgr)))
     assert np.abs(images[2].astype(int) - images[1]).max() <= 8  # JPEG is lossy
+    assert np.abs(images[3].astype(int) - images[1]).max() <= 1  # 16 bits scaled, not wrapped
     # a frame that does not decode, and a depth format with its own header: named, not crashed
     for data, fmt, message in [
         (b"\x89PNG broken", "png", r"message 0: compressed image \('png', 11 bytes\) cannot be"),
+        (b"", "jpeg", r"message 0: compressed image \('jpeg', 0 bytes\) cannot be decoded"),
         (encode(".png", grey), "16UC1; compressedDepth png",
          r"message 0: compressed format '16UC1; compressedDepth png' .* is not accepted"),
     ]:

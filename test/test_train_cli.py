@@ -283,4 +283,16 @@ def test_resume_goes_on_in_the_resumed_folder_and_never_over_another_run(
     assert (other / WEIGHTS_FILE).read_bytes() == before
     assert cli([*base, "--resume", str(first), "--out", str(other)]) == 2
     assert "already holds a training run" in capsys.readouterr().err
+    # --overwrite does not make that a fresh start: the resumed run's log would be spliced in
+    assert cli([*base, "--resume", str(first), "--out", str(other), "--overwrite"]) == 2
+    assert "pass one of them" in capsys.readouterr().err
     assert (other / WEIGHTS_FILE).read_bytes() == before
+    # a copy of last/ kept elsewhere has no run folder to go on in: --out is needed
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(first / "last", snapshot)
+    assert cli([*base, "--resume", str(snapshot)]) == 2
+    assert "pass --out for the continued run" in capsys.readouterr().err
+    assert not (snapshot / "last").exists()
+    assert cli([*base, "--resume", str(snapshot), "--out", str(tmp_path / "from_snapshot")]) == 0
+    assert cli([*base, "--resume", str(tmp_path / "nowhere")]) == 2
+    assert "holds no training_state.yaml" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from rosbags.image.image import ImageError, convert_color, to_cvtype
 # What cameras send: grey (8 and 16 bit, also as the OpenCV-style 8UC1/16UC1 of depth and
 # industrial cameras) and colour with or without alpha. Anything else is refused by name.
 IMAGE_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1", "rgb8", "bgr8", "rgba8", "bgra8")
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"  # image_transport's compressed frames
 # The OpenCV-style names say nothing about colour; they are grey, as their cameras mean them.
 _GREY_ALIASES = {"8UC1": "mono8", "16UC1": "mono16"}
 
@@ -94,8 +95,9 @@ def compressed_image_to_mono8(msg: Any) -> np.ndarray:
     """``sensor_msgs/CompressedImage`` (JPEG or PNG, as image_transport's ``compressed``
     plugin records them) -> ``uint8 [H, W]``.
 
-    Decoded in colour and then made grey with the same conversion the node applies to the raw
-    frames ``image_transport republish`` gives it live, so training and deployment agree.
+    Decoded as stored (grey or colour, 8 or 16 bit), then made grey with the same conversion
+    the node applies to the raw frames ``image_transport republish`` gives it live, so training
+    and deployment agree.
     """
     import cv2  # only for compressed recordings; slow to import
 
@@ -105,15 +107,20 @@ def compressed_image_to_mono8(msg: Any) -> np.ndarray:
             f"compressed format {msg.format!r} (a depth image with its own header) is not "
             "accepted; record the raw depth topic",
         )
-    image = cv2.imdecode(_bytes(msg.data), cv2.IMREAD_UNCHANGED)
-    if image is None:
+    data = _bytes(msg.data)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error:  # OpenCV raises on some broken streams, returns None on others
+        image = None
+    if image is None or image.dtype not in (np.uint8, np.uint16):
         raise MessageError(
             "truncated_data",
             f"compressed image ({msg.format!r}, {len(msg.data)} bytes) cannot be decoded",
         )
-    if image.ndim == 3:  # OpenCV decodes colour as BGR or BGRA
-        encoding = "bgra8" if image.shape[2] == 4 else "bgr8"
-        image = convert_color(image.astype(np.uint8, copy=False), encoding, "mono8")
+    if image.ndim == 3:  # OpenCV decodes colour as BGR or BGRA, 8 or 16 bit
+        bits = "16" if image.dtype == np.uint16 else "8"
+        encoding = ("bgra" if image.shape[2] == 4 else "bgr") + bits
+        image = convert_color(image, encoding, "mono" + bits)
     return _to_mono8(image)
 
 

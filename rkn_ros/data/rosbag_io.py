@@ -40,12 +40,16 @@ from tqdm import tqdm
 
 from rkn_ros import __version__
 from rkn_ros.data.dataset import FORMAT_VERSION, SequenceDataset
-from rkn_ros.data.messages import MessageError, compressed_image_to_mono8, image_to_mono8
+from rkn_ros.data.messages import (
+    COMPRESSED_IMAGE,
+    MessageError,
+    compressed_image_to_mono8,
+    image_to_mono8,
+)
 
 LOG = logging.getLogger(__name__)
 
 IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 JOINT_STATE = "sensor_msgs/msg/JointState"
 COMMAND = "std_msgs/msg/Float64MultiArray"
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}

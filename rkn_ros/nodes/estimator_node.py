@@ -37,7 +37,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
-from rkn_ros.data.messages import MessageError, image_to_array
+from rkn_ros.data.messages import COMPRESSED_IMAGE, MessageError, image_to_array
 from rkn_ros.nodes.conversions import (
     check_stamp,
     command_to_vector,
@@ -681,27 +681,22 @@ class EstimatorNode(Node):
         self.get_logger().info(response.message)
         return response
 
-    def _warn_silent(self, source: str, topic: str) -> None:
+    def _silent_message(self, source: str, topic: str) -> str:
         expected = self._topic_types[source]
         # DDS never connects a publisher of another type: say so, it is not a remapping problem
         others = sorted(
             {info.topic_type for info in self.get_publishers_info_by_topic(topic)} - {expected}
         )
         if not others:
-            self._throttle.warn(
-                f"{source}/silent",
-                f"nothing received on {topic} yet: is it remapped to your topic?",
-            )
-            return
+            return f"nothing received on {topic} yet: is it remapped to your topic?"
         hint = (
             " (decompress it: ros2 run image_transport republish compressed raw)"
-            if "sensor_msgs/msg/CompressedImage" in others
+            if COMPRESSED_IMAGE in others
             else ""
         )
-        self._throttle.warn(
-            f"{source}/wrong_type",
+        return (
             f"nothing received on {topic}: its publishers send {', '.join(others)}, this input "
-            f"takes {expected}{hint}",
+            f"takes {expected}{hint}"
         )
 
     def diagnostics(self) -> DiagnosticStatus:
@@ -760,7 +755,9 @@ class EstimatorNode(Node):
     def _publish_diagnostics(self) -> None:
         for source, topic in self._topics.items():
             if not self.received[source]:  # a remapping that missed goes unnoticed otherwise
-                self._warn_silent(source, topic)
+                self._throttle.warn(
+                    f"{source}/silent", lambda s=source, t=topic: self._silent_message(s, t)
+                )
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [self.diagnostics()]

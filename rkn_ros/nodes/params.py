@@ -114,8 +114,9 @@ class Throttle:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def warn(self, key: str, message: str) -> None:
-        """Warn about ``key`` unless one was logged less than ``period`` ago."""
+    def warn(self, key: str, message: str | Callable[[], str]) -> None:
+        """Warn about ``key`` unless one was logged less than ``period`` ago; a callable
+        ``message`` is only called when the line is logged (for messages costly to make)."""
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self._period:
@@ -124,7 +125,7 @@ class Throttle:
         skipped = self._suppressed.pop(key, 0)
         suffix = f" ({skipped} more since the last warning)" if skipped else ""
         self._last[key] = now
-        self._node.get_logger().warning(message + suffix)
+        self._node.get_logger().warning((message() if callable(message) else message) + suffix)
 
 
 def fail_startup(node_name: str, message: str) -> int:

@@ -26,12 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _run_folder(resume: Path) -> Path:
-    """The training output folder that ``--resume`` names (it may name ``DIR/last``)."""
-    folder = resume.parent if resume.is_file() else resume
-    return folder.parent if folder.name == "last" else folder
-
-
 def run(args: argparse.Namespace) -> int:
     from rkn_ros.data.dataset import DatasetError
     from rkn_ros.train.checkpoint import CheckpointError
@@ -58,9 +52,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"rkn-ros train: error: {err}", file=sys.stderr)
         return 2
 
-    from rkn_ros.train.trainer import Trainer
+    from rkn_ros.train.trainer import Trainer, resume_run_folder
 
-    resumed = _run_folder(Path(args.resume)) if args.resume is not None else None
+    resumed = None
+    if args.resume is not None:
+        if args.overwrite:
+            print("rkn-ros train: error: --resume continues a run and --overwrite starts one "
+                  "over: pass one of them", file=sys.stderr)
+            return 2
+        try:
+            resumed = resume_run_folder(Path(args.resume))
+        except CheckpointError as err:
+            print(f"rkn-ros train: error: {err}", file=sys.stderr)
+            return 2
+        if resumed is None and args.out is None:
+            print(f"rkn-ros train: error: --resume {args.resume} is a training state kept "
+                  "outside a training output folder: pass --out for the continued run",
+                  file=sys.stderr)
+            return 2
     # a resumed run goes on in its own folder unless told otherwise
     out = Path(args.out) if args.out else resumed or Path("runs") / recipe.name
     earlier = [name for name in ("model.yaml", "last") if (out / name).exists()]

@@ -80,6 +80,26 @@ class TrainResult:
         return []
 
 
+def resume_state_folder(resume: Path) -> Path:
+    """The folder with the training state that ``--resume`` names: a training output folder's
+    ``last/``, that ``last/`` itself, a file in it, or a copy of it kept elsewhere."""
+    folder = resume.parent if resume.is_file() else resume
+    if not (folder / STATE_FILE).exists() and (folder / "last" / STATE_FILE).exists():
+        folder = folder / "last"
+    if not (folder / STATE_FILE).exists():
+        raise CheckpointError(
+            f"resume: {resume} holds no {STATE_FILE} (give a training output folder or its "
+            "last/ folder)"
+        )
+    return folder
+
+
+def resume_run_folder(resume: Path) -> Path | None:
+    """The training output folder ``--resume`` continues, or None for a state kept elsewhere."""
+    state = resume_state_folder(resume)
+    return state.parent if state.name == "last" else None
+
+
 def recipe_warnings(recipe: RecipeConfig, train: SequenceDataset) -> list[str]:
     """What in a recipe, given its training data, trains a model other than the user means."""
     warnings = []
@@ -398,16 +418,7 @@ class Trainer:
         (last / STATE_FILE).write_text(yaml.safe_dump(_plain_floats(state), sort_keys=True))
 
     def _restore(self, model, optimizer, config: ModelConfig) -> dict:
-        folder = self.resume
-        if folder.is_file():
-            folder = folder.parent
-        if not (folder / STATE_FILE).exists() and (folder / "last" / STATE_FILE).exists():
-            folder = folder / "last"
-        if not (folder / STATE_FILE).exists():
-            raise CheckpointError(
-                f"resume: {self.resume} holds no {STATE_FILE} (give a training output folder "
-                "or its last/ folder)"
-            )
+        folder = resume_state_folder(self.resume)
         state = yaml.safe_load((folder / STATE_FILE).read_text())
         from rkn_ros.train.checkpoint import load_weights_into, read_metadata
 
