@@ -82,6 +82,9 @@ def test_evaluation_reproduces_recorded_metrics(name):
 
 
 GAP = (30, 50)  # steps without any sensor reading
+# An angle known only to lie on the circle (uniform) has this standard deviation: the most a
+# (sin, cos) model can report, so an output already near it cannot grow by half again.
+UNIFORM_ANGLE_STD = np.pi / np.sqrt(3.0)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -91,7 +94,9 @@ def test_the_standard_deviation_grows_through_a_dropout_and_falls_after(name):
     certainty to whatever gates on it; the image models trained without hidden frames went to
     0.0 within 8 steps), and fall again once readings return. The learned output variance need
     not rise monotonically: the pneumatic model's dips to about half for a few steps at the
-    start of a gap, then grows to about twice its value before the gap."""
+    start of a gap, then grows to about twice its value before the gap. The quad-link model's
+    outer link is uncertain already (sigma 1.3 rad) and can only rise towards the uniform
+    angle's 1.81; its outer links are found again 10-30 steps after the frames return."""
     from rkn_ros.runtime import StreamingEstimator
 
     regenerate = _regenerate_module()
@@ -102,14 +107,18 @@ def test_the_standard_deviation_grows_through_a_dropout_and_falls_after(name):
     readings = dataset.arrays[dataset.metadata["inputs"][sensor]["array"]][0]
     actions = dataset.arrays["actions"][0] if est.action_dim else None
     stds = []
-    for t in range(GAP[1] + 10):
+    for t in range(GAP[1] + 30):
         seen = t < GAP[0] or t >= GAP[1]
         out = est.step({sensor: readings[t] if seen else None},
                        action=None if actions is None else actions[t])
         stds.append(np.concatenate([out.position_std, out.velocity_std if out.velocity_std
                                     is not None else []]))
     stds = np.asarray(stds)  # [steps, outputs]
-    before, blind, after = stds[GAP[0] - 1], stds[GAP[0]:GAP[1]], stds[GAP[1] + 5]
+    before, blind, after = stds[GAP[0] - 1], stds[GAP[0]:GAP[1]], stds[GAP[1]:]
     assert (blind.min(axis=0) >= 0.25 * before).all(), (before, blind.min(axis=0))
-    assert (blind.max(axis=0) > 1.5 * before).all(), (before, blind.max(axis=0))
-    assert (after < blind.max(axis=0)).all(), (blind.max(axis=0), after)
+    ceiling = UNIFORM_ANGLE_STD if EXPECTED[name][1] == "sincos" else np.inf
+    grown = np.minimum(1.5 * before, 0.8 * ceiling)
+    assert (blind.max(axis=0) > grown).all(), (before, blind.max(axis=0))
+    # within 30 steps after readings return (the quad-link model's outer links take 10 or more
+    # to be found again)
+    assert (after.min(axis=0) < blind.max(axis=0)).all(), (blind.max(axis=0), after.min(axis=0))
