@@ -136,7 +136,7 @@ def run_pneumatic(folder: Path, seeds: list[int], steps: int, gap: int,
                                              num_threads=1)
     rows: dict[str, dict] = {}
     for frames in ("all frames", "with gaps"):
-        all_mean, all_std, all_target, all_missing = [], [], [], []
+        runs = []
         for seed in seeds:
             # Seeded as pneumatic_sim seeds its joint and its excitation generator.
             joint = PneumaticJoint(params, seed=seed)
@@ -157,23 +157,35 @@ def run_pneumatic(folder: Path, seeds: list[int], steps: int, gap: int,
                 targets.append([truth.angle, truth.velocity])
                 missing.append(lost)
                 measurement, truth = joint.step(command)
-            all_mean.append(np.array(means))
-            all_std.append(np.array(stds))
-            all_target.append(np.array(targets, dtype=np.float64))
-            all_missing.append(np.array(missing))
-            if frames == "all frames":
-                rows[f"online, seed {seed}"] = metrics(all_mean[-1], all_std[-1], all_target[-1])
-        mean, std = np.concatenate(all_mean), np.concatenate(all_std)
-        target, lost = np.concatenate(all_target), np.concatenate(all_missing)
+            runs.append((np.array(means), np.array(stds), np.array(targets, dtype=np.float64),
+                         np.array(missing)))
         label = "" if frames == "all frames" else f", {gap} of {gap_every} frames lost"
-        rows[f"online, seeds {seeds[0]}-{seeds[-1]}{label}"] = metrics(mean, std, target)
-        rows[f"online, seeds {seeds[0]}-{seeds[-1]}{label}"]["min_std"] = float(std.min())
+        mean, std, target, lost = add_run_rows(rows, runs, seeds, label)
         # The demo's monitor scores the angle only.
         rows[f"  angle only{label}"] = metrics(mean[:, :1], std[:, :1], target[:, :1])
-        if lost.any():
-            rows["  of which in gaps"] = metrics(mean[lost], std[lost], target[lost])
-            rows["  of which in gaps"]["min_std"] = float(std[lost].min())
+        add_gap_rows(rows, mean, std, target, lost)
     return rows
+
+
+def add_run_rows(rows: dict[str, dict], runs: list[tuple[np.ndarray, ...]], seeds: list[int],
+                 label: str) -> tuple[np.ndarray, ...]:
+    """Rows for each seed's run (every frame only) and for all of them; ``runs`` holds
+    ``(mean, std, target [steps, outputs], missing [steps])`` per seed. Returns them joined."""
+    if not label:
+        for seed, (mean, std, target, _) in zip(seeds, runs, strict=True):
+            rows[f"online, seed {seed}"] = metrics(mean, std, target)
+    mean, std, target, lost = (np.concatenate(part) for part in zip(*runs, strict=True))
+    rows[f"online, seeds {seeds[0]}-{seeds[-1]}{label}"] = {
+        **metrics(mean, std, target), "min_std": float(std.min())}
+    return mean, std, target, lost
+
+
+def add_gap_rows(rows: dict[str, dict], mean: np.ndarray, std: np.ndarray, target: np.ndarray,
+                 lost: np.ndarray) -> None:
+    """The row of the steps without a reading, if any."""
+    if lost.any():
+        rows["  of which in gaps"] = {
+            **metrics(mean[lost], std[lost], target[lost]), "min_std": float(std[lost].min())}
 
 
 def run_pendulum(folder: Path, seeds: list[int], steps: int, gap: int,
@@ -185,7 +197,7 @@ def run_pendulum(folder: Path, seeds: list[int], steps: int, gap: int,
     params = PendulumParams.from_dict({**PendulumParams().to_dict(), "dt": est.dt})
     rows: dict[str, dict] = {}
     for frames in ("all frames", "with gaps"):
-        all_mean, all_std, all_target, all_missing = [], [], [], []
+        runs = []
         for seed in seeds:
             # Seeded and stepped as pendulum_sim does (config/pendulum.yaml: noisy frames).
             sim = PendulumSimulator(params, RenderParams(), seed=seed, image_noise=True)
@@ -203,21 +215,10 @@ def run_pendulum(folder: Path, seeds: list[int], steps: int, gap: int,
                 error = (angles[0] - out.position[0] + math.pi) % (2 * math.pi) - math.pi
                 targets.append(out.position[0] + error)
                 missing.append(lost)
-            all_mean.append(np.array(means)[:, None])
-            all_std.append(np.array(stds)[:, None])
-            all_target.append(np.array(targets)[:, None])
-            all_missing.append(np.array(missing))
-            if frames == "all frames":
-                rows[f"online, seed {seed}"] = metrics(all_mean[-1], all_std[-1], all_target[-1])
-        mean, std = np.concatenate(all_mean), np.concatenate(all_std)
-        target, lost = np.concatenate(all_target), np.concatenate(all_missing)
+            runs.append((np.array(means)[:, None], np.array(stds)[:, None],
+                         np.array(targets)[:, None], np.array(missing)))
         label = "" if frames == "all frames" else f", {gap} of {gap_every} frames lost"
-        row = metrics(mean, std, target)
-        row["min_std"] = float(std.min())
-        rows[f"online, seeds {seeds[0]}-{seeds[-1]}{label}"] = row
-        if lost.any():
-            rows["  of which in gaps"] = metrics(mean[lost], std[lost], target[lost])
-            rows["  of which in gaps"]["min_std"] = float(std[lost].min())
+        add_gap_rows(rows, *add_run_rows(rows, runs, seeds, label))
     return rows
 
 

@@ -128,6 +128,16 @@ class Throttle:
         self._node.get_logger().warning((message() if callable(message) else message) + suffix)
 
 
+def _shutdown_follows(timeout: float) -> bool:
+    """Whether rclpy's context is (or within ``timeout`` seconds becomes) shut down."""
+    deadline = time.monotonic() + timeout
+    while rclpy.ok():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def fail_startup(node_name: str, message: str) -> int:
     """One clear line on stderr for a node that cannot start; returns the exit code."""
     print(f"[FATAL] {node_name}: {message}", file=sys.stderr, flush=True)
@@ -165,9 +175,12 @@ def run_node(
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C, SIGTERM or a launch shutdown: leave quietly
     except RuntimeError:
-        if rclpy.ok():
+        # Ctrl-C or SIGTERM: rclpy's signal handler shuts the context down on its own thread.
+        # A publish or a message take racing with it fails with a RuntimeError ("Unable to
+        # convert call argument '0' to Python object", seen at about 1 stop in 30) while
+        # rclpy.ok() may still say True for a moment. Only an error without a shutdown is ours.
+        if not _shutdown_follows(timeout=0.5):
             raise
-        # else: the shutdown signal landed while a callback was publishing; nothing was lost
     finally:
         if on_exit is not None:
             on_exit(node)
