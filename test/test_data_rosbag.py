@@ -356,6 +356,10 @@ def test_cli_export_then_import(pneumatic: SequenceDataset, tmp_path: Path, caps
                 "rad,bar,bar",
                 "--command-topic",
                 "/pneumatic_sim/command",
+                "--command-names",
+                "p_set_flexor,p_set_extensor",
+                "--command-units",
+                "bar,bar",
                 "--window",
                 "10",
                 "--out",
@@ -368,6 +372,8 @@ def test_cli_export_then_import(pneumatic: SequenceDataset, tmp_path: Path, caps
     original = pneumatic
     assert len(back) == 3
     assert back.metadata["inputs"]["joints"]["units"] == ["rad", "bar", "bar"]
+    assert back.metadata["actions"]["names"] == pneumatic.metadata["actions"]["names"]
+    assert back.metadata["actions"]["units"] == ["bar", "bar"]
     np.testing.assert_array_equal(
         back.arrays["joint_obs"].reshape(30, 3), original.arrays["joint_obs"][1]
     )
@@ -493,6 +499,31 @@ def test_nonfinite_joints_and_held_commands_are_counted_and_logged(
     assert counts["joints_nonfinite"] == 1 and counts["commands_held"] == 3
     assert "1 steps with NaN/inf joint values marked missing" in caplog.text
     assert "3 steps without a command hold the previous one" in caplog.text
+    # without names the commands still get names and units in the metadata
+    actions = data.metadata["actions"]
+    assert (actions["names"], actions["units"]) == (["command_0", "command_1"], ["1", "1"])
+
+
+def test_command_names_and_units_reach_the_data_set_metadata(tmp_path: Path) -> None:
+    """What each command value drives, given at import, is stored with the data set (training
+    copies it into the checkpoint, whose node names it for a command of the wrong length); a
+    count that does not match the commands is an error naming both."""
+    joints = [_joints(S + k * 10 * MS, position=(k, 0.0)) for k in range(5)]
+    commands = [_command(S + k * 10 * MS, (1.0, 2.0)) for k in range(5)]
+    bag = _write_raw(tmp_path / "bag", sorted([*joints, *commands], key=lambda m: m[2]))
+    base = {"dt": 0.01, "joint_topic": "/js", "joints": (JointField("a"),), "command_topic": "/cmd"}
+    spec = BagImport(**base, command_names=("flexor", "extensor"), command_units=("bar", "bar"))
+    data = read_bag(bag, spec)
+    assert data.metadata["actions"]["names"] == ["flexor", "extensor"]
+    assert data.metadata["actions"]["units"] == ["bar", "bar"]
+    data.save(tmp_path / "ds")
+    assert SequenceDataset.load(tmp_path / "ds").metadata["actions"]["units"] == ["bar", "bar"]
+    with pytest.raises(BagError, match=r"commands hold 2 values, command names \['flexor'\]"):
+        read_bag(bag, BagImport(**base, command_names=("flexor",)))
+    with pytest.raises(BagError, match="command_units has 1 entries for 2 command names"):
+        BagImport(**base, command_names=("flexor", "extensor"), command_units=("bar",))
+    with pytest.raises(BagError, match="command names or units given without a command topic"):
+        BagImport(dt=0.01, joint_topic="/js", joints=(JointField("a"),), command_names=("f",))
 
 
 def test_another_publishers_joint_states_on_the_topic_are_skipped(tmp_path: Path, caplog) -> None:

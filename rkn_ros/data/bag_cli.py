@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "    --joints pam_joint,pam_flexor:effort,pam_extensor:effort \\\n"
         "    --joint-units rad,bar,bar \\\n"
         "    --command-topic /pneumatic_sim/command \\\n"
+        "    --command-names p_set_flexor,p_set_extensor --command-units bar,bar \\\n"
         "    --truth-topic /pneumatic_sim/joint_states_truth --truth-joints pam_joint\n"
         "steps are aligned by header stamp on a grid of --dt; see docs/data.md",
     )
@@ -69,6 +70,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="units of the --joints columns, comma separated (default: rad, rad/s, 1 by field)",
     )
     imp.add_argument("--command-topic", default=None, help="std_msgs/Float64MultiArray topic")
+    imp.add_argument(
+        "--command-names",
+        default=None,
+        help="what each command value drives, comma separated (default command_0, command_1, ...)",
+    )
+    imp.add_argument(
+        "--command-units",
+        default=None,
+        help="units of the --command-names values, comma separated (default 1)",
+    )
     imp.add_argument("--truth-topic", default=None, help="JointState topic with true angles")
     imp.add_argument("--truth-joints", default=None, help="joints on the truth topic")
     imp.add_argument(
@@ -110,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
             joints=tuple(JointField.parse(text) for text in _names(args.joints)),
             joint_units=_names(args.joint_units),
             command_topic=args.command_topic,
+            command_names=_names(args.command_names),
+            command_units=_names(args.command_units),
             truth_topic=args.truth_topic,
             truth_joints=_names(args.truth_joints),
             targets=args.targets,

@@ -258,6 +258,9 @@ class BagImport:
     targets: str = "auto"  # auto | joints | truth | truth_sincos
     window: int = 0  # > 0: cut the recording into sequences of this many steps
     joint_units: tuple[str, ...] = field(default=())  # per joint; default from the field
+    # per command value (a forward command controller's joints); default command_<i>, unit 1
+    command_names: tuple[str, ...] = field(default=())
+    command_units: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         _dt_ns(self.dt)
@@ -289,6 +292,13 @@ class BagImport:
         if self.joint_units and len(self.joint_units) != len(self.joints):
             raise BagError(
                 f"joint_units has {len(self.joint_units)} entries for {len(self.joints)} joints"
+            )
+        if (self.command_names or self.command_units) and not self.command_topic:
+            raise BagError("command names or units given without a command topic")
+        if self.command_units and len(self.command_units) != len(self.command_names):
+            raise BagError(
+                f"command_units has {len(self.command_units)} entries for "
+                f"{len(self.command_names)} command names (units need names)"
             )
 
     @property
@@ -341,7 +351,8 @@ def read_bag(
 
     sequences = _cut(parts, spec, paths)
     arrays = {name: np.stack([seq[name] for seq in sequences]) for name in sequences[0]}
-    metadata = _import_metadata(spec, paths, counts, image_shape)
+    action_dim = parts[0]["actions"].shape[-1] if "actions" in parts[0] else 0
+    metadata = _import_metadata(spec, paths, counts, image_shape, action_dim)
     dataset = SequenceDataset(arrays=arrays, metadata=metadata)
     dataset.validate(source=f"bag import of {', '.join(str(p) for p in paths)}")
     return dataset
@@ -512,6 +523,11 @@ def _read_one(path: Path, spec: BagImport) -> tuple[dict[str, np.ndarray], dict[
                 f"{sorted(widths)}; expected one length"
             )
         (width,) = widths
+        if spec.command_names and len(spec.command_names) != width:
+            raise BagError(
+                f"bag {path} topic {spec.command_topic}: commands hold {width} values, "
+                f"command names {list(spec.command_names)} name {len(spec.command_names)}"
+            )
         actions = np.zeros((steps, width), dtype=np.float32)
         last = np.zeros(width, dtype=np.float32)
         held = 0
@@ -659,6 +675,7 @@ def _import_metadata(
     paths: list[Path],
     counts: dict[str, dict[str, int]],
     image_shape: tuple[int, ...] | None,
+    action_dim: int,
 ) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     if spec.image_topic:
@@ -691,7 +708,12 @@ def _import_metadata(
     targets.update({"array": "targets", "valid": "targets_valid", "kind": kind})
     actions = None
     if spec.command_topic:
-        actions = {"array": "actions", "topic": spec.command_topic}
+        actions = {
+            "array": "actions",
+            "names": list(spec.command_names) or [f"command_{i}" for i in range(action_dim)],
+            "units": list(spec.command_units) or ["1"] * action_dim,
+            "topic": spec.command_topic,
+        }
     truth = None
     if spec.truth_topic:
         truth = {
