@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
+from sensor_msgs.msg import JointState
 
 from rkn_ros.data.dataset import SequenceDataset
 from rkn_ros.data.generate import default_pendulum_config, generate_pendulum, generate_pneumatic
@@ -26,6 +27,7 @@ from rkn_ros.data.rosbag_io import (
     read_bag,
     write_bag,
 )
+from rkn_ros.nodes.conversions import joint_state_to_vector, parse_joint_entries
 from rkn_ros.sim.pneumatic import PneumaticParams
 
 TS = get_typestore(Stores.ROS2_KILTED)
@@ -115,6 +117,24 @@ def test_pneumatic_episode_round_trip(
     assert back.metadata["parameters"]["counts"]["bag"]["joints_missing_steps"] == missing
     assert f"{missing} steps without a message (missing)" in caplog.text
     assert back.metadata["inputs"]["joints"]["names"] == joint_labels(data)
+
+
+def test_the_node_reads_an_imported_models_joint_columns_as_they_were_imported(
+    pneumatic: SequenceDataset, tmp_path: Path
+) -> None:
+    """Imported columns are named ``NAME:FIELD`` (the import's syntax). A checkpoint trained on
+    them carries those names, and the node, left to the checkpoint's names, must read each
+    column from the same JointState field (it once read them all as positions of joints named
+    ``pam_flexor:effort``, so every message was refused and the node only coasted)."""
+    write_bag(pneumatic, tmp_path / "bag", sequence=0, storage="sqlite3")
+    spec = pneumatic_import(pneumatic)
+    names = read_bag(tmp_path / "bag", spec).metadata["inputs"]["joints"]["names"]
+    assert names == ["pam_joint", "pam_flexor:effort", "pam_extensor:effort"]
+    entries = parse_joint_entries(names)
+    assert entries == [(j.name, j.field) for j in spec.joints]
+    msg = JointState(name=["pam_extensor", "pam_joint", "pam_flexor"],
+                     position=[0.0, 0.25, 0.0], effort=[3.5, 0.0, 2.5])
+    np.testing.assert_array_equal(joint_state_to_vector(msg, entries), [0.25, 2.5, 3.5])
 
 
 def _write_raw(

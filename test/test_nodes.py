@@ -316,6 +316,7 @@ def joint_estimator(checkpoints, probe_node, image_estimator, tmp_path_factory):
             "diagnostics_period": 0.2,
             "sensor_timeout": 0.5,
             "cpu_affinity": f"[{PIN_CPU}]",
+            "reset_after_gap": 5.0,  # ignored ticking on the timer: warned about at start-up
         },
         remaps={"__node": "joint_estimator"},
         log=log,
@@ -491,6 +492,8 @@ def test_the_node_names_its_topics_and_warns_about_an_input_never_heard_from(joi
     output = process.output()
     assert "from ['/joint_estimator/command', '/joint_estimator/joint_states']" in output
     assert "nothing received on /joint_estimator/joint_states yet" in output
+    # a parameter that cannot act in this configuration says so instead of doing nothing
+    assert "reset_after_gap is ignored with tick_on: timer" in output
 
 
 def test_cpu_affinity_pins_every_thread_of_the_node(joint_estimator):

@@ -88,12 +88,16 @@ def array_to_image(image: np.ndarray, stamp: Time, frame_id: str = "") -> Image:
 
 def parse_joint_entries(entries: Sequence[str]) -> list[tuple[str, str]]:
     """``["j1", "j1/velocity", "m/effort"]`` -> ``[(joint, field), ...]``; bare names are
-    positions."""
+    positions. ``m:effort`` reads as ``m/effort``: that is how ``rkn-ros bag import`` names the
+    columns, so a checkpoint trained on an imported bag carries its inputs' names that way."""
     parsed = []
-    for entry in entries:
-        joint, _, field = str(entry).rpartition("/")
-        if not joint or field not in JOINT_FIELDS:
-            joint, field = str(entry), "position"
+    for entry in map(str, entries):
+        for separator in ("/", ":"):
+            joint, _, field = entry.rpartition(separator)
+            if joint and field in JOINT_FIELDS:
+                break
+        else:
+            joint, field = entry, "position"
         parsed.append((joint, field))
     return parsed
 

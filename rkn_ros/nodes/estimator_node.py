@@ -1,4 +1,4 @@
-"""``rkn_estimator``: the RKN state estimator as a ROS 2 node (see DESIGN.md, "The estimator node").
+"""``rkn_estimator``: the RKN state estimator as a ROS 2 node (docs/runtime.md).
 
 Inputs ``~/image`` (sensor-data QoS, depth 1), ``~/joint_states`` (entries picked by name),
 ``~/command`` (Float64MultiArray). Each tick (a timer at ``frequency``, or one tick per message
@@ -198,6 +198,13 @@ class EstimatorNode(Node):
                 "(set frame_id to the frame of the first joint)"
             )
 
+        if self._reset_gap_ns and p["tick_on"] == "timer":
+            self.get_logger().warning(
+                "reset_after_gap is ignored with tick_on: timer (the timer ticks through "
+                "silences; a gap is judged on the tick_on input): set tick_on to image or "
+                "joint_states, or call ~/reset"
+            )
+
         self._slots: dict[str, _Slot] = {"image": _Slot(), "joint_states": _Slot()}
         self._sources = [
             source
@@ -331,7 +338,8 @@ class EstimatorNode(Node):
             "reset_after_gap",
             0.0,
             "s; when the tick_on input resumes after a silence longer than this, start a fresh "
-            "belief (a new recording or episode) instead of continuing the coasted one; 0 = never",
+            "belief (a new recording or episode) instead of continuing the coasted one; 0 = never; "
+            "tick_on image or joint_states only",
             0.0,
             3600.0,
         )
@@ -352,7 +360,8 @@ class EstimatorNode(Node):
             "joint_names",
             [],
             "JointState entries feeding the model's vector inputs, in model order: 'joint' "
-            "(position) or 'joint/velocity', 'joint/effort'; empty = the checkpoint's names",
+            "(position) or 'joint/velocity', 'joint/effort' (also 'joint:effort', as bag "
+            "import names them); empty = the checkpoint's names",
             array="string[]",
         )
         d["prediction_horizon"] = declare(
