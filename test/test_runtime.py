@@ -26,7 +26,7 @@ from rkn_ros.runtime import (
     OutputLayoutError,
     StreamingEstimator,
 )
-from rkn_ros.runtime.decode import UNIFORM_ANGLE_STD, chain_points
+from rkn_ros.runtime.decode import UNIFORM_ANGLE_STD, chain_points, sincos_pairs
 from rkn_ros.runtime.metrics import OnlineMetrics, wrapped_error
 from rkn_ros.train.checkpoint import CheckpointError
 
@@ -174,7 +174,7 @@ def test_steps_reuse_their_buffers_without_growing(checkpoints):
     growth = sum(s.size_diff for s in after.compare_to(before, "filename"))
     assert growth < 64 * 1024, f"{growth} bytes retained over 600 steps"
     assert est._obs["image"].data_ptr() == pointer
-    assert est.latency.count == min(est.latency.total, 1000)
+    assert est.latency.total == 900 and est.latency.count == 900  # every step timed
 
 
 def test_action_conditioned_vector_model(checkpoints):
@@ -196,6 +196,79 @@ def test_action_conditioned_vector_model(checkpoints):
     assert info.value.reason == "non_finite"
     with pytest.raises(ValueError, match="actions must have shape"):
         est.predict(3, actions=np.zeros((2, 2)))
+
+
+def test_a_refused_tick_changes_nothing_and_huge_values_never_reach_the_belief(checkpoints):
+    """Every check runs before anything is written: a tick refused for its dt must not leave
+    its command held, and values that are finite but overflow the float32 buffers (which
+    turned every later estimate into NaN until a reset) are refused as out_of_range."""
+    est = StreamingEstimator.from_checkpoint(checkpoints["joint"], device="cpu")
+    reference = StreamingEstimator.from_checkpoint(checkpoints["joint"], device="cpu")
+    good = np.array([0.2, 2.5, 1.5])
+    for e in (est, reference):
+        e.step({"joints": good}, action=[1.0, 1.0])
+    refused = [
+        ({"joints": good}, {"action": [4.0, 0.0], "dt": -1.0}, "bad_dt"),
+        ({"joints": good}, {"action": [4.0, 0.0], "dt": "soon"}, "bad_dt"),
+        ({"joints": good}, {"action": [4.0, 0.0], "dt": 1e39}, "bad_dt"),
+        ({"joints": np.array([1e39, 2.0, 2.0])}, {}, "out_of_range"),
+        ({"joints": good}, {"action": [1e39, 0.0]}, "out_of_range"),
+        ({"joints": good}, {"action": ["a", "b"]}, "wrong_dtype"),
+        ({"joints": [[0.2], [2.5, 1.5]]}, {}, "wrong_shape"),  # ragged
+        ({"joints": np.array([0.2, 2.5, 1.5]) * 1j}, {}, "wrong_dtype"),
+        ([good], {}, "wrong_type"),
+    ]
+    for inputs, extra, reason in refused:
+        with pytest.raises(InputError) as info:
+            est.step(inputs, **extra)
+        assert info.value.reason == reason, (inputs, extra, str(info.value))
+    for _ in range(3):  # the same belief and the same held command as the reference's
+        out, expected = est.step({"joints": good}), reference.step({"joints": good})
+        assert np.all(np.isfinite(out.mean))
+        np.testing.assert_array_equal(out.mean, expected.mean)
+        np.testing.assert_array_equal(out.std, expected.std)
+    with pytest.raises(ValueError, match="steps must be an integer"):
+        est.predict(2.5)
+    assert est.predict(np.int64(3)).mean.shape == (3, 2)  # a numpy integer is an integer
+
+
+def test_images_the_model_cannot_take_are_refused_with_the_reason(checkpoints, tmp_path):
+    """Empty frames (also with resizing on, where OpenCV would fail mid-step), colour frames
+    for a model of another channel count, and big-endian frames (read, not refused)."""
+    resizing = StreamingEstimator.from_checkpoint(
+        checkpoints["pendulum"], device="cpu", resize_images=True
+    )
+    for empty in (np.zeros((0, 0), np.uint8), np.zeros((1, 0), np.uint8),
+                  np.zeros((0, 24), np.float32)):
+        with pytest.raises(InputError) as info:
+            resizing.step({"image": empty})
+        assert info.value.reason == "wrong_size", str(info.value)
+    frame = np.random.default_rng(5).integers(0, 65536, (24, 24)).astype(np.uint16)
+    native = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
+    swapped = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
+    np.testing.assert_array_equal(
+        native.step({"image": frame}).mean, swapped.step({"image": frame.astype(">u2")}).mean
+    )
+    four = StreamingEstimator.from_checkpoint(
+        make_pendulum_checkpoint(tmp_path / "four_channels", channels=4), device="cpu"
+    )
+    with pytest.raises(InputError, match="takes 4 channels, not a colour image"):
+        four.step({"image": np.zeros((24, 24, 3), np.uint8)})
+    assert four.step({"image": np.zeros((24, 24), np.uint8)}).mean.shape == (1,)
+
+
+def test_a_dt_model_predicts_in_steps_of_the_dt_it_is_ticked_at(tmp_path):
+    """A model with a dt input ticked at 0.02 s (its metadata says 0.05) predicts 0.02 s
+    steps: the prediction equals stepping blind with that dt, and says so in ``dt``."""
+    path = make_joint_checkpoint(tmp_path / "dt_model", use_dt=True, dt=0.05)
+    est = StreamingEstimator.from_checkpoint(path, device="cpu")
+    assert est.uses_dt and est.dt == pytest.approx(0.05)
+    for k in range(4):
+        est.step({"joints": np.array([0.1 * k, 2.0, 2.0])}, action=[2.0, 2.0], dt=0.02)
+    prediction = est.predict(3)
+    assert prediction.dt == pytest.approx(0.02)
+    blind = [est.step({}, dt=0.02).mean for _ in range(3)]
+    np.testing.assert_allclose(prediction.mean, np.stack(blind), atol=1e-5)
 
 
 def test_recurrent_baseline_checkpoint_serves_too(checkpoints):
@@ -295,6 +368,46 @@ def test_sincos_decoding_propagates_the_spread():
     # No information (mean at the origin) is the uniform-angle spread, never inf/NaN
     _, flat = layout.decode(np.zeros(4), np.ones(4))
     np.testing.assert_allclose(flat, UNIFORM_ANGLE_STD)
+
+
+SIN, COS = math.sin, math.cos
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [
+        [("sin_a", SIN, "a"), ("cos_a", COS, "a"), ("sin_b", SIN, "b"), ("cos_b", COS, "b")],
+        [("a_cos", COS, "a"), ("a_sin", SIN, "a"), ("b_cos", COS, "b"), ("b_sin", SIN, "b")],
+        [("sin1", SIN, "a"), ("sin2", SIN, "b"), ("cos1", COS, "a"), ("cos2", COS, "b")],
+        [("cos_b", COS, "b"), ("sin_a", SIN, "a"), ("sin_b", SIN, "b"), ("cos_a", COS, "a")],
+        [("s0", SIN, "a"), ("s1", COS, "a"), ("s2", SIN, "b"), ("s3", COS, "b")],  # unsaid
+    ],
+    ids=["trainer", "suffix_cos_first", "grouped", "shuffled", "unnamed"],
+)
+def test_sincos_pairs_are_read_from_the_target_names(targets):
+    """The pairs of sin and cos targets behind each angle, however the names lay them out
+    (a pair named ``a_cos, a_sin`` once decoded to 1.27 rad instead of 0.3); the offline
+    evaluation reads them the same way."""
+    angles = {"a": 0.3, "b": 0.6}
+    names = [name for name, _, _ in targets]
+    mean = np.array([trig(angles[joint]) for _, trig, joint in targets])
+    layout = OutputLayout.from_metadata(
+        {"names": ["a", "b"], "units": ["rad", "rad"], "kind": "sincos"}, {"names": names}, 4
+    )
+    np.testing.assert_allclose(layout.decode(mean, np.full(4, 1e-4))[0], [0.3, 0.6], atol=1e-12)
+    np.testing.assert_allclose(layout.decode(mean[None], np.full((1, 4), 1e-4))[0][0], [0.3, 0.6],
+                               atol=1e-12)
+    sin_index, cos_index = sincos_pairs(names, 2)
+    np.testing.assert_array_equal(sin_index, layout.sin_index)
+    np.testing.assert_array_equal(cos_index, layout.cos_index)
+
+
+def test_sincos_names_of_which_only_some_say_sin_or_cos_are_an_error():
+    with pytest.raises(OutputLayoutError, match="expected 2 names with 'sin' and 2 with 'cos'"):
+        OutputLayout.from_metadata(
+            {"names": ["a", "b"], "units": ["rad", "rad"], "kind": "sincos"},
+            {"names": ["sin_a", "cos_a", "x_b", "y_b"]}, 4,
+        )
 
 
 def test_one_tick_decoding_equals_the_array_form():

@@ -36,21 +36,25 @@ def pendulum_metadata(config: ModelConfig, name: str = "pendulum_test") -> dict:
 
 
 def make_pendulum_checkpoint(
-    folder: Path, links: int = 1, size: int = 24, seed: int = 0, latent: int = 15
+    folder: Path, links: int = 1, size: int = 24, seed: int = 0, latent: int = 15,
+    channels: int = 1,
 ) -> Path:
     """An untrained image-pendulum RKN saved as a checkpoint folder."""
     torch.manual_seed(seed)
+    shape = (size, size) if channels == 1 else (channels, size, size)
     config = ModelConfig(
-        sensors=(SensorSpec("image", "image", (size, size)),),
+        sensors=(SensorSpec("image", "image", shape),),
         output_dim=2 * links,
         latent_obs_dim=latent,
     )
     return save_checkpoint(folder, build_model(config), pendulum_metadata(config))
 
 
-def make_joint_checkpoint(folder: Path, seed: int = 0, kind: str = "rkn") -> Path:
+def make_joint_checkpoint(
+    folder: Path, seed: int = 0, kind: str = "rkn", use_dt: bool = False, dt: float = 0.02
+) -> Path:
     """An untrained action-conditioned joint model (angle + two pressures in, angle and
-    velocity out), like the pneumatic demo's."""
+    velocity out), like the pneumatic demo's; ``use_dt``: one that takes the tick's dt."""
     torch.manual_seed(seed)
     config = ModelConfig(
         sensors=(SensorSpec("joints", "vector", (3,)),),
@@ -58,11 +62,12 @@ def make_joint_checkpoint(folder: Path, seed: int = 0, kind: str = "rkn") -> Pat
         latent_obs_dim=8,
         action_dim=2,
         kind=kind,
+        use_dt=use_dt,
     )
     metadata = {
         "name": "joint_test",
         "model": dataclasses.asdict(config),
-        "dt": 0.02,
+        "dt": dt,
         "inputs": {
             "joints": {
                 "kind": "vector",

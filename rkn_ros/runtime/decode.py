@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,44 @@ def _vector(values: Sequence[float] | None, dim: int, fill: float, what: str) ->
     if not np.all(np.isfinite(array)):
         raise OutputLayoutError(f"{what}: holds NaN or inf")
     return array
+
+
+def sincos_pairs(names: Sequence[str], n_angles: int) -> tuple[np.ndarray, np.ndarray]:
+    """Target indices ``(sin_index, cos_index)`` ``[n_angles]`` of each angle's pair among the
+    first ``2 n_angles`` targets.
+
+    Read from the names where they say which is which: a name holding the word ``sin`` or
+    ``cos`` (``sin_theta_1``, ``theta_1_cos``, ``sin1``). Pairs are matched on the rest of the
+    name (``sin_theta_1`` with ``cos_theta_1``), else in order of appearance, so interleaved
+    ``(sin, cos)`` or ``(cos, sin)`` pairs and grouped ``sin1, sin2, cos1, cos2`` all decode.
+    Names that say nothing (or none given) mean interleaved ``(sin, cos)`` pairs; names of
+    which only some say it raise :class:`OutputLayoutError`.
+    """
+    default = np.arange(0, 2 * n_angles, 2, dtype=np.int64)
+    head = [str(n).lower() for n in names[: 2 * n_angles]]
+    if len(head) < 2 * n_angles:
+        return default, default + 1
+    kinds, keys = [], []
+    for name in head:
+        words = re.findall(r"[a-z]+|\d+", name)
+        found = [w for w in words if w in ("sin", "cos")] or [
+            w[:3] for w in words if w[:3] in ("sin", "cos") and w[3:].isdigit()
+        ]
+        kinds.append(found[0] if len(found) == 1 else None)
+        keys.append(re.sub(r"sin|cos", "", name))
+    if all(kind is None for kind in kinds):
+        return default, default + 1
+    sines = [i for i, kind in enumerate(kinds) if kind == "sin"]
+    cosines = [i for i, kind in enumerate(kinds) if kind == "cos"]
+    if len(sines) != n_angles or len(cosines) != n_angles:
+        raise OutputLayoutError(
+            f"sincos targets {head}: expected {n_angles} names with 'sin' and {n_angles} with "
+            "'cos' (or names that say neither, for interleaved (sin, cos) pairs)"
+        )
+    cos_by_key = {keys[i]: i for i in cosines}
+    if len(cos_by_key) == n_angles and all(keys[i] in cos_by_key for i in sines):
+        cosines = [cos_by_key[keys[i]] for i in sines]
+    return np.array(sines, dtype=np.int64), np.array(cosines, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -87,15 +126,10 @@ class OutputLayout:
                     f"outputs.kind sincos: {len(names)} output names do not fit {target_dim} "
                     f"targets (need n angles from 2n sin/cos targets plus the rest one to one)"
                 )
-            target_names = [str(n).lower() for n in targets.get("names", [])]
-            sin_index = np.arange(0, 2 * n_angles, 2)
-            cos_index = sin_index + 1
-            if len(target_names) == target_dim:
-                for k in range(n_angles):  # a pair named (cos, sin) is taken in that order
-                    if target_names[2 * k].startswith("cos") and target_names[2 * k + 1].startswith(
-                        "sin"
-                    ):
-                        sin_index[k], cos_index[k] = 2 * k + 1, 2 * k
+            names_given = list(targets.get("names", []))
+            sin_index, cos_index = sincos_pairs(
+                names_given if len(names_given) == target_dim else [], n_angles
+            )
         elif kind == "direct":
             if len(names) != target_dim:
                 raise OutputLayoutError(

@@ -21,6 +21,7 @@ what runs.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from rkn_ros.runtime.onnx_backend import OnnxRuntimeStep, onnxruntime_available
 from rkn_ros.train.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint
 
 _IMAGE_SCALE = {np.dtype(np.uint8): 1.0 / 255.0, np.dtype(np.uint16): 1.0 / 65535.0}
+# Inputs are written into float32 buffers: a finite float64 beyond this would become inf there.
+_FLOAT32_LIMIT = float(np.finfo(np.float32).max)
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as OpenCV's RGB2GRAY
 CPU_BACKENDS = ("auto", "onnxruntime", "torchscript")
 
@@ -392,19 +395,29 @@ class StreamingEstimator:
             raise InputError(
                 "unknown_input", f"input '{name}' is not one of the model's {list(self.inputs)}"
             )
-        array = np.asarray(value)
+        try:
+            array = np.asarray(value)
+        except ValueError as err:  # e.g. a ragged list
+            raise InputError("wrong_shape", f"input '{name}': not an array ({err})") from None
+        if not array.dtype.isnative:  # big-endian data from another machine
+            array = array.astype(array.dtype.newbyteorder("="))
         if spec.kind == "vector":
             if array.shape != spec.shape:
                 raise InputError(
                     "wrong_shape",
                     f"input '{name}': expected shape {spec.shape}, received {array.shape}",
                 )
-            if not np.issubdtype(array.dtype, np.number):
+            if array.dtype.kind not in "biuf":
                 raise InputError(
-                    "wrong_dtype", f"input '{name}': dtype {array.dtype} is not numeric"
+                    "wrong_dtype", f"input '{name}': dtype {array.dtype} is not a real number"
                 )
             if not np.all(np.isfinite(array)):
                 raise InputError("non_finite", f"input '{name}': holds NaN or inf")
+            # finite here but beyond float32 once normalized: it would turn the belief to NaN
+            if not np.all(np.abs((array - spec.mean) / spec.std) < _FLOAT32_LIMIT):
+                raise InputError(
+                    "out_of_range", f"input '{name}': values {array.tolist()} beyond float32"
+                )
             return array
         if array.ndim == 3 and array.shape[2] == 1:
             array = array[:, :, 0]
@@ -413,6 +426,14 @@ class StreamingEstimator:
                 "wrong_shape",
                 f"input '{name}': expected an image [H, W] or [H, W, 3], received {array.shape}",
             )
+        if array.ndim == 3 and spec.channels not in (1, 3):
+            raise InputError(
+                "wrong_shape",
+                f"input '{name}': the model takes {spec.channels} channels, not a colour image "
+                f"{array.shape}",
+            )
+        if array.size == 0:
+            raise InputError("wrong_size", f"input '{name}': empty image {array.shape}")
         if array.dtype not in _IMAGE_SCALE and array.dtype not in (np.float32, np.float64):
             raise InputError(
                 "wrong_dtype",
@@ -453,10 +474,14 @@ class StreamingEstimator:
         else:
             np.multiply(array[None], scale, out=out, casting="unsafe")
 
-    def _write_action(self, action: Any) -> None:
-        array = np.asarray(action, dtype=np.float64).reshape(-1)
+    def _normalized_action(self, action: Any) -> np.ndarray:
+        """A raw command checked and normalized ``[action_dim]`` (float32), or InputError."""
         if self.action_dim == 0:
             raise InputError("unexpected_action", f"model '{self.name}' takes no action input")
+        try:
+            array = np.asarray(action, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError) as err:
+            raise InputError("wrong_dtype", f"action: not an array of numbers ({err})") from None
         if array.size != self.action_dim:
             raise InputError(
                 "wrong_shape",
@@ -465,15 +490,28 @@ class StreamingEstimator:
             )
         if not np.all(np.isfinite(array)):
             raise InputError("non_finite", "action: holds NaN or inf")
-        np.divide(
-            array - self._action_mean, self._action_std, out=self._action_np[0], casting="unsafe"
-        )
+        normalized = (array - self._action_mean) / self._action_std
+        if not np.all(np.abs(normalized) < _FLOAT32_LIMIT):
+            raise InputError("out_of_range", f"action: values {array.tolist()} beyond float32")
+        return normalized.astype(np.float32)
+
+    def _checked_dt(self, dt: Any) -> float:
+        try:
+            value = float(dt)
+        except (TypeError, ValueError):
+            raise InputError("bad_dt", f"dt must be a positive number of seconds, got {dt!r}") \
+                from None
+        if not (0.0 < value < _FLOAT32_LIMIT):
+            raise InputError("bad_dt", f"dt must be a positive finite number, got {dt!r}")
+        return value
 
     def _reset_action(self) -> None:
         # Before any command arrives the actuators are taken to be at zero command.
         self._action_np[0] = 0.0
         if self.action_dim:
-            self._write_action(np.zeros(self.action_dim))
+            self._action_np[0, : self.action_dim] = self._normalized_action(
+                np.zeros(self.action_dim)
+            )
 
     def _onnx_step(self, cpu_backend: str) -> OnnxRuntimeStep | None:
         """The ONNX Runtime step bound to this estimator's buffers; None (and
@@ -548,18 +586,24 @@ class StreamingEstimator:
         belief changes.
         """
         start = time.perf_counter()
+        if not isinstance(inputs, Mapping):
+            raise InputError(
+                "wrong_type",
+                f"inputs: expected a mapping of input name to value, got {type(inputs).__name__}",
+            )
         unknown = [n for n in inputs if n not in self.inputs]
         if unknown:
             raise InputError(
                 "unknown_input", f"inputs {unknown} are not among the model's {list(self.inputs)}"
             )
+        # Everything is checked before anything is written: a refused tick changes nothing.
         arrays = {n: (None if v is None else self.check_input(n, v)) for n, v in inputs.items()}
-        if action is not None:
-            self._write_action(action)
-        if dt is not None:
-            if not (np.isfinite(dt) and dt > 0):
-                raise InputError("bad_dt", f"dt must be a positive finite number, got {dt!r}")
-            self._dt_np[0, 0] = dt
+        normalized_action = None if action is None else self._normalized_action(action)
+        dt_value = None if dt is None else self._checked_dt(dt)
+        if normalized_action is not None:
+            self._action_np[0, : self.action_dim] = normalized_action
+        if dt_value is not None:
+            self._dt_np[0, 0] = dt_value
         elif self.uses_dt:
             self._dt_np[0, 0] = self.metadata.dt
         used: dict[str, bool] = {}
@@ -671,8 +715,13 @@ class StreamingEstimator:
         """Open-loop prediction ``steps`` ticks ahead of the last step, without updates.
 
         ``actions`` (raw units, ``[steps, action_dim]``) for action-conditioned models; when
-        None the last command is held. The belief is not changed.
+        None the last command is held. A model with a dt input predicts in steps of the last
+        tick's dt (``Prediction.dt``). The belief is not changed.
         """
+        try:
+            steps = operator.index(steps)
+        except TypeError:
+            raise ValueError(f"predict: steps must be an integer, got {steps!r}") from None
         if steps < 1:
             raise ValueError(f"predict: steps must be >= 1, got {steps}")
         action_tensor = None
@@ -694,8 +743,10 @@ class StreamingEstimator:
             )
         elif actions is not None:
             raise ValueError(f"predict: model '{self.name}' takes no actions")
+        # the spacing the estimator is being ticked at, as far as it knows
+        step_dt = float(self._dt_np[0, 0]) if self.uses_dt else self.dt
         dt_tensor = (
-            torch.full((1, steps, 1), self.dt, dtype=torch.float32, device=self.device)
+            torch.full((1, steps, 1), step_dt, dtype=torch.float32, device=self.device)
             if self.uses_dt
             else None
         )
@@ -708,4 +759,4 @@ class StreamingEstimator:
             mean = mean[0].to("cpu", torch.float64).numpy()
             var = var[0].to("cpu", torch.float64).numpy()
         out_mean, out_std = self.layout.decode(mean, var)
-        return Prediction(layout=self.layout, mean=out_mean, std=out_std, dt=self.dt)
+        return Prediction(layout=self.layout, mean=out_mean, std=out_std, dt=step_dt)

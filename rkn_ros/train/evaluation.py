@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from rkn_ros.data.dataset import DatasetError, SequenceDataset
+from rkn_ros.runtime.decode import sincos_pairs
 from rkn_ros.train.checkpoint import CheckpointMetadata
 from rkn_ros.train.data import TensorData, to_tensors
 
@@ -203,8 +204,8 @@ def evaluate(model: torch.nn.Module, metadata: CheckpointMetadata, dataset: Sequ
         "output_names": list(tmeta.get("names", [])),
     }
     if metadata.outputs.get("kind") == "sincos":
-        n = len(metadata.outputs["names"])
-        sin_idx, cos_idx = _sincos_indices(tmeta.get("names", []), n)
+        n = target.shape[-1] - len(metadata.outputs["names"])  # angles from 2n of the targets
+        sin_idx, cos_idx = sincos_pairs(tmeta.get("names", []), n)
         diff = _angles(mean, sin_idx, cos_idx) - _angles(target, sin_idx, cos_idx)
         wrapped = (diff + math.pi) % (2 * math.pi) - math.pi
         report["angle_rmse"] = float(np.sqrt(np.mean(wrapped[mask] ** 2)))
@@ -222,15 +223,6 @@ def evaluate(model: torch.nn.Module, metadata: CheckpointMetadata, dataset: Sequ
 
         plot_report(Path(plots), report, mean, var, target, list(tmeta.get("names", [])), mask)
     return report
-
-
-def _sincos_indices(names: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-    lower = [str(v).lower() for v in names]
-    sin_idx = np.arange(0, 2 * n, 2)
-    cos_idx = sin_idx + 1
-    if len(lower) >= 2 * n and all(lower[2 * k].startswith("cos") for k in range(n)):
-        sin_idx, cos_idx = cos_idx, sin_idx
-    return sin_idx, cos_idx
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> None:
