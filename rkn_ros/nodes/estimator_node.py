@@ -515,8 +515,8 @@ class EstimatorNode(Node):
     def _on_command(self, msg: Float64MultiArray) -> None:
         self.received["command"] += 1
         try:
-            self._command = command_to_vector(msg, self.est.action_dim)
-        except MessageError as err:
+            self._command = self.est.check_action(command_to_vector(msg, self.est.action_dim))
+        except (MessageError, InputError) as err:
             self._reject("command", err.reason, str(err))
 
     # ------------------------------------------------------------------ ticking

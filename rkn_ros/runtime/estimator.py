@@ -474,6 +474,15 @@ class StreamingEstimator:
         else:
             np.multiply(array[None], scale, out=out, casting="unsafe")
 
+    def check_action(self, action: Any) -> np.ndarray:
+        """Validate a raw command without touching the held one; returns it ``[action_dim]``.
+
+        Raises :class:`InputError` (``reason``: unexpected_action, wrong_dtype, wrong_shape,
+        non_finite, out_of_range).
+        """
+        self._normalized_action(action)
+        return np.asarray(action, dtype=np.float64).reshape(-1)
+
     def _normalized_action(self, action: Any) -> np.ndarray:
         """A raw command checked and normalized ``[action_dim]`` (float32), or InputError."""
         if self.action_dim == 0:
