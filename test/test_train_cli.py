@@ -183,7 +183,8 @@ def test_data_not_matching_checkpoint_one_line(trained, tmp_path, capsys):
 
 
 def test_pam_recipe_trains_and_reports_horizons(tmp_path):
-    """A PAM-format file the model never saw: forward-prediction RMSE at 1..10 steps."""
+    """Episodes the model never saw, in a PAM-format file of their own: forward-prediction RMSE
+    at 1..10 steps."""
     with np.load(PAM) as npz:
         arrays = {k: npz[k] for k in npz.files}
     episodes = 24
@@ -211,14 +212,26 @@ def test_pam_recipe_trains_and_reports_horizons(tmp_path):
     _model, meta = load_checkpoint(out)
     assert meta.model["action_dim"] == 8 and meta.actions["names"][0] == "muscle_1"
     assert meta.outputs["kind"] == "direct" and meta.outputs["units"] == ["rad"] * 4
+    # the next 24 episodes of the recording, re-based as a file of their own
+    first, end = int(arrays["episode_starts"][episodes]), episodes * 2
+    stop2 = int(arrays["episode_starts"][end - 1] + arrays["episode_lengths"][end - 1])
     unseen = tmp_path / "unseen.npz"
-    half = {k: v for k, v in small.items()}
-    np.savez(unseen, **half)
+    np.savez(
+        unseen,
+        observations=arrays["observations"][first:stop2],
+        actions=arrays["actions"][first:stop2],
+        episode_starts=arrays["episode_starts"][episodes:end] - first,
+        episode_lengths=arrays["episode_lengths"][episodes:end],
+        episode_ids=arrays["episode_ids"][episodes:end],
+    )
     report_path = tmp_path / "pam.json"
     assert cli(["evaluate", str(out), "--data", str(unseen), "--json", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
-    assert set(report["rmse_by_horizon"]) == {"1", "3", "5", "7", "10"}
-    assert all(0 < v < 10 for v in report["rmse_by_horizon"].values())
+    rmse = report["rmse_by_horizon"]
+    assert set(rmse) == {"1", "3", "5", "7", "10"}
+    # an observation one step back tells more than one ten steps back (a model that ignores
+    # its inputs, or horizons mixed up, would not show it)
+    assert 0 < rmse["1"] < rmse["10"] < 10, rmse
 
 
 def test_one_recording_as_one_sequence_is_refused_with_what_to_do(tmp_path, capsys):
