@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from rkn_ros.cli import main as cli
 from rkn_ros.train.checkpoint import METADATA_FILE, WEIGHTS_FILE, load_checkpoint
 from rkn_ros.train.config import load_recipe
 from rkn_ros.train.data import generate_dataset
-from rkn_ros.train.trainer import Trainer
+from rkn_ros.train.trainer import Trainer, drop_observations
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "train" / "tiny.yaml"
@@ -70,8 +71,17 @@ def test_training_into_an_earlier_run_needs_resume_or_overwrite(trained, tmp_pat
     assert (trained / WEIGHTS_FILE).read_bytes() == before
     copy = tmp_path / "copy"
     shutil.copytree(trained, copy)
+    (copy / WEIGHTS_FILE).write_bytes(b"an older run")
+    with (copy / "log.csv").open("a") as log:
+        log.write("99,999,0,0,0,0,0\n")
     args = ["train", str(TINY), "--out", str(copy), "--device", "cpu", "--no-progress"]
     assert cli([*args, "--overwrite"]) == 0
+    # replaced, not appended to: the same recipe trains the same weights and a fresh log
+    assert (copy / WEIGHTS_FILE).read_bytes() == before
+    def without_times(path: Path) -> list[list[str]]:
+        return [row.split(",")[:-1] for row in path.read_text().splitlines()]
+
+    assert without_times(copy / "log.csv") == without_times(trained / "log.csv")
 
 
 def test_evaluate_cli_json_and_plots(trained, fresh_data, tmp_path, capsys):
@@ -138,6 +148,7 @@ def _one_error_line(capsys, prefix: str) -> str:
         (lambda d: d["data"]["train"]["generate"].update(sequences=3),
          "data.train.generate.sequences"),
         (lambda d: d["data"].update(validation_fraction=1.5), "data.validation_fraction"),
+        (lambda d: d["training"].update(drop_gap=-3), "training.drop_gap: expected >= 0"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, capsys, edit, message):
@@ -180,6 +191,31 @@ def test_data_not_matching_checkpoint_one_line(trained, tmp_path, capsys):
     assert cli(["evaluate", str(trained), "--data", str(folder)]) == 1
     err = _one_error_line(capsys, "rkn-ros evaluate: error:")
     assert "input 'image'" in err and "[48, 48]" in err
+
+
+def test_training_outages_hide_one_run_of_steps_for_every_sensor():
+    """``drop_gap``: besides the random drops (each sensor its own), every sequence loses one
+    run of 1 to drop_gap consecutive steps, the same for all sensors, never in the first
+    keep_first; without it the random drops are what they always were."""
+    valid = {"image": torch.ones(400, 60, dtype=torch.bool),
+             "joints": torch.ones(400, 60, dtype=torch.bool)}
+    valid["joints"][:, 50:] = False  # steps already missing stay missing
+    out = drop_observations(valid, 0.0, 5, np.random.default_rng(0), gap=12)
+    hidden = ~out["image"]
+    assert not hidden[:, :5].any()
+    np.testing.assert_array_equal(out["joints"].numpy(), (~hidden & valid["joints"]).numpy())
+    lengths = []
+    for row in hidden.numpy():
+        steps = np.flatnonzero(row)
+        assert steps.size >= 1 and np.all(np.diff(steps) == 1)  # one contiguous run
+        lengths.append(steps.size)
+    assert max(lengths) == 12 and min(lengths) == 1  # cut at the end of a sequence too
+    rng_old, rng_new = np.random.default_rng(1), np.random.default_rng(1)
+    plain = drop_observations(valid, 0.5, 5, rng_new)
+    for name, mask in valid.items():
+        expected = mask.numpy() & (rng_old.random((400, 60)) >= 0.5)
+        expected[:, :5] = mask.numpy()[:, :5]
+        np.testing.assert_array_equal(plain[name].numpy(), expected)
 
 
 def test_pam_recipe_trains_and_reports_horizons(tmp_path):

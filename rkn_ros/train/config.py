@@ -98,6 +98,10 @@ class TrainingConfig:
     num_threads: int = 1  # torch CPU threads
     observation_drop: float = 0.0  # share of observations hidden during training (first kept)
     keep_first: int = 5  # first steps never dropped
+    # also hide one run of consecutive steps per sequence, 1 to drop_gap steps long (0 = off):
+    # random drops alone almost never hide 20 steps in a row, so a model never learns how far
+    # its uncertainty must grow in a sensor outage of that length
+    drop_gap: int = 0
     loss: Literal["gaussian", "bernoulli"] = "gaussian"
     normalize_targets: bool = True
     log_every: int = 10  # optimiser steps between progress-bar updates
@@ -133,6 +137,8 @@ class TrainingConfig:
             )
         if self.keep_first < 0:
             raise ConfigError(f"{where}.keep_first: expected >= 0, got {self.keep_first}")
+        if self.drop_gap < 0:
+            raise ConfigError(f"{where}.drop_gap: expected >= 0, got {self.drop_gap}")
 
 
 @dataclasses.dataclass(frozen=True)

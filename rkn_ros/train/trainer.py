@@ -203,15 +203,25 @@ def build_metadata(
 
 
 def drop_observations(valid: dict[str, torch.Tensor], rate: float, keep_first: int,
-                      rng: np.random.Generator) -> dict[str, torch.Tensor]:
-    """Hide a random share ``rate`` of the valid observations (the first ``keep_first`` kept)."""
-    if rate <= 0:
+                      rng: np.random.Generator, gap: int = 0) -> dict[str, torch.Tensor]:
+    """Hide a random share ``rate`` of the valid observations ``[batch, time]`` (each sensor
+    its own), and with ``gap`` > 0 one run of 1 to ``gap`` consecutive steps per sequence, the
+    same steps for every sensor (an outage); the first ``keep_first`` steps are kept."""
+    if rate <= 0 and gap <= 0:
         return valid
+    keep = {name: rng.random(tuple(mask.shape)) >= rate for name, mask in valid.items()}
+    batch, steps = next(iter(valid.values())).shape[:2]
+    if gap > 0 and steps > keep_first:
+        lengths = rng.integers(1, gap + 1, size=batch)
+        starts = rng.integers(keep_first, steps, size=batch)
+        time_index = np.arange(steps)
+        outage = (time_index >= starts[:, None]) & (time_index < (starts + lengths)[:, None])
+        keep = {name: kept & ~outage for name, kept in keep.items()}
     out = {}
     for name, mask in valid.items():
-        keep = torch.from_numpy(rng.random(tuple(mask.shape)) >= rate).to(mask.device)
-        keep[:, :keep_first] = True
-        out[name] = mask & keep
+        kept = torch.from_numpy(keep[name]).to(mask.device)
+        kept[:, :keep_first] = True
+        out[name] = mask & kept
     return out
 
 
@@ -332,7 +342,7 @@ class Trainer:
                 loss = batch_loss(
                     model, train, index, self.device, cfg.loss,
                     functools.partial(drop_observations, rate=cfg.observation_drop,
-                                      keep_first=cfg.keep_first, rng=rng),
+                                      keep_first=cfg.keep_first, rng=rng, gap=cfg.drop_gap),
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
