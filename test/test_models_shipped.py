@@ -93,10 +93,9 @@ def test_the_standard_deviation_grows_through_a_dropout_and_falls_after(name):
     steps: the uncertainty must grow and never collapse (a near-zero sigma while blind reads as
     certainty to whatever gates on it; the image models trained without hidden frames went to
     0.0 within 8 steps), and fall again once readings return. The learned output variance need
-    not rise monotonically: the pneumatic model's dips to about half for a few steps at the
-    start of a gap, then grows to about twice its value before the gap. The quad-link model's
-    outer link is uncertain already (sigma 1.3 rad) and can only rise towards the uniform
-    angle's 1.81; its outer links are found again 10-30 steps after the frames return."""
+    not rise monotonically. The quad-link model's outer link is uncertain already (sigma 1.3
+    rad) and can only rise towards the uniform angle's 1.81; its outer links are found again
+    10-30 steps after the frames return."""
     from rkn_ros.runtime import StreamingEstimator
 
     regenerate = _regenerate_module()
@@ -119,6 +118,12 @@ def test_the_standard_deviation_grows_through_a_dropout_and_falls_after(name):
     ceiling = UNIFORM_ANGLE_STD if EXPECTED[name][1] == "sincos" else np.inf
     grown = np.minimum(1.5 * before, 0.8 * ceiling)
     assert (blind.max(axis=0) > grown).all(), (before, blind.max(axis=0))
-    # within 30 steps after readings return (the quad-link model's outer links take 10 or more
-    # to be found again)
-    assert (after.min(axis=0) < blind.max(axis=0)).all(), (blind.max(axis=0), after.min(axis=0))
+    # Outputs the model tracks with readings (the quad-link's outer link it does not: sigma
+    # 1.3 rad with every frame): the outage ends at least as uncertain as it began (the
+    # pneumatic model trained without long outages ended it at half its sigma with readings),
+    # and within 30 steps of readings returning sigma falls well below where the outage left it
+    # (the quad-link model's outer links take 10 or more to be found again).
+    tracked = before < 0.5 * ceiling
+    assert (blind[-1][tracked] >= before[tracked]).all(), (before, blind[-1])
+    assert (after.min(axis=0)[tracked] < 0.8 * blind[-1][tracked]).all(), (
+        blind[-1], after.min(axis=0))
