@@ -28,6 +28,9 @@ over the inputs the demo feeds (``rkn-ros demo pam`` / ``rkn-ros demo pneumatic`
   (600 = the 30 s demo), scored on the angle (wrapped) as the demo's monitor does; then the same
   runs with ``--gap`` frames lost in every ``--gap-every``.
 
+With gaps, two more rows: the ticks in the gaps, and the 10 ticks after each (where a model
+that never learned long outages came back claiming a tiny sigma).
+
 Metrics as in rkn_ros.train.evaluation: RMSE over all outputs, log-likelihood per step summed
 over outputs (physical units), share of errors within 1 and 2 standard deviations.
 """
@@ -62,6 +65,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 # What the demos feed (config/pam.yaml, config/pneumatic.yaml).
 PAM_SPLIT = {"validation_fraction": 0.2, "split_seed": 0}
 PNEUMATIC_SIM = "config/sim/pneumatic.yaml"
+AFTER_GAP = 10  # ticks after a gap scored on their own
 
 
 def metrics(mean: np.ndarray, std: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -182,10 +186,17 @@ def add_run_rows(rows: dict[str, dict], runs: list[tuple[np.ndarray, ...]], seed
 
 def add_gap_rows(rows: dict[str, dict], mean: np.ndarray, std: np.ndarray, target: np.ndarray,
                  lost: np.ndarray) -> None:
-    """The row of the steps without a reading, if any."""
+    """The rows of the steps without a reading and of the ``AFTER_GAP`` steps after each gap
+    (where a model that never learned long outages comes back overconfident), if any."""
     if lost.any():
         rows["  of which in gaps"] = {
             **metrics(mean[lost], std[lost], target[lost]), "min_std": float(std[lost].min())}
+        after = np.zeros_like(lost)
+        for k in range(1, AFTER_GAP + 1):
+            after[k:] |= lost[:-k]
+        after &= ~lost
+        rows[f"  of which {AFTER_GAP} after a gap"] = {
+            **metrics(mean[after], std[after], target[after]), "min_std": float(std[after].min())}
 
 
 def run_pendulum(folder: Path, seeds: list[int], steps: int, gap: int,
