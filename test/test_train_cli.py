@@ -15,6 +15,8 @@ import torch
 import yaml
 
 from rkn_ros.cli import main as cli
+from rkn_ros.data.dataset import SequenceDataset
+from rkn_ros.runtime import StreamingEstimator
 from rkn_ros.train.checkpoint import METADATA_FILE, WEIGHTS_FILE, load_checkpoint
 from rkn_ros.train.config import load_recipe
 from rkn_ros.train.data import generate_dataset
@@ -99,6 +101,18 @@ def test_evaluate_cli_json_and_plots(trained, fresh_data, tmp_path, capsys):
     for png in ("sequences.png", "calibration.png"):
         assert (tmp_path / "plots" / png).read_bytes()[:4] == b"\x89PNG"
     assert json.loads(capsys.readouterr().out)["rmse"] == report["rmse"]
+    # The angle error again, by another road: the streaming runtime (ONNX Runtime, one tick at
+    # a time, its own decoding) over the same sequences, scored on the true angles.
+    data = SequenceDataset.load(fresh_data)
+    est = StreamingEstimator.from_checkpoint(trained, device="cpu")
+    errors = []
+    for images, seen, angles in zip(data.arrays["images"], data.arrays["images_valid"],
+                                    data.arrays["joint_angles"], strict=True):
+        est.reset()
+        for image, valid, angle in zip(images, seen, angles, strict=True):
+            out = est.step({"image": image if valid else None})
+            errors.append((angle[0] - out.position[0] + math.pi) % (2 * math.pi) - math.pi)
+    assert report["angle_rmse"] == pytest.approx(np.sqrt(np.mean(np.square(errors))), rel=1e-3)
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
