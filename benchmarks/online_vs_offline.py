@@ -1,7 +1,9 @@
 """Online (streaming) against offline numbers for the shipped models the demos run.
 
-    .venv/bin/python benchmarks/online_vs_offline.py [--model pam|pneumatic|pendulum|both]
-        [--models-dir models] [--episodes 100] [--seeds 0 1 2] [--steps 2000] [--gap-ticks 16]
+    .venv/bin/python benchmarks/online_vs_offline.py
+        [--model pam|pneumatic|pendulum|quad_link|both] [--models-dir models] [--episodes 100]
+        [--seeds 0 1 2] [--steps 2000] [--gap-ticks 16] [--gap 10] [--gap-every 40]
+        [--outage 0]
 
 Offline numbers are the model's ``evaluation.json`` (``rkn-ros evaluate`` / models/regenerate.py:
 windows of the training length, every sequence starting from the initial belief). Online
@@ -18,6 +20,8 @@ over the inputs the demo feeds (``rkn-ros demo pam`` / ``rkn-ros demo pneumatic`
   out each episode's final transition: in most recordings (1462 of 2301) the last angle jumps
   by more than 0.1 rad (an artifact of how episodes end), no window of the training length ever
   reaches it, and in whole-episode scores those few steps dominate the RMSE.
+  ``--outage N`` adds a third protocol: each episode from a fresh belief with N steps from
+  step 20 unobserved (commands still applied), with rows for those steps and the 10 after.
 - ``pneumatic``: the simulated joint exactly as pneumatic_sim steps it (config/pneumatic.yaml:
   ``config/sim/pneumatic.yaml``, built-in excitation in chunks of 3000 set-points, no frame
   drops), one unbroken run of ``--steps`` ticks per seed, scored against the true angle and
@@ -27,6 +31,8 @@ over the inputs the demo feeds (``rkn-ros demo pam`` / ``rkn-ros demo pneumatic`
   one link, noisy 24x24 frames, simulator seed = ``--seeds``), ``--steps`` ticks per seed
   (600 = the 30 s demo), scored on the angle (wrapped) as the demo's monitor does; then the same
   runs with ``--gap`` frames lost in every ``--gap-every``.
+- ``quad_link``: the same with the quad-link pendulum as pendulum_sim builds it
+  (config/quad_link.yaml: four links, clean 48x48 frames), scored on the four angles.
 
 With gaps, two more rows: the ticks in the gaps, and the 10 ticks after each (where a model
 that never learned long outages came back claiming a tiny sigma).
@@ -66,6 +72,7 @@ LOG_2PI = math.log(2.0 * math.pi)
 PAM_SPLIT = {"validation_fraction": 0.2, "split_seed": 0}
 PNEUMATIC_SIM = "config/sim/pneumatic.yaml"
 AFTER_GAP = 10  # ticks after a gap scored on their own
+PAM_OUTAGE_START = 20  # first unobserved step of each episode with --outage
 
 
 def metrics(mean: np.ndarray, std: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -88,8 +95,10 @@ def shared_dir() -> Path:
     return Path(os.environ.get("RKN_ROS_SHARED", REPO.parent / "shared"))
 
 
-def run_pam(folder: Path, episodes: int, gap_ticks: int) -> dict[str, dict]:
-    """Online metrics of the PAM model on whole validation episodes (two protocols)."""
+def run_pam(folder: Path, episodes: int, gap_ticks: int, outage: int) -> dict[str, dict]:
+    """Online metrics of the PAM model on whole validation episodes (two protocols; with
+    ``outage`` > 0 a third: each episode from a fresh belief with its steps 20 to 20 +
+    ``outage`` - 1 unobserved, the commands still applied)."""
     recording = load_recording(shared_dir() / "data" / "pam" / "pam_dev.npz")
     _, validation = split_indices(recording.num_episodes, PAM_SPLIT["validation_fraction"],
                                   PAM_SPLIT["split_seed"])
@@ -120,6 +129,11 @@ def run_pam(folder: Path, episodes: int, gap_ticks: int) -> dict[str, dict]:
         inner = ~np.array(final)
         rows[f"  without last transitions, {protocol}"] = metrics(
             np.array(means)[inner], np.array(stds)[inner], np.array(targets)[inner])
+    if outage:
+        mean, std, target, lost = pam_outage_run(est, recording, chosen, outage)
+        rows[f"online, episode, {outage} unobserved"] = {
+            **metrics(mean, std, target), "min_std": float(std.min())}
+        add_gap_rows(rows, mean, std, target, lost)
     target, held_angle = np.array(targets), np.array(held)
     rows["hold last angle"] = {"steps": int(target.shape[0]),
                                "rmse": float(np.sqrt(np.mean((target - held_angle) ** 2)))}
@@ -129,6 +143,27 @@ def run_pam(folder: Path, episodes: int, gap_ticks: int) -> dict[str, dict]:
     rows["_episodes"] = {"count": int(chosen.size),
                          "lengths": [int(recording.episode_lengths[i]) for i in chosen]}
     return rows
+
+
+def pam_outage_run(est: StreamingEstimator, recording, chosen: np.ndarray,
+                   outage: int) -> tuple[np.ndarray, ...]:
+    """``(mean, std, target, lost)`` over the episodes long enough for the outage and the
+    ``AFTER_GAP`` steps after it, each episode from a fresh belief (next-angle targets)."""
+    means, stds, targets, lost = [], [], [], []
+    for index in chosen:
+        observations, actions = recording.episode(int(index))
+        angles = observations[:, ANGLE_COLUMNS].astype(np.float64)
+        if angles.shape[0] < PAM_OUTAGE_START + outage + AFTER_GAP + 1:
+            continue
+        est.reset()
+        for t in range(angles.shape[0] - 1):
+            hidden = PAM_OUTAGE_START <= t < PAM_OUTAGE_START + outage
+            out = est.step({"joints": None if hidden else angles[t]}, action=actions[t])
+            means.append(out.mean.copy())
+            stds.append(out.std.copy())
+            targets.append(angles[t + 1])
+            lost.append(hidden)
+    return np.array(means), np.array(stds), np.array(targets), np.array(lost)
 
 
 def run_pneumatic(folder: Path, seeds: list[int], steps: int, gap: int,
@@ -199,19 +234,26 @@ def add_gap_rows(rows: dict[str, dict], mean: np.ndarray, std: np.ndarray, targe
             **metrics(mean[after], std[after], target[after]), "min_std": float(std[after].min())}
 
 
-def run_pendulum(folder: Path, seeds: list[int], steps: int, gap: int,
-                 gap_every: int) -> dict[str, dict]:
-    """Online angle metrics of the pendulum model on the demo's simulated camera, one run per
-    seed, with every frame and with ``gap`` frames lost in every ``gap_every`` ticks."""
+def run_pendulum(folder: Path, seeds: list[int], steps: int, gap: int, gap_every: int,
+                 links: int = 1) -> dict[str, dict]:
+    """Online angle metrics of an image-pendulum model on the demo's simulated camera, one run
+    per seed, with every frame and with ``gap`` frames lost in every ``gap_every`` ticks.
+    ``links``: 1 (config/pendulum.yaml: noisy frames) or 4 (config/quad_link.yaml: clean)."""
     est = StreamingEstimator.from_checkpoint(folder, "cpu", num_threads=1)
     (sensor,) = est.inputs
-    params = PendulumParams.from_dict({**PendulumParams().to_dict(), "dt": est.dt})
+    if links == 1:
+        base, render = PendulumParams(), RenderParams()
+    else:  # as pendulum_sim builds the quad-link
+        base = PendulumParams.quad_link(links=links, masses=(1.0,) * links,
+                                        lengths=(1.0,) * links)
+        render = RenderParams.quad_link()
+    params = PendulumParams.from_dict({**base.to_dict(), "dt": est.dt})
     rows: dict[str, dict] = {}
     for frames in ("all frames", "with gaps"):
         runs = []
         for seed in seeds:
-            # Seeded and stepped as pendulum_sim does (config/pendulum.yaml: noisy frames).
-            sim = PendulumSimulator(params, RenderParams(), seed=seed, image_noise=True)
+            # Seeded and stepped as pendulum_sim does.
+            sim = PendulumSimulator(params, render, seed=seed, image_noise=links == 1)
             image, angles, _ = sim.reset()
             est.reset()
             means, stds, targets, missing = [], [], [], []
@@ -220,14 +262,14 @@ def run_pendulum(folder: Path, seeds: list[int], steps: int, gap: int,
                     image, angles, _ = sim.step()
                 lost = frames == "with gaps" and t >= gap_every and t % gap_every < gap
                 out = est.step({sensor: None if lost else image})
-                means.append(out.position[0])
-                stds.append(out.position_std[0])
+                means.append(out.position)
+                stds.append(out.position_std)
                 # the error wrapped to (-pi, pi], as the monitor scores angles
-                error = (angles[0] - out.position[0] + math.pi) % (2 * math.pi) - math.pi
-                targets.append(out.position[0] + error)
+                error = (np.asarray(angles) - out.position + math.pi) % (2 * math.pi) - math.pi
+                targets.append(out.position + error)
                 missing.append(lost)
-            runs.append((np.array(means)[:, None], np.array(stds)[:, None],
-                         np.array(targets)[:, None], np.array(missing)))
+            runs.append((np.array(means), np.array(stds), np.array(targets),
+                         np.array(missing)))
         label = "" if frames == "all frames" else f", {gap} of {gap_every} frames lost"
         add_gap_rows(rows, *add_run_rows(rows, runs, seeds, label))
     return rows
@@ -264,7 +306,7 @@ def print_table(name: str, rows: dict[str, dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--model", choices=("pam", "pneumatic", "pendulum", "both"),
+    parser.add_argument("--model", choices=("pam", "pneumatic", "pendulum", "quad_link", "both"),
                         default="both", help="both = pam and pneumatic")
     parser.add_argument("--models-dir", type=Path, default=REPO / "models",
                         help="folder holding pam/ and pneumatic/ checkpoints (default models/)")
@@ -281,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="pneumatic frames lost in a row in the gap protocol (default 10)")
     parser.add_argument("--gap-every", type=int, default=40,
                         help="ticks from one pneumatic gap to the next (default 40)")
+    parser.add_argument("--outage", type=int, default=0,
+                        help="PAM: also score episodes with this many steps unobserved from "
+                        "step 20 (0 = off)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     for key in ("episodes", "steps"):
@@ -288,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{key}: expected >= 2, got {getattr(args, key)}")
     if args.gap_ticks < 0:
         parser.error(f"--gap-ticks: expected >= 0, got {args.gap_ticks}")
+    if args.outage < 0:
+        parser.error(f"--outage: expected >= 0, got {args.outage}")
     if not 0 < args.gap < args.gap_every:
         parser.error(f"--gap: expected 0 < gap < --gap-every ({args.gap_every}), got {args.gap}")
     torch.set_num_threads(1)
@@ -304,13 +351,14 @@ def main(argv: list[str] | None = None) -> int:
             recorded = json.loads((folder / "evaluation.json").read_text())
             rows["  angle only (offline)"] = {"steps": rows["offline (evaluation.json)"]["steps"],
                                     "rmse": recorded["rmse_per_output"][0]}
-        if name == "pendulum":
+        if name in ("pendulum", "quad_link"):
             recorded = json.loads((folder / "evaluation.json").read_text())
             rows["  angle only (offline)"] = {"steps": rows["offline (evaluation.json)"]["steps"],
                                               "rmse": recorded["angle_rmse"]}
-            rows.update(run_pendulum(folder, args.seeds, args.steps, args.gap, args.gap_every))
+            rows.update(run_pendulum(folder, args.seeds, args.steps, args.gap, args.gap_every,
+                                     links=1 if name == "pendulum" else 4))
         elif name == "pam":
-            rows.update(run_pam(folder, args.episodes, args.gap_ticks))
+            rows.update(run_pam(folder, args.episodes, args.gap_ticks, args.outage))
         else:
             rows.update(run_pneumatic(folder, args.seeds, args.steps, args.gap,
                                       args.gap_every))
