@@ -39,6 +39,9 @@ class NodeSpec:
 
 ESTIMATOR = "rkn_estimator"
 MONITOR = "rkn_monitor"
+# in each consumer's start-up line only (rkn_ros/nodes/estimator_node.py, monitor_node.py),
+# whatever the console's log format
+READY_TEXT = {ESTIMATOR: " s; outputs [", MONITOR: "; report every "}
 
 
 def _pipeline(source: NodeSpec, image: bool, joints: bool, command: bool) -> tuple[NodeSpec, ...]:
@@ -232,13 +235,33 @@ def _read_json(path: Path) -> dict:
         return {}  # not written yet (or being replaced): the next second will have it
 
 
+def _wait_for_ready(
+    processes: list[tuple[NodeSpec, subprocess.Popen]], logs: dict[str, Path], deadline: float
+) -> NodeSpec | None:
+    """Wait until each log in ``logs`` (node name -> log) has its node's start-up line (model
+    loaded, subscribed); returns the node that exited meanwhile, if any."""
+    waiting = dict(logs)
+    while waiting and time.monotonic() < deadline:
+        failed = next((s for s, p in processes if p.poll() is not None), None)
+        if failed is not None:
+            return failed
+        for name, log in list(waiting.items()):
+            try:
+                if READY_TEXT[name] in log.read_text():
+                    del waiting[name]
+            except OSError:
+                pass  # not created yet
+        time.sleep(0.1)
+    return None  # the source starts anyway; _wait_for_flow reports what does not flow
+
+
 def _wait_for_flow(
-    processes: list[tuple[NodeSpec, subprocess.Popen]], summary_file: Path, timeout: float
+    processes: list[tuple[NodeSpec, subprocess.Popen]], summary_file: Path, deadline: float,
+    timeout: float,
 ) -> NodeSpec | None:
     """Wait until the monitor has matched an estimate with the truth (nodes up, data flowing);
     returns the node that exited meanwhile, if any. The duration is counted from here."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    while time.monotonic() < deadline:
         failed = next((s for s, p in processes if p.poll() is not None), None)
         if failed is not None or _read_json(summary_file).get("matched", 0) > 0:
             return failed
@@ -271,6 +294,8 @@ def run(args: argparse.Namespace) -> int:
         stale.unlink(missing_ok=True)
     env = demo_environment(args.domain_id)
     extras = {
+        # the simulated pendulum starts when the estimator and the monitor hear it
+        "pendulum_sim": {"wait_for_subscribers": True},
         ESTIMATOR: {"model_path": str(model_dir.resolve())},
         MONITOR: {"summary_file": str(summary_file), "trace_file": str(trace_file), "quiet": True},
     }
@@ -280,16 +305,29 @@ def run(args: argparse.Namespace) -> int:
         f"rkn-ros demo {args.system}: {config} (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}), "
         f"model {model_dir}, {args.duration:.0f} s; logs in {out}/"
     )
+    def start(spec: NodeSpec) -> None:
+        log = open(out / f"{args.system}_{spec.name}.log", "w")  # noqa: SIM115
+        logs[spec.name] = log
+        command = node_command(spec, config, extras.get(spec.name))
+        processes.insert(
+            0, (spec, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
+        )
+
     try:
-        # Monitor and estimator first, so the first simulated frames are not lost.
-        for spec in reversed(system.nodes):
-            log = open(out / f"{args.system}_{spec.name}.log", "w")  # noqa: SIM115
-            logs[spec.name] = log
-            command = node_command(spec, config, extras.get(spec.name))
-            processes.insert(
-                0, (spec, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
-            )
-        failed = _wait_for_flow(processes, summary_file, args.startup_timeout)
+        # Monitor and estimator first, and the source once both are up (both import torch, the
+        # estimator loads its model: seconds). Started together, the pendulum had swung for
+        # 3.5 s (70 frames) before the first estimate, and which part of the trajectory was
+        # scored depended on the machine.
+        source, *consumers = system.nodes
+        for spec in reversed(consumers):
+            start(spec)
+        deadline = time.monotonic() + args.startup_timeout
+        failed = _wait_for_ready(
+            processes, {s.name: out / f"{args.system}_{s.name}.log" for s in consumers}, deadline
+        )
+        if failed is None:
+            start(source)
+            failed = _wait_for_flow(processes, summary_file, deadline, args.startup_timeout)
         print(HEADER)
         start = time.monotonic()
         while failed is None and time.monotonic() - start < args.duration:

@@ -95,6 +95,8 @@ class MonitorNode(Node):
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(period, self._report, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        topics = {s.topic_name for s in self.subscriptions if s.topic_name != "/diagnostics"}
+        self.get_logger().info(f"comparing {sorted(topics)}; report every {period:g} s")
 
     # ------------------------------------------------------------------ inputs
     def _on_estimate(self, msg: JointState) -> None:

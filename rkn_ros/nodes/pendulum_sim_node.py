@@ -82,6 +82,14 @@ class PendulumSimNode(Node):
             2**31 - 1,
         )
         self.frame_id = declare(self, "frame_id", "pendulum_camera", "frame_id of the images")
+        self.wait_for_subscribers = declare(
+            self,
+            "wait_for_subscribers",
+            False,
+            "hold the first frame until ~/image and ~/joint_states_truth each have a subscriber "
+            "(rkn-ros demo: the estimate is scored from the trajectory's start, not from when "
+            "DDS discovery happened to finish)",
+        )
         names = declare(
             self,
             "joint_names",
@@ -132,6 +140,12 @@ class PendulumSimNode(Node):
     def _on_timer(self) -> None:
         if self.max_steps and self.steps >= self.max_steps:
             return
+        if self.wait_for_subscribers:
+            if not (self.pub_image.get_subscription_count()
+                    and self.pub_truth.get_subscription_count()):
+                return
+            self.wait_for_subscribers = False
+            self.get_logger().info("subscribers matched: the pendulum starts")
         if self.steps > 0:
             self._frame = self.sim.step()
             self._sim_ns += round(self.dt * 1e9)
