@@ -230,6 +230,8 @@ def add_gap_rows(rows: dict[str, dict], mean: np.ndarray, std: np.ndarray, targe
         for k in range(1, AFTER_GAP + 1):
             after[k:] |= lost[:-k]
         after &= ~lost
+        if not after.any():
+            return
         rows[f"  of which {AFTER_GAP} after a gap"] = {
             **metrics(mean[after], std[after], target[after]), "min_std": float(std[after].min())}
 

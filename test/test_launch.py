@@ -32,7 +32,7 @@ from test_runtime_support import (
     make_pendulum_checkpoint,
 )
 
-from rkn_ros.nodes.demo import ESTIMATOR, SYSTEMS
+from rkn_ros.nodes.demo import ESTIMATOR, READY_TEXT, SYSTEMS
 from rkn_ros.nodes.estimator_node import EstimatorNode
 from rkn_ros.nodes.monitor_node import MonitorNode
 from rkn_ros.nodes.pam_replay_node import PamReplayNode
@@ -679,6 +679,10 @@ def _demo(system: str, model: Path, out: Path, duration: float = 3.0) -> dict:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ticks" in result.stdout and "summary" in result.stdout
+    assert "no estimate reached" not in result.stderr, result.stderr
+    # the lines the demo waits for before it starts the source are the ones the nodes log
+    for name, text in READY_TEXT.items():
+        assert text in (out / f"{system}_{name}.log").read_text(), name
     summary = json.loads((out / "summary.json").read_text())
     png = out / f"{system}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

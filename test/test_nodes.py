@@ -380,6 +380,8 @@ def test_bad_joint_states_and_commands_are_dropped_counted_and_survived(joint_es
         assert _until_counted(
             probe, probe.commands, Float64MultiArray(data=data), f"rejected.command.{reason}"
         ), f"command {reason} not counted: {probe.diagnostics}"
+    # what each command value drives, from the checkpoint, in the warning
+    assert "expected 2 ['p_set_flexor', 'p_set_extensor']" in process.output()
     received = probe.counter("received.joint_states")
     for _ in range(1000):
         probe.joints.publish(_joints(probe, names, **good))
@@ -512,8 +514,8 @@ def test_the_node_names_its_topics_and_warns_about_an_input_never_heard_from(joi
 def test_cpu_affinity_pins_every_thread_of_the_node(joint_estimator):
     """All of the node's threads (the middleware's too) run on the CPU it was given."""
     probe, process = joint_estimator
-    # with one CPU every thread is on it anyway, and the test would show nothing
-    assert len(os.sched_getaffinity(0)) > 1, "pinning can only be shown with two CPUs or more"
+    if len(os.sched_getaffinity(0)) < 2:  # CI has two: there it always runs
+        pytest.skip("with one CPU every thread is on it anyway: pinning cannot be shown")
     tasks = Path(f"/proc/{process.process.pid}/task")
     allowed = {}
     for task in tasks.iterdir():

@@ -139,11 +139,15 @@ def joint_state_to_vector(msg: JointState, entries: Sequence[tuple[str, str]]) -
     return out
 
 
-def command_to_vector(msg: Float64MultiArray, dim: int) -> np.ndarray:
-    """``Float64MultiArray`` data -> ``[dim]`` finite command."""
+def command_to_vector(
+    msg: Float64MultiArray, dim: int, names: Sequence[str] = ()
+) -> np.ndarray:
+    """``Float64MultiArray`` data -> ``[dim]`` finite command; ``names`` (what each value
+    drives, from the checkpoint) go into the error for a command of the wrong length."""
     data = np.asarray(msg.data, dtype=np.float64)
     if data.size != dim:
-        raise MessageError("wrong_size", f"command has {data.size} values, expected {dim}")
+        named = f" {list(names)}" if names else ""
+        raise MessageError("wrong_size", f"command has {data.size} values, expected {dim}{named}")
     if not np.all(np.isfinite(data)):
         raise MessageError("non_finite", f"command {data.tolist()} holds NaN or inf")
     return data

@@ -178,6 +178,9 @@ def demo_environment(domain_id: int | None) -> dict[str, str]:
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     env["PYTHONUNBUFFERED"] = "1"
+    # line by line into the log files, where the demo looks for the start-up lines (also when
+    # RCUTILS_LOGGING_USE_STDOUT sends the log to a stream a file would fully buffer)
+    env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "1"
     return env
 
 
@@ -305,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
         f"rkn-ros demo {args.system}: {config} (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}), "
         f"model {model_dir}, {args.duration:.0f} s; logs in {out}/"
     )
-    def start(spec: NodeSpec) -> None:
+    def launch(spec: NodeSpec) -> None:
         log = open(out / f"{args.system}_{spec.name}.log", "w")  # noqa: SIM115
         logs[spec.name] = log
         command = node_command(spec, config, extras.get(spec.name))
@@ -320,14 +323,16 @@ def run(args: argparse.Namespace) -> int:
         # scored depended on the machine.
         source, *consumers = system.nodes
         for spec in reversed(consumers):
-            start(spec)
+            launch(spec)
         deadline = time.monotonic() + args.startup_timeout
         failed = _wait_for_ready(
             processes, {s.name: out / f"{args.system}_{s.name}.log" for s in consumers}, deadline
         )
         if failed is None:
-            start(source)
-            failed = _wait_for_flow(processes, summary_file, deadline, args.startup_timeout)
+            launch(source)
+            # its own budget if the start-up lines never showed: the data may flow all the same
+            flow_deadline = max(deadline, time.monotonic() + 30.0)
+            failed = _wait_for_flow(processes, summary_file, flow_deadline, args.startup_timeout)
         print(HEADER)
         start = time.monotonic()
         while failed is None and time.monotonic() - start < args.duration:

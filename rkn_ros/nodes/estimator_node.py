@@ -515,7 +515,9 @@ class EstimatorNode(Node):
     def _on_command(self, msg: Float64MultiArray) -> None:
         self.received["command"] += 1
         try:
-            self._command = self.est.check_action(command_to_vector(msg, self.est.action_dim))
+            self._command = self.est.check_action(
+                command_to_vector(msg, self.est.action_dim, self.est.action_names)
+            )
         except (MessageError, InputError) as err:
             self._reject("command", err.reason, str(err))
 

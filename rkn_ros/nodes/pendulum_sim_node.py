@@ -130,6 +130,8 @@ class PendulumSimNode(Node):
             f"{links}-link pendulum, {render.image_size}x{render.image_size} px, dt {self.dt} s, "
             f"real-time factor {rtf}, noise {image_noise}, drops {self.drop_probability}, "
             f"occlusions {self.occlusion_probability}"
+            + ("; waiting for subscribers to ~/image and ~/joint_states_truth"
+               if self.wait_for_subscribers else "")
         )
 
     def _stamp_ns(self) -> int:

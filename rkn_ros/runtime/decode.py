@@ -50,9 +50,10 @@ def sincos_pairs(names: Sequence[str], n_angles: int) -> tuple[np.ndarray, np.nd
     """Target indices ``(sin_index, cos_index)`` ``[n_angles]`` of each angle's pair among the
     first ``2 n_angles`` targets.
 
-    Read from the names where they say which is which: a name holding the word ``sin`` or
-    ``cos`` (``sin_theta_1``, ``theta_1_cos``, ``sin1``). Pairs are matched on the rest of the
-    name (``sin_theta_1`` with ``cos_theta_1``), else in order of appearance, so interleaved
+    Read from the names where they say which is which: a name with one word starting with
+    ``sin`` or ``cos`` (``sin_theta_1``, ``theta_1_cos``, ``sin1``, ``cosine_1``,
+    ``costheta``). Pairs are matched on the rest of the name (``sin_theta_1`` with
+    ``cos_theta_1``), else in order of appearance, so interleaved
     ``(sin, cos)`` or ``(cos, sin)`` pairs and grouped ``sin1, sin2, cos1, cos2`` all decode.
     Names that say nothing (or none given) mean interleaved ``(sin, cos)`` pairs; names of
     which only some say it raise :class:`OutputLayoutError`.
@@ -63,12 +64,10 @@ def sincos_pairs(names: Sequence[str], n_angles: int) -> tuple[np.ndarray, np.nd
         return default, default + 1
     kinds, keys = [], []
     for name in head:
-        words = re.findall(r"[a-z]+|\d+", name)
-        found = [w for w in words if w in ("sin", "cos")] or [
-            w[:3] for w in words if w[:3] in ("sin", "cos") and w[3:].isdigit()
-        ]
+        # a word starting with sin or cos says which: sin, sine, sintheta, cos1, cosine
+        found = re.findall(r"(?<![a-z])(sin|cos)[a-z]*", name)
         kinds.append(found[0] if len(found) == 1 else None)
-        keys.append(re.sub(r"sin|cos", "", name))
+        keys.append(re.sub(r"(?<![a-z])(sine|cosine|sin|cos)", "", name))
     if all(kind is None for kind in kinds):
         return default, default + 1
     sines = [i for i, kind in enumerate(kinds) if kind == "sin"]

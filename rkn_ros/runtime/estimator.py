@@ -455,8 +455,8 @@ class StreamingEstimator:
     def _write_input(self, spec: InputSpec, array: np.ndarray) -> None:
         out = self._obs_np[spec.name][0]
         if spec.kind == "vector":
-            np.subtract(array, spec.mean, out=out, casting="unsafe")
-            np.divide(out, spec.std, out=out)
+            # normalized in float64, then stored: the difference alone may not fit in float32
+            np.divide(array - spec.mean, spec.std, out=out, casting="unsafe")
             return
         if array.shape[:2] != spec.image_size:
             import cv2  # only for users who configured resizing
@@ -506,7 +506,9 @@ class StreamingEstimator:
 
     def _checked_dt(self, dt: Any) -> float:
         try:
-            value = float(dt)
+            if isinstance(dt, (str, bytes)):
+                raise TypeError
+            value = float(np.asarray(dt, dtype=np.float64).item())  # a number or one-element array
         except (TypeError, ValueError):
             raise InputError("bad_dt", f"dt must be a positive number of seconds, got {dt!r}") \
                 from None
@@ -703,7 +705,8 @@ class StreamingEstimator:
         self.reset()
 
     def reset(self) -> None:
-        """Back to the initial belief; the held action returns to zero command."""
+        """Back to the initial belief; the held action returns to zero command and the tick
+        spacing to the model's dt."""
         if self._onnx is not None:
             self._onnx.set_state([t.numpy() for t in self.model._state_tensors(self._initial)])
         with torch.inference_mode():
@@ -717,6 +720,7 @@ class StreamingEstimator:
                 self._state = _map_state(self._initial, torch.clone)
         self._steps = 0
         self._reset_action()
+        self._dt_np[0, 0] = self.metadata.dt
 
     def predict(
         self, steps: int, actions: np.ndarray | Sequence[Sequence[float]] | None = None

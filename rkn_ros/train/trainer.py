@@ -106,12 +106,12 @@ def recipe_warnings(recipe: RecipeConfig, train: SequenceDataset) -> list[str]:
     cfg = recipe.training
     targets = train.metadata.get("targets", {})
     copies_input = targets.get("kind") == "joints" and "joints" in train.metadata["inputs"]
-    if copies_input and cfg.observation_drop == 0.0:
+    if copies_input and cfg.observation_drop == 0.0 and cfg.drop_gap == 0:
         warnings.append(
             "the targets are the joint readings the model also takes as input (a bag imported "
             "without a truth topic); with training.observation_drop 0 it learns to copy them "
             "and never to estimate them without them. Set observation_drop (e.g. 0.5, "
-            "keep_first 5)"
+            "keep_first 5) and drop_gap (e.g. 40)"
         )
     if cfg.batch_size > train.num_sequences:
         warnings.append(
