@@ -480,11 +480,10 @@ class StreamingEstimator:
         Raises :class:`InputError` (``reason``: unexpected_action, wrong_dtype, wrong_shape,
         non_finite, out_of_range).
         """
-        self._normalized_action(action)
-        return np.asarray(action, dtype=np.float64).reshape(-1)
+        return self._checked_action(action)[0]
 
-    def _normalized_action(self, action: Any) -> np.ndarray:
-        """A raw command checked and normalized ``[action_dim]`` (float32), or InputError."""
+    def _checked_action(self, action: Any) -> tuple[np.ndarray, np.ndarray]:
+        """A raw command checked: itself and normalized ``[action_dim]`` (float64, float32)."""
         if self.action_dim == 0:
             raise InputError("unexpected_action", f"model '{self.name}' takes no action input")
         try:
@@ -502,7 +501,7 @@ class StreamingEstimator:
         normalized = (array - self._action_mean) / self._action_std
         if not np.all(np.abs(normalized) < _FLOAT32_LIMIT):
             raise InputError("out_of_range", f"action: values {array.tolist()} beyond float32")
-        return normalized.astype(np.float32)
+        return array, normalized.astype(np.float32)
 
     def _checked_dt(self, dt: Any) -> float:
         try:
@@ -520,9 +519,9 @@ class StreamingEstimator:
         # Before any command arrives the actuators are taken to be at zero command.
         self._action_np[0] = 0.0
         if self.action_dim:
-            self._action_np[0, : self.action_dim] = self._normalized_action(
+            self._action_np[0, : self.action_dim] = self._checked_action(
                 np.zeros(self.action_dim)
-            )
+            )[1]
 
     def _onnx_step(self, cpu_backend: str) -> OnnxRuntimeStep | None:
         """The ONNX Runtime step bound to this estimator's buffers; None (and
@@ -609,7 +608,7 @@ class StreamingEstimator:
             )
         # Everything is checked before anything is written: a refused tick changes nothing.
         arrays = {n: (None if v is None else self.check_input(n, v)) for n, v in inputs.items()}
-        normalized_action = None if action is None else self._normalized_action(action)
+        normalized_action = None if action is None else self._checked_action(action)[1]
         dt_value = None if dt is None else self._checked_dt(dt)
         if normalized_action is not None:
             self._action_np[0, : self.action_dim] = normalized_action
