@@ -7,14 +7,16 @@ same machine; the first ``--settle`` seconds of each turn are not counted):
 1. a bare rclpy relay process (subscribe the image, republish it): round trip camera -> relay ->
    here, the floor any ROS node pays;
 2. ``rkn_estimator`` (tick on each image): round trip camera -> estimator -> ``~/state`` here, and
-   the estimator's own figure from ``/diagnostics``: image stamp to its ``~/state`` publish.
+   the estimator's own figure from ``/diagnostics``: image stamp to its ``~/state`` publish;
+3. with ``--compare-whole-step``, a second estimator with ``publish_before_predict: false`` (the
+   whole step, prediction included, before it publishes), taking its turns the same way.
 
 The budget (DESIGN.md, "camera publish to ``~/state`` publish") is read both ways, each beside
 the relay measured the same way: round trip (back here), and one way (the image stamp to the
 moment the relay or the estimator hands its message to ``publish``). BENCHMARKS.md section 4.
 
     .venv/bin/python benchmarks/e2e_latency.py [--rate 50] [--duration 60] [--block 5]
-        [--settle 0.2] [--warmup 2] [--model PATH] [--pin CPU]
+        [--settle 0.2] [--warmup 2] [--model PATH] [--pin CPU] [--compare-whole-step]
 
 It also counts frames without an estimate (missed ticks). Uses its own ROS_DOMAIN_ID.
 """
@@ -75,12 +77,13 @@ with open(sys.argv[1], "w") as out:
 
 
 class Bench(Node):
-    def __init__(self) -> None:
+    def __init__(self, estimators: list[str]) -> None:
         super().__init__("e2e_bench")
         self.received: dict[int, int] = {}  # stamp -> receive time (ns)
-        self.diag: dict[str, str] = {}
+        self.diag: dict[str, dict[str, str]] = {}  # estimator node name -> its last values
         self.create_subscription(Image, "/relay/out", self._on_relay, BEST_EFFORT)
-        self.create_subscription(JointState, "/rkn_estimator/state", self._on_state, BEST_EFFORT)
+        for name in estimators:
+            self.create_subscription(JointState, f"/{name}/state", self._on_state, BEST_EFFORT)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
 
     def _on_relay(self, msg: Image) -> None:
@@ -93,7 +96,7 @@ class Bench(Node):
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
             if "input_to_publish_p50_ms" in values:
-                self.diag = values
+                self.diag[status.name.split(":")[0].lstrip("/")] = values
 
 
 def run_interleaved(
@@ -147,7 +150,7 @@ def run_interleaved(
 def report(label: str, latencies: np.ndarray, sent: int, answered: int) -> float:
     """Print one path's round trip; returns its p50 (ms)."""
     p50, p99 = np.percentile(latencies, [50, 99]) if latencies.size else (float("nan"),) * 2
-    print(f"{label:<44} p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  answered {answered}/{sent}")
+    print(f"{label:<50} p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  answered {answered}/{sent}")
     return float(p50)
 
 
@@ -155,12 +158,12 @@ def report_one_way(label: str, handed_file: Path) -> float:
     """Print the relay's one-way latencies from the file it wrote when stopped; returns the
     p50 (ms), NaN without a record."""
     if not handed_file.is_file():
-        print(f"{label:<44} (the relay wrote no record)")
+        print(f"{label:<50} (the relay wrote no record)")
         return float("nan")
     pairs = np.loadtxt(handed_file, dtype=np.int64, ndmin=2)
     latencies = (pairs[:, 1] - pairs[:, 0]) * 1e-6 if pairs.size else np.zeros(0)
     p50, p99 = np.percentile(latencies, [50, 99]) if latencies.size else (float("nan"),) * 2
-    print(f"{label:<44} p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  ({latencies.size} frames)")
+    print(f"{label:<50} p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  ({latencies.size} frames)")
     return float(p50)
 
 
@@ -187,6 +190,12 @@ def main() -> int:
         metavar="CPU",
         help="run the relay and the estimator pinned to this CPU (the estimator's cpu_affinity)",
     )
+    parser.add_argument(
+        "--compare-whole-step",
+        action="store_true",
+        help="also measure an estimator that runs the whole step before it publishes "
+        "(publish_before_predict: false)",
+    )
     args = parser.parse_args()
     allowed = sorted(os.sched_getaffinity(0))
     if args.pin is not None and args.pin not in allowed:
@@ -205,8 +214,11 @@ def main() -> int:
         f"{args.duration:.0f} s per path in turns of {args.block:g} s, model {model}"
         f"{'' if args.pin is None else f', relay and estimator pinned to CPU {args.pin}'}"
     )
+    estimators = {"rkn_estimator": "true"}
+    if args.compare_whole_step:
+        estimators["rkn_estimator_whole_step"] = "false"
     rclpy.init()
-    bench = Bench()
+    bench = Bench(list(estimators))
     executor = SingleThreadedExecutor()
     executor.add_node(bench)
     env = dict(os.environ)
@@ -216,10 +228,14 @@ def main() -> int:
     frames_per_path = int(args.rate * (args.warmup + turns * (args.block + args.settle))) + 100
     pin = [] if args.pin is None else [str(args.pin)]
     relay = subprocess.Popen([sys.executable, "-c", RELAY_CODE, str(relay_handed), *pin], env=env)
-    estimator = subprocess.Popen(
+    processes = [subprocess.Popen(
         [
             str(bin_dir / "rkn_estimator"),
             "--ros-args",
+            "-r",
+            f"__node:={name}",
+            "-p",
+            f"publish_before_predict:={publish_first}",
             "-p",
             f"model_path:={model}",
             "-p",
@@ -237,50 +253,55 @@ def main() -> int:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
+    ) for name, publish_first in estimators.items()]
+    topics = ["/relay/in", *(f"/{name}/image" for name in estimators)]
     try:
-        if args.warmup > 0:  # both warm up (first ticks, caches) before anything is counted
-            run_interleaved(bench, executor, ["/relay/in", "/rkn_estimator/image"], args.rate,
-                            args.warmup, args.warmup, 0.0)
+        if args.warmup > 0:  # all warm up (first ticks, caches) before anything is counted
+            run_interleaved(bench, executor, topics, args.rate, args.warmup, args.warmup, 0.0)
         bench.received.clear()
-        relay_result, estimator_result = run_interleaved(
-            bench, executor, ["/relay/in", "/rkn_estimator/image"], args.rate, args.duration,
-            args.block, args.settle)
+        relay_result, *estimator_results = run_interleaved(
+            bench, executor, topics, args.rate, args.duration, args.block, args.settle)
     finally:
-        if estimator.poll() is not None:
-            print(f"rkn_estimator exited with code {estimator.returncode}", file=sys.stderr)
-        stop_process(estimator)
+        for name, process in zip(estimators, processes, strict=True):
+            if process.poll() is not None:
+                print(f"{name} exited with code {process.returncode}", file=sys.stderr)
+            stop_process(process)
         stop_process(relay)
     print("round trip (back in this process):")
     relay_round = report("bare rclpy relay, camera -> relay -> here", *relay_result)
-    estimator_round = report("rkn_estimator, camera -> ~/state -> here", *estimator_result)
+    rounds = [report(f"{name}, camera -> ~/state -> here", *result)
+              for name, result in zip(estimators, estimator_results, strict=True)]
     print("one way (image stamp -> the node hands its message to publish; every frame, warm-up "
           "included):")
     relay_one_way = report_one_way("bare rclpy relay, stamp -> relay publish", relay_handed)
-    diag = bench.diag
-    estimator_one_way = float("nan")
-    if diag:
-        estimator_one_way = float(diag["input_to_publish_p50_ms"])
+    one_ways = []
+    for name in estimators:
+        diag = bench.diag.get(name)
+        one_ways.append(float(diag["input_to_publish_p50_ms"]) if diag else float("nan"))
+        if not diag:
+            print(f"{name}: no /diagnostics received")
+            continue
         print(
-            f"{'rkn_estimator, stamp -> ~/state publish':<44} "
-            f"p50 {estimator_one_way:7.3f} ms  "
+            f"{name + ', stamp -> ~/state publish':<50} "
+            f"p50 {one_ways[-1]:7.3f} ms  "
             f"p99 {float(diag['input_to_publish_p99_ms']):7.3f} ms  "
             "(its /diagnostics)"
         )
         print(
-            f"{'rkn_estimator step (' + diag.get('backend', '?') + ')':<44} "
+            f"{name + ' step (' + diag.get('backend', '?') + ')':<50} "
             f"p50 {float(diag['step_latency_p50_ms']):7.3f} ms  "
             f"p99 {float(diag['step_latency_p99_ms']):7.3f} ms  "
             f"(model step alone p50 {float(diag['model_step_p50_ms']):.3f} ms)"
         )
     # DESIGN.md's budget, 2 ms beside a relay of about 1 ms, is about 2x the relay
-    print(
-        f"{'estimator p50 over the relay p50':<44} "
-        f"round trip {estimator_round / relay_round:.2f}x "
-        f"(+{estimator_round - relay_round:.3f} ms), "
-        f"one way {estimator_one_way / relay_one_way:.2f}x "
-        f"(+{estimator_one_way - relay_one_way:.3f} ms)"
-    )
+    for name, round_trip, one_way in zip(estimators, rounds, one_ways, strict=True):
+        print(
+            f"{name + ' p50 over the relay p50':<50} "
+            f"round trip {round_trip / relay_round:.2f}x "
+            f"(+{round_trip - relay_round:.3f} ms), "
+            f"one way {one_way / relay_one_way:.2f}x "
+            f"(+{one_way - relay_one_way:.3f} ms)"
+        )
     executor.remove_node(bench)
     bench.destroy_node()
     rclpy.shutdown()

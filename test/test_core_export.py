@@ -8,7 +8,7 @@ import torch
 
 from rkn_ros.core import ModelConfig, SensorSpec, build_model
 from rkn_ros.core.export import export_step_onnx
-from rkn_ros.runtime.onnx_backend import OnnxRuntimeStep
+from rkn_ros.runtime.onnx_backend import OnnxRuntimeStep, OnnxSplitStep
 
 IMAGE = SensorSpec("image", "image", (24, 24))
 COLOUR = SensorSpec("camera", "image", (3, 32, 32))
@@ -36,14 +36,11 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_onnx_step_equals_the_torch_step_over_a_sequence(case: str) -> None:
-    """Thirty ticks with missing samples: same means, variances and state as `model.step`."""
-    kind, sensors, extra = CASES[case]
-    model = _model(kind, sensors, **extra)
-    graph = export_step_onnx(model)
+def _buffers_and_state(model: torch.nn.Module) -> tuple[dict[str, np.ndarray], object, list]:
+    """Zeroed input buffers for every graph input but the state, the initial state and it as
+    numpy arrays."""
     buffers: dict[str, np.ndarray] = {}
-    for spec in sensors:
+    for spec in model.sensors:
         buffers[f"obs_{spec.name}"] = np.zeros((1, *spec.shape), dtype=np.float32)
         buffers[f"valid_{spec.name}"] = np.zeros(1, dtype=bool)
     if model.config.action_dim:
@@ -53,27 +50,51 @@ def test_onnx_step_equals_the_torch_step_over_a_sequence(case: str) -> None:
     with torch.inference_mode():
         state = model.initial_state(1)
         initial = [t.numpy() for t in model._state_tensors(state)]
+    return buffers, state, initial
+
+
+def _random_tick(sensors, buffers: dict[str, np.ndarray], rng: np.random.Generator):
+    """One tick of random samples, each present with probability 0.6, written in place into
+    ``buffers`` (the bindings read them) and returned as `model.step` takes them."""
+    observations, valid = {}, {}
+    for spec in sensors:
+        present = bool(rng.random() < 0.6)
+        sample = (rng.random(spec.shape) if spec.kind == "image"
+                  else rng.normal(size=spec.shape)).astype(np.float32) * present
+        buffers[f"obs_{spec.name}"][0] = sample
+        buffers[f"valid_{spec.name}"][0] = present
+        observations[spec.name] = torch.from_numpy(sample)[None]
+        valid[spec.name] = torch.tensor([present])
+    return observations, valid
+
+
+def _torch_step(model, state, observations, valid, buffers: dict[str, np.ndarray],
+                rng: np.random.Generator):
+    """`model.step` on this tick's samples with a random action and dt, both also written
+    into ``buffers``."""
+    action = dt = None
+    if model.config.action_dim:
+        buffers["action"][0] = rng.normal(size=model.config.action_dim)
+        action = torch.from_numpy(buffers["action"].copy())
+    if model.config.use_dt:
+        buffers["dt"][0, 0] = 0.02 + 0.05 * rng.random()
+        dt = torch.from_numpy(buffers["dt"].copy())
+    with torch.inference_mode():
+        return model.step(state, observations, valid, action, dt)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_onnx_step_equals_the_torch_step_over_a_sequence(case: str) -> None:
+    """Thirty ticks with missing samples: same means, variances and state as `model.step`."""
+    kind, sensors, extra = CASES[case]
+    model = _model(kind, sensors, **extra)
+    graph = export_step_onnx(model)
+    buffers, state, initial = _buffers_and_state(model)
     runner = OnnxRuntimeStep(graph, buffers, initial)
     rng = np.random.default_rng(0)
     for tick in range(30):
-        observations, valid = {}, {}
-        for spec in sensors:
-            present = bool(rng.random() < 0.6)
-            sample = (rng.random(spec.shape) if spec.kind == "image"
-                      else rng.normal(size=spec.shape)).astype(np.float32) * present
-            buffers[f"obs_{spec.name}"][0] = sample  # written in place: the binding reads it
-            buffers[f"valid_{spec.name}"][0] = present
-            observations[spec.name] = torch.from_numpy(sample)[None]
-            valid[spec.name] = torch.tensor([present])
-        action = dt = None
-        if model.config.action_dim:
-            buffers["action"][0] = rng.normal(size=model.config.action_dim)
-            action = torch.from_numpy(buffers["action"].copy())
-        if model.config.use_dt:
-            buffers["dt"][0, 0] = 0.02 + 0.05 * rng.random()
-            dt = torch.from_numpy(buffers["dt"].copy())
-        with torch.inference_mode():
-            expected = model.step(state, observations, valid, action, dt)
+        observations, valid = _random_tick(sensors, buffers, rng)
+        expected = _torch_step(model, state, observations, valid, buffers, rng)
         mean, var = runner.run()
         np.testing.assert_allclose(mean, expected.mean.numpy(), atol=2e-5, rtol=1e-4,
                                    err_msg=f"mean at tick {tick}")
@@ -85,6 +106,38 @@ def test_onnx_step_equals_the_torch_step_over_a_sequence(case: str) -> None:
     runner.set_state(initial)
     for got, want in zip(runner.state, initial, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("case", sorted(c for c in CASES if CASES[c][0] == "rkn"))
+def test_split_onnx_step_equals_the_torch_step(case: str) -> None:
+    """The update and advance graphs run in turn give `model.step`'s means, variances,
+    posterior and next state; the action and dt buffers are read when `advance` runs."""
+    kind, sensors, extra = CASES[case]
+    model = _model(kind, sensors, **extra)
+    update, advance = (export_step_onnx(model, part=p) for p in ("update", "advance"))
+    assert update.output_names[:4] == ("posterior_0", "posterior_1", "posterior_2",
+                                       "posterior_3")
+    assert "action" not in update.input_names and "obs_image" not in advance.input_names
+    buffers, state, initial = _buffers_and_state(model)
+    runner = OnnxSplitStep(update, advance, buffers, initial)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        observations, valid = _random_tick(sensors, buffers, rng)
+        mean, var = runner.run()  # the update reads no action or dt: written after it
+        expected = _torch_step(model, state, observations, valid, buffers, rng)
+        np.testing.assert_allclose(mean, expected.mean.numpy(), atol=2e-5, rtol=1e-4)
+        np.testing.assert_allclose(var, expected.var.numpy(), atol=2e-5, rtol=1e-4)
+        runner.advance()
+        state = expected.state
+        for got, want in zip(runner.state, model._state_tensors(state), strict=True):
+            np.testing.assert_allclose(got, want.numpy(), atol=2e-5, rtol=1e-4)
+
+
+def test_a_recurrent_baseline_step_does_not_split() -> None:
+    with pytest.raises(ValueError, match="does not split"):
+        export_step_onnx(_model("gru", (JOINTS,)), part="update")
+    with pytest.raises(ValueError, match="part"):
+        export_step_onnx(_model("rkn", (JOINTS,)), part="decode")
 
 
 def test_export_is_a_snapshot_of_the_weights() -> None:

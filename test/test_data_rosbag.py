@@ -661,3 +661,9 @@ def test_training_on_a_joint_only_import_warns_what_the_recipe_gets_wrong(
     path.write_text(yaml.safe_dump(recipe))
     assert cli([*out, "--overwrite"]) == 0
     assert "warning" not in capsys.readouterr().err
+    recipe["training"].update(drop_gap=6)  # 10-step windows, the first 5 always kept
+    path.write_text(yaml.safe_dump(recipe))
+    assert cli([*out, "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert "training.drop_gap 6 is longer than the 5 steps after keep_first 5" in err
+    assert err.count("warning") == 1

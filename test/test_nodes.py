@@ -165,6 +165,7 @@ def test_one_estimate_per_frame_with_rising_stamps_and_predictions(image_estimat
     assert all(stddevs[s].name == ["joint_1"] and stddevs[s].position[0] > 0 for s in stamps)
     prediction = next(p for p in probe.predictions if stamp_to_ns(p.header.stamp) == stamps[-1])
     assert prediction.joint_names == ["joint_1"] and len(prediction.points) == 3
+    assert probe.diagnostics["split_step"] == "true"  # published before the prediction ran
     offsets = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in prediction.points]
     assert offsets == pytest.approx([0.05, 0.10, 0.15])
     assert probe.markers and len(probe.markers[-1].markers) == 3
@@ -315,6 +316,8 @@ def joint_estimator(checkpoints, probe_node, image_estimator, tmp_path_factory):
             "sensor_timeout": 0.5,
             "cpu_affinity": f"[{PIN_CPU}]",
             "reset_after_gap": 5.0,  # ignored ticking on the timer: warned about at start-up
+            "publish_before_predict": False,  # the whole step before publishing (the image
+            # estimator runs the default, split one)
         },
         remaps={"__node": "joint_estimator"},
         log=log,
@@ -503,12 +506,13 @@ def test_the_node_names_its_topics_and_warns_about_an_input_never_heard_from(joi
     """A remapping that missed (a typo, an unquoted ~ in the shell) must not go unnoticed: the
     start-up line names the resolved topics, and ticking before anything arrived on an input
     warns with that topic."""
-    _, process = joint_estimator
+    probe, process = joint_estimator
     output = process.output()
     assert "from ['/joint_estimator/command', '/joint_estimator/joint_states']" in output
     assert "nothing received on /joint_estimator/joint_states yet" in output
     # a parameter that cannot act in this configuration says so instead of doing nothing
     assert "reset_after_gap is ignored with tick_on: timer" in output
+    assert probe.diagnostics["split_step"] == "false"  # publish_before_predict: false
 
 
 def test_cpu_affinity_pins_every_thread_of_the_node(joint_estimator):

@@ -274,6 +274,40 @@ def test_a_dt_model_predicts_in_steps_of_the_dt_it_is_ticked_at(tmp_path):
     np.testing.assert_allclose(prediction.mean, np.stack(blind), atol=1e-5)
 
 
+def test_advance_moves_the_prediction_off_the_step_and_changes_no_result(tmp_path):
+    """An RKN step runs in two parts. Whether the caller runs the prediction right after
+    publishing (``advance``) or leaves it to the next ``step``, every estimate, prediction and
+    latency entry is the same; the action and dt it uses are the ones of its own tick, not of
+    the step that runs it."""
+    path = make_joint_checkpoint(tmp_path / "dt_model", use_dt=True, dt=0.05)
+    eager = StreamingEstimator.from_checkpoint(path, device="cpu", split_step=True)
+    lazy = StreamingEstimator.from_checkpoint(path, device="cpu", split_step=True)
+    traced = StreamingEstimator.from_checkpoint(path, device="cpu", cpu_backend="torchscript",
+                                                split_step=True)
+    whole = StreamingEstimator.from_checkpoint(path, device="cpu")
+    assert eager.splits_step and not traced.splits_step and not whole.splits_step
+    assert eager.backend == whole.backend == "onnxruntime"
+    rng = np.random.default_rng(8)
+    for k in range(25):
+        reading = None if k % 5 == 4 else rng.normal(size=3) + np.array([0.0, 2.0, 2.0])
+        action, dt = rng.uniform(0.0, 4.0, size=2), 0.01 + 0.04 * rng.random()
+        outs = [est.step({"joints": reading}, action=action, dt=dt)
+                for est in (eager, lazy, traced, whole)]
+        eager.advance()
+        whole.advance()  # nothing to do: the whole step ran
+        np.testing.assert_allclose(outs[0].mean, outs[3].mean, atol=1e-5)
+        assert eager.latency.count == lazy.latency.count == k + 1  # one entry per tick
+        np.testing.assert_array_equal(outs[0].mean, outs[1].mean)
+        np.testing.assert_allclose(outs[0].mean, outs[2].mean, atol=1e-5)
+        np.testing.assert_allclose(outs[0].std, outs[2].std, atol=1e-5)
+        if k in (10, 20):  # the pending prediction runs first
+            np.testing.assert_array_equal(lazy.predict(4).mean, eager.predict(4).mean)
+            np.testing.assert_allclose(lazy.predict(4).mean, traced.predict(4).mean, atol=1e-5)
+    lazy.reset()  # a pending prediction is dropped with the belief
+    traced.reset()
+    np.testing.assert_allclose(lazy.step({}).mean, traced.step({}).mean, atol=1e-6)
+
+
 def test_recurrent_baseline_checkpoint_serves_too(checkpoints):
     est = StreamingEstimator.from_checkpoint(checkpoints["joint_gru"], device="cpu")
     first = est.step({"joints": None})

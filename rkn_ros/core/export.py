@@ -26,11 +26,11 @@ ONNX_OPSET = 17
 class OnnxStep:
     """A serialized ONNX step graph and the meaning of its inputs and outputs.
 
-    Inputs, in order: `state_0..state_{n-1}` (the model's state tensors), then per sensor
-    `obs_<name>` [batch, *shape] float and `valid_<name>` [batch] bool, then `action`
-    [batch, action_dim] and `dt` [batch, 1] where the model takes them. Outputs:
-    `next_state_0..next_state_{n-1}`, `mean` and `var` [batch, output_dim]. Every shape is
-    fixed at `batch_size`.
+    Inputs of a whole step, in order: `state_0..state_{n-1}` (the model's state tensors), then
+    per sensor `obs_<name>` [batch, *shape] float and `valid_<name>` [batch] bool, then
+    `action` [batch, action_dim] and `dt` [batch, 1] where the model takes them. Outputs:
+    `next_state_0..next_state_{n-1}`, `mean` and `var` [batch, output_dim]. The parts of a
+    split step name theirs as `FlatStep` says. Every shape is fixed at `batch_size`.
     """
 
     model: bytes
@@ -40,13 +40,14 @@ class OnnxStep:
     batch_size: int
 
 
-def export_step_onnx(model: SequenceModel, batch_size: int = 1) -> OnnxStep:
-    """Export `model.step(..., check=False)` for a fixed batch size (needs the `onnx` package).
+def export_step_onnx(model: SequenceModel, batch_size: int = 1, part: str = "step") -> OnnxStep:
+    """Export `model.step(..., check=False)`, or its "update" or "advance" part (`FlatStep`),
+    for a fixed batch size (needs the `onnx` package).
 
     Same inputs contract as `compile_step`: zeros (not NaN) in missing samples, finite values.
     Raises RuntimeError naming the cause when the model cannot be exported.
     """
-    flat, example = flat_step(model, batch_size)
+    flat, example = flat_step(model, batch_size, part)
     buffer = io.BytesIO()
     try:
         with torch.no_grad(), warnings.catch_warnings():

@@ -112,6 +112,19 @@ class SequenceModel(nn.Module):
     def _check_state(self, state: Any, batch: int) -> None:
         raise NotImplementedError
 
+    # A model whose `_cell` is an update on this tick's inputs followed by a prediction of the
+    # next tick (the RKN) sets `splits_step` and implements `_update` and `_advance`: a
+    # real-time caller can then publish the estimate before it pays for the prediction.
+    splits_step = False
+
+    def _update(self, state: Any, encoded: list[Encoded]) -> tuple[Any, Tensor, Tensor]:
+        """The first part of `_cell`: (posterior, mean features, var features)."""
+        raise NotImplementedError
+
+    def _advance(self, posterior: Any, action: Tensor | None, dt: Tensor | None) -> Any:
+        """The rest of `_cell`: the next tick's state from `_update`'s posterior."""
+        raise NotImplementedError
+
     def _state_tensors(self, state: Any) -> tuple[Tensor, ...]:
         """The state as a flat tuple of tensors (for `compile_step`)."""
         raise NotImplementedError
@@ -315,53 +328,83 @@ class SequenceModel(nn.Module):
                 _check_finite(name, value)
 
 
-class FlatStep(nn.Module):
-    """`step(..., check=False)` on a flat argument list: state tensors, then (observation,
-    valid) per sensor in config order, then action and dt where the model takes them; returns
-    the next state's tensors, mean and var. (Tracing and export need tensors in, tensors
-    out.) `input_names`/`output_names` name those positions (`state_0`, `obs_<sensor>`,
-    `valid_<sensor>`, `action`, `dt`; `next_state_0`, ..., `mean`, `var`)."""
+STEP_PARTS = ("step", "update", "advance")
 
-    def __init__(self, model: SequenceModel, state_len: int) -> None:
+
+class FlatStep(nn.Module):
+    """`step(..., check=False)`, or a part of it, on a flat argument list (tracing and export
+    need tensors in, tensors out).
+
+    part "step": state tensors, then (observation, valid) per sensor in config order, then
+    action and dt where the model takes them -> the next state's tensors, mean and var.
+    part "update" (models with `splits_step`): state tensors and (observation, valid) per
+    sensor -> the posterior's tensors, mean and var. part "advance": the posterior's tensors,
+    action and dt -> the next state's tensors. `input_names`/`output_names` name the
+    positions (`state_0`, `posterior_0`, `obs_<sensor>`, `valid_<sensor>`, `action`, `dt`;
+    `next_state_0`, `posterior_0`, ..., `mean`, `var`).
+    """
+
+    def __init__(self, model: SequenceModel, state_len: int, part: str = "step") -> None:
         super().__init__()
+        if part not in STEP_PARTS:
+            raise ValueError(f"part: expected one of {STEP_PARTS}, received {part!r}")
+        if part != "step" and not model.splits_step:
+            raise ValueError(f"part {part!r}: a {model.config.kind} step does not split")
         self.model = model
         self.state_len = state_len
-        names = [f"state_{i}" for i in range(state_len)]
-        for spec in model.sensors:
-            names += [f"obs_{spec.name}", f"valid_{spec.name}"]
-        if model.config.action_dim > 0:
-            names.append("action")
-        if model.config.use_dt:
-            names.append("dt")
+        self.part = part
+        state_in = "posterior" if part == "advance" else "state"
+        names = [f"{state_in}_{i}" for i in range(state_len)]
+        if part != "advance":
+            for spec in model.sensors:
+                names += [f"obs_{spec.name}", f"valid_{spec.name}"]
+        if part != "update":
+            if model.config.action_dim > 0:
+                names.append("action")
+            if model.config.use_dt:
+                names.append("dt")
         self.input_names = names
-        self.output_names = [f"next_state_{i}" for i in range(state_len)] + ["mean", "var"]
+        state_out = "posterior" if part == "update" else "next_state"
+        self.output_names = [f"{state_out}_{i}" for i in range(state_len)]
+        if part != "advance":
+            self.output_names += ["mean", "var"]
 
     def forward(self, *args: Tensor) -> tuple[Tensor, ...]:
         model = self.model
         state = model._state_from_tensors(args[: self.state_len])
         k = self.state_len
-        encoded_in, masks = {}, []
-        for spec in model.sensors:
-            encoded_in[spec.name] = args[k]
-            masks.append(args[k + 1])
-            k += 2
+        encoded = []
+        if self.part != "advance":
+            encoded_in, masks = {}, []
+            for spec in model.sensors:
+                encoded_in[spec.name] = args[k]
+                masks.append(args[k + 1])
+                k += 2
+            encoded = [(w, v, mask) for (w, v), mask in zip(model.encode(encoded_in), masks,
+                                                             strict=True)]
         action = dt = None
-        if model.config.action_dim > 0:
-            action = args[k]
-            k += 1
-        if model.config.use_dt:
-            dt = args[k]
-        encoded = [(w, v, mask) for (w, v), mask in zip(model.encode(encoded_in), masks,
-                                                         strict=True)]
-        next_state, mean_features, var_features, _ = model._cell(state, encoded, action, dt)
+        if self.part != "update":
+            if model.config.action_dim > 0:
+                action = args[k]
+                k += 1
+            if model.config.use_dt:
+                dt = args[k]
+        if self.part == "advance":
+            return model._state_tensors(model._advance(state, action, dt))
+        if self.part == "update":
+            next_state, mean_features, var_features = model._update(state, encoded)
+        else:
+            next_state, mean_features, var_features, _ = model._cell(state, encoded, action, dt)
         mean, var = model.decoder(mean_features, var_features)
         return (*model._state_tensors(next_state), mean, var)
 
 
-def flat_step(model: SequenceModel, batch_size: int) -> tuple[FlatStep, tuple[Tensor, ...]]:
+def flat_step(model: SequenceModel, batch_size: int,
+              part: str = "step") -> tuple[FlatStep, tuple[Tensor, ...]]:
     """A `FlatStep` over a private copy of `model` (eval mode) and an example argument tuple
-    for it: the model's `initial_state(batch_size)`, zero observations, all valid, zero
-    action, dt 1. What `compile_step` traces and `core.export.export_step_onnx` exports."""
+    for it: the model's `initial_state(batch_size)` (as the posterior for "advance"), zero
+    observations, all valid, zero action, dt 1. What `compile_step` traces and
+    `core.export.export_step_onnx` exports."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, received {batch_size!r}")
     dtype = model.dtype
@@ -370,18 +413,20 @@ def flat_step(model: SequenceModel, batch_size: int) -> tuple[FlatStep, tuple[Te
         state = tuple(t.detach().clone() for t in
                       model._state_tensors(model.initial_state(batch_size, device)))
         example: list[Tensor] = list(state)
-        for spec in model.sensors:
-            example += [torch.zeros(batch_size, *spec.shape, dtype=dtype, device=device),
-                        torch.ones(batch_size, dtype=torch.bool, device=device)]
-        if model.config.action_dim > 0:
-            example.append(torch.zeros(batch_size, model.config.action_dim, dtype=dtype,
-                                       device=device))
-        if model.config.use_dt:
-            example.append(torch.ones(batch_size, 1, dtype=dtype, device=device))
+        if part != "advance":
+            for spec in model.sensors:
+                example += [torch.zeros(batch_size, *spec.shape, dtype=dtype, device=device),
+                            torch.ones(batch_size, dtype=torch.bool, device=device)]
+        if part != "update":
+            if model.config.action_dim > 0:
+                example.append(torch.zeros(batch_size, model.config.action_dim, dtype=dtype,
+                                           device=device))
+            if model.config.use_dt:
+                example.append(torch.ones(batch_size, 1, dtype=dtype, device=device))
         # a private copy: freezing and export fold weights into the graph, some by
         # reference; a copy makes the step a snapshot of the weights as they are now
         snapshot = copy.deepcopy(model).eval()
-    return FlatStep(snapshot, len(state)).eval(), tuple(example)
+    return FlatStep(snapshot, len(state), part).eval(), tuple(example)
 
 
 class CompiledStep:

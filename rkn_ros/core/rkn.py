@@ -108,16 +108,25 @@ class RKN(SequenceModel):
         return (elu_plus_one(transition.raw_noise).view(2, self.latent_obs_dim),
                 transition.band_basis())
 
-    def _cell(self, state: Belief, encoded: list[Encoded], action: Tensor | None,
-              dt: Tensor | None,
-              constants: tuple[Tensor, Tensor] | None = None
-              ) -> tuple[Belief, Tensor, Tensor, Belief]:
+    splits_step = True
+
+    def _update(self, state: Belief, encoded: list[Encoded]) -> tuple[Belief, Tensor, Tensor]:
         mean, upper, lower, side = state.mean, state.var_upper, state.var_lower, state.var_side
         for w, var_obs, valid in encoded:  # several sensors: successive updates
             mean, upper, lower, side = kalman_update(mean, upper, lower, side, w, var_obs, valid)
         posterior = Belief(mean, upper, lower, side)
+        return posterior, self._mean_features(posterior), self._var_features(posterior)
+
+    def _advance(self, posterior: Belief, action: Tensor | None, dt: Tensor | None) -> Belief:
+        return self.transition_step(posterior, action, dt)
+
+    def _cell(self, state: Belief, encoded: list[Encoded], action: Tensor | None,
+              dt: Tensor | None,
+              constants: tuple[Tensor, Tensor] | None = None
+              ) -> tuple[Belief, Tensor, Tensor, Belief]:
+        posterior, mean_features, var_features = self._update(state, encoded)
         prior = self.transition_step(posterior, action, dt, constants)
-        return prior, self._mean_features(posterior), self._var_features(posterior), posterior
+        return prior, mean_features, var_features, posterior
 
     def _run(self, state: Belief, encoded: list[tuple[Tensor, Tensor]],
              valid: dict[str, Tensor], actions: Tensor | None,

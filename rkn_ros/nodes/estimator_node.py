@@ -125,6 +125,7 @@ class EstimatorNode(Node):
                 latency_window=p["latency_window"],
                 num_threads=p["num_threads"],
                 cpu_backend=p["cpu_backend"],
+                split_step=p["publish_before_predict"],
             )
         except (CheckpointError, ValueError, OSError) as err:
             raise StartupError(f"cannot serve model {model_path}: {err}") from err
@@ -303,6 +304,11 @@ class EstimatorNode(Node):
             self, "cpu_backend", "auto",
             "CPU step: auto (ONNX Runtime when installed, else TorchScript), onnxruntime or "
             "torchscript",
+        )
+        d["publish_before_predict"] = declare(
+            self, "publish_before_predict", True,
+            "publish each estimate before predicting the next tick's prior (an RKN in ONNX "
+            "Runtime: ~0.1 ms sooner from input to ~/state, ~0.04 ms more CPU per tick)",
         )
         d["num_threads"] = declare(
             self, "num_threads", 1, "torch intra-op threads (1 is fastest at batch 1)", 1, 64
@@ -616,6 +622,7 @@ class EstimatorNode(Node):
         self._last_tick_ns = tick_ns
         self.ticks += 1
         self._publish(out, ns_to_stamp(tick_ns + self._offset_ns), tick_ns)
+        self.est.advance()  # the next tick's prior, now that the estimate is out
 
     def _publish(self, out: EstimatorOutput, stamp: Time, tick_ns: int) -> None:
         frame = self._frame_id
@@ -722,6 +729,7 @@ class EstimatorNode(Node):
             "device": str(est.device),
             "backend": est.backend,
             "cuda_graph": str(est.uses_cuda_graph).lower(),
+            "split_step": str(est.splits_step).lower(),
             "cpu_affinity": ",".join(map(str, self.cpus)) if self.cpus else "any",
             "tick_source": self._tick_on,
             "tick_period_s": f"{self._period:.6f}",

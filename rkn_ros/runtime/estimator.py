@@ -8,6 +8,11 @@ No ROS import: a node, a test or any control loop drives it the same way::
     est.predict(steps=10)                       # open-loop k-step-ahead means and stds
     est.reset(); est.latency.p50_ms
 
+A real-time caller can build it with ``split_step=True``, publish ``out`` first and then call
+``est.advance()``: the prediction of the next tick's prior, the second part of the step, then
+runs off the path from input to estimate (where the backend can split the step: an RKN in ONNX
+Runtime; ``step`` runs it itself when the caller did not). Results are the same either way.
+
 The estimator owns the belief (the prior for the next tick) and fixed input buffers allocated
 once, so a step allocates nothing that outlives it. On the CPU the step runs in ONNX Runtime
 (exported at start-up, bound to those buffers; 2-3x faster than TorchScript at batch 1),
@@ -34,7 +39,7 @@ import torch
 from rkn_ros.core.export import export_step_onnx
 from rkn_ros.runtime.decode import OutputLayout, OutputLayoutError
 from rkn_ros.runtime.latency import LatencyStats
-from rkn_ros.runtime.onnx_backend import OnnxRuntimeStep, onnxruntime_available
+from rkn_ros.runtime.onnx_backend import OnnxRuntimeStep, OnnxSplitStep, onnxruntime_available
 from rkn_ros.train.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint
 
 _IMAGE_SCALE = {np.dtype(np.uint8): 1.0 / 255.0, np.dtype(np.uint16): 1.0 / 65535.0}
@@ -187,6 +192,7 @@ class StreamingEstimator:
         latency_window: int = 1000,
         cuda_graph: bool = True,
         cpu_backend: str = "auto",
+        split_step: bool = False,
     ) -> None:
         if cpu_backend not in CPU_BACKENDS:
             raise ValueError(f"cpu_backend: expected one of {CPU_BACKENDS}, got {cpu_backend!r}")
@@ -287,11 +293,12 @@ class StreamingEstimator:
         # On the CPU, dispatching ~100 tiny ops is most of a batch-1 step: run them in ONNX
         # Runtime, else as a traced, frozen TorchScript step (core's compile_step). On CUDA
         # the graph below removes that overhead.
-        self._onnx: OnnxRuntimeStep | None = None
+        self._onnx: OnnxRuntimeStep | OnnxSplitStep | None = None
+        self._advance_pending = False  # the split step's prediction, not yet run
         self._compiled = None
         if self.device.type == "cpu":
             if cpu_backend != "torchscript":
-                self._onnx = self._onnx_step(cpu_backend)
+                self._onnx = self._onnx_step(cpu_backend, split_step)
             if self._onnx is None:
                 self._compiled = model.compile_step(1)
         self._steps = 0
@@ -317,6 +324,7 @@ class StreamingEstimator:
         cuda_graph: bool = True,
         num_threads: int | None = None,
         cpu_backend: str = "auto",
+        split_step: bool = False,
     ) -> StreamingEstimator:
         """Load a checkpoint folder and get it ready to serve (warmed up, graph captured).
 
@@ -326,6 +334,9 @@ class StreamingEstimator:
         ``num_threads`` sets torch's intra-op threads (1 is fastest for batch-1 steps).
         ``cpu_backend``: ``auto`` (ONNX Runtime when installed, else TorchScript),
         ``onnxruntime`` (raise :class:`CheckpointError` if it cannot serve) or ``torchscript``.
+        ``split_step``: run an RKN's step in ONNX Runtime as two parts, so that a caller can
+        publish before the prediction of the next prior (:meth:`advance`); about 0.1 ms sooner
+        to the estimate and 0.03-0.05 ms more per tick in all (BENCHMARKS.md section 4).
         """
         if num_threads is not None:
             torch.set_num_threads(int(num_threads))
@@ -347,6 +358,7 @@ class StreamingEstimator:
             latency_window=latency_window,
             cuda_graph=cuda_graph,
             cpu_backend=cpu_backend,
+            split_step=split_step,
         )
 
     # ------------------------------------------------------------------ properties
@@ -368,6 +380,11 @@ class StreamingEstimator:
         if self._compiled is not None:
             return "torchscript"
         return "cuda_graph" if self._graph is not None else self.device.type
+
+    @property
+    def splits_step(self) -> bool:
+        """True when :meth:`advance` can take the prediction off :meth:`step`'s path."""
+        return isinstance(self._onnx, OnnxSplitStep)
 
     @property
     def uses_cuda_graph(self) -> bool:
@@ -523,7 +540,8 @@ class StreamingEstimator:
                 np.zeros(self.action_dim)
             )[1]
 
-    def _onnx_step(self, cpu_backend: str) -> OnnxRuntimeStep | None:
+    def _onnx_step(self, cpu_backend: str,
+                   split_step: bool) -> OnnxRuntimeStep | OnnxSplitStep | None:
         """The ONNX Runtime step bound to this estimator's buffers; None (and
         ``backend_error``) where it cannot serve and ``cpu_backend`` is ``auto``."""
         try:
@@ -538,7 +556,11 @@ class StreamingEstimator:
             if self.uses_dt:
                 buffers["dt"] = self._dt_np
             state = [t.numpy() for t in self.model._state_tensors(self._initial)]
-            # one thread: a batch-1 step is too small to split (pendulum: 0.23 ms, 0.30 with 2)
+            # one thread: a batch-1 step is too small to share (pendulum: 0.23 ms, 0.30 with 2)
+            if split_step and self.model.splits_step:
+                return OnnxSplitStep(export_step_onnx(self.model, part="update"),
+                                     export_step_onnx(self.model, part="advance"),
+                                     buffers, state, threads=1)
             return OnnxRuntimeStep(export_step_onnx(self.model), buffers, state, threads=1)
         except Exception as err:  # export and session errors come in many types
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -610,6 +632,8 @@ class StreamingEstimator:
         arrays = {n: (None if v is None else self.check_input(n, v)) for n, v in inputs.items()}
         normalized_action = None if action is None else self._checked_action(action)[1]
         dt_value = None if dt is None else self._checked_dt(dt)
+        # the last tick's prediction reads the action and dt buffers as they were: first
+        advance_s = self._run_advance()
         if normalized_action is not None:
             self._action_np[0, : self.action_dim] = normalized_action
         if dt_value is not None:
@@ -628,7 +652,7 @@ class StreamingEstimator:
             used[name] = array is not None
         model_start = time.perf_counter()
         mean, var = self._run()
-        self.model_latency.add(time.perf_counter() - model_start)
+        self.model_latency.add(time.perf_counter() - model_start + advance_s)
         out_mean, out_std = self.layout.decode(mean, var)
         self._steps += 1
         latency = time.perf_counter() - start
@@ -642,10 +666,33 @@ class StreamingEstimator:
             latency_s=latency,
         )
 
+    def advance(self) -> None:
+        """Run the prediction of the next tick's prior now, if the last step left it pending.
+
+        For a caller that publishes ``step``'s estimate first and then has time to spare;
+        ``step``, ``predict`` and ``reset`` do it themselves when needed. Its time is added to
+        the last step's entry in ``latency`` and ``model_latency``.
+        """
+        elapsed = self._run_advance()
+        if elapsed:
+            self.latency.add_to_last(elapsed)
+            self.model_latency.add_to_last(elapsed)
+
+    def _run_advance(self) -> float:
+        """The pending prediction, if any; returns the seconds it took (0.0: none pending)."""
+        if not self._advance_pending:
+            return 0.0
+        start = time.perf_counter()
+        self._onnx.advance()
+        self._advance_pending = False
+        return time.perf_counter() - start
+
     def _run(self) -> tuple[np.ndarray, np.ndarray]:
-        """Run the model on the filled buffers; returns normalized mean, var ``[target_dim]``."""
+        """Run the model on the filled buffers; returns normalized mean, var ``[target_dim]``.
+        A split step leaves its prediction pending."""
         if self._onnx is not None:
             mean, var = self._onnx.run()
+            self._advance_pending = isinstance(self._onnx, OnnxSplitStep)
             return mean[0].astype(np.float64), var[0].astype(np.float64)
         with torch.inference_mode():
             if self.device.type == "cuda":
@@ -668,10 +715,12 @@ class StreamingEstimator:
         """Run ``steps`` throw-away ticks (inputs present and missing), then reset the belief."""
         for index in range(steps):
             present = index % 2 == 0
+            self._run_advance()
             for name in self.inputs:
                 self._obs_np[name].fill(0.0)
                 self._valid_np[name][0] = present
             self._run()
+        self._run_advance()
         self.reset()
 
     def _capture_graph(self) -> None:
@@ -706,6 +755,7 @@ class StreamingEstimator:
     def reset(self) -> None:
         """Back to the initial belief; the held action returns to zero command and the tick
         spacing to the model's dt."""
+        self._advance_pending = False
         if self._onnx is not None:
             self._onnx.set_state([t.numpy() for t in self.model._state_tensors(self._initial)])
         with torch.inference_mode():
@@ -762,6 +812,7 @@ class StreamingEstimator:
             if self.uses_dt
             else None
         )
+        self.advance()  # the prediction starts from the next tick's prior
         with torch.inference_mode():
             state = self._state
             if self._onnx is not None:

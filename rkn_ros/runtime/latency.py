@@ -23,6 +23,11 @@ class LatencyStats:
         self._count = min(self._count + 1, self._samples.size)
         self.total += 1
 
+    def add_to_last(self, seconds: float) -> None:
+        """Add ``seconds`` to the last duration recorded (work of that step done later)."""
+        if self._count:
+            self._samples[self._next - 1] += seconds
+
     def clear(self) -> None:
         """Forget every sample (``total`` included)."""
         self._next = 0

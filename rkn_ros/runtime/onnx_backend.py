@@ -36,21 +36,8 @@ class OnnxRuntimeStep:
 
     def __init__(self, graph: OnnxStep, inputs: Mapping[str, np.ndarray],
                  initial_state: Sequence[np.ndarray], threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # A spinning worker burns a core between ticks; with one thread there is none.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3  # warnings about unused initializers are not news
-        self._session = ort.InferenceSession(graph.model, options,
-                                             providers=["CPUExecutionProvider"])
-        missing = [n for n in graph.input_names[graph.state_len:] if n not in inputs]
-        if missing:
-            raise ValueError(f"onnx step: no buffer for inputs {missing}")
+        self._session = _session(graph, threads)
+        _check_buffers(graph, inputs)
         self._inputs = dict(inputs)  # bound by address: they must outlive the session
         self._states = [[np.ascontiguousarray(a, dtype=np.float32).copy() for a in initial_state]
                         for _ in range(2)]
@@ -85,6 +72,81 @@ class OnnxRuntimeStep:
         """Overwrite the current state in place."""
         for dst, src in zip(self.state, values, strict=True):
             np.copyto(dst, src)
+
+
+class OnnxSplitStep:
+    """A step run as its two parts (`export_step_onnx(..., part=...)`): :meth:`run` is the
+    update (the prior and this tick's inputs -> the posterior, mean and var) and
+    :meth:`advance` the prediction of the next tick's prior from that posterior, with the
+    action and dt buffers as they are when it runs. So a real-time caller can publish the
+    estimate before paying for the prediction. Call them in turn, ``run`` first; the prior and
+    the posterior each live in their own bound arrays.
+    """
+
+    def __init__(self, update: OnnxStep, advance: OnnxStep, inputs: Mapping[str, np.ndarray],
+                 initial_state: Sequence[np.ndarray], threads: int = 1) -> None:
+        self._update = _session(update, threads)
+        self._advance = _session(advance, threads)
+        _check_buffers(update, inputs)
+        _check_buffers(advance, inputs)
+        self._inputs = dict(inputs)  # bound by address: they must outlive the sessions
+        self._prior = [np.ascontiguousarray(a, dtype=np.float32).copy() for a in initial_state]
+        self._posterior = [a.copy() for a in self._prior]
+        outputs = {o.name: o for o in self._update.get_outputs()}
+        self.mean = np.zeros(_fixed_shape(outputs["mean"].shape), dtype=np.float32)
+        self.var = np.zeros_like(self.mean)
+        self._update_binding = self._update.io_binding()
+        self._advance_binding = self._advance.io_binding()
+        for index, (prior, posterior) in enumerate(zip(self._prior, self._posterior,
+                                                       strict=True)):
+            _bind_input(self._update_binding, f"state_{index}", prior)
+            _bind_output(self._update_binding, f"posterior_{index}", posterior)
+            _bind_input(self._advance_binding, f"posterior_{index}", posterior)
+            _bind_output(self._advance_binding, f"next_state_{index}", prior)
+        for graph, binding in ((update, self._update_binding), (advance, self._advance_binding)):
+            for name in graph.input_names[graph.state_len:]:
+                _bind_input(binding, name, inputs[name])
+        _bind_output(self._update_binding, "mean", self.mean)
+        _bind_output(self._update_binding, "var", self.var)
+
+    def run(self) -> tuple[np.ndarray, np.ndarray]:
+        """The update: writes the posterior; returns the (reused) mean and var arrays."""
+        self._update.run_with_iobinding(self._update_binding)
+        return self.mean, self.var
+
+    def advance(self) -> None:
+        """The prediction: the posterior of the last :meth:`run` -> the next prior."""
+        self._advance.run_with_iobinding(self._advance_binding)
+
+    @property
+    def state(self) -> list[np.ndarray]:
+        """The prior arrays (what the next :meth:`run` reads); views, not copies."""
+        return self._prior
+
+    def set_state(self, values: Sequence[np.ndarray]) -> None:
+        """Overwrite the prior in place."""
+        for dst, src in zip(self._prior, values, strict=True):
+            np.copyto(dst, src)
+
+
+def _session(graph: OnnxStep, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # A spinning worker burns a core between ticks; with one thread there is none.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # warnings about unused initializers are not news
+    return ort.InferenceSession(graph.model, options, providers=["CPUExecutionProvider"])
+
+
+def _check_buffers(graph: OnnxStep, inputs: Mapping[str, np.ndarray]) -> None:
+    missing = [n for n in graph.input_names[graph.state_len:] if n not in inputs]
+    if missing:
+        raise ValueError(f"onnx step: no buffer for inputs {missing}")
 
 
 def _fixed_shape(shape: Sequence) -> list[int]:

@@ -113,6 +113,14 @@ def recipe_warnings(recipe: RecipeConfig, train: SequenceDataset) -> list[str]:
             "and never to estimate them without them. Set observation_drop (e.g. 0.5, "
             "keep_first 5) and drop_gap (e.g. 40)"
         )
+    after_kept = train.sequence_length - cfg.keep_first
+    if cfg.drop_gap > max(after_kept, 0):
+        warnings.append(
+            f"training.drop_gap {cfg.drop_gap} is longer than the {max(after_kept, 0)} steps "
+            f"after keep_first {cfg.keep_first} in the {train.sequence_length}-step training "
+            "sequences: outages are cut at the sequence's end, so none is as long as drop_gap. "
+            "Lower drop_gap or train on longer windows"
+        )
     if cfg.batch_size > train.num_sequences:
         warnings.append(
             f"training.batch_size {cfg.batch_size} is more than the {train.num_sequences} "
