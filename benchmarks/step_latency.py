@@ -100,8 +100,9 @@ def measure(path: Path, device: str, steps: int, backend: str = "auto", seed: in
     """Step the estimator ``steps`` times on random frames (a third missing), back to back or
     one step every ``period`` seconds (sleeping between, and calling ``advance`` after each
     step, as a node does between ticks). Returns it and the p50 of the ``step`` calls, ms."""
-    est = StreamingEstimator.from_checkpoint(
-        path, device=device, warmup_steps=50, latency_window=steps, cpu_backend=backend
+    est = StreamingEstimator.from_checkpoint(  # paced: split as in the node
+        path, device=device, warmup_steps=50, latency_window=steps, cpu_backend=backend,
+        split_step=period > 0,
     )
     size = est.inputs["image"].image_size
     rng = np.random.default_rng(seed)

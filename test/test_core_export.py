@@ -110,8 +110,8 @@ def test_onnx_step_equals_the_torch_step_over_a_sequence(case: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(c for c in CASES if CASES[c][0] == "rkn"))
 def test_split_onnx_step_equals_the_torch_step(case: str) -> None:
-    """The update and advance graphs run in turn give `model.step`'s means, variances,
-    posterior and next state; the action and dt buffers are read when `advance` runs."""
+    """The update and advance graphs run in turn give `model.step`'s means, variances and
+    next state; the action and dt buffers are read when `advance` runs."""
     kind, sensors, extra = CASES[case]
     model = _model(kind, sensors, **extra)
     update, advance = (export_step_onnx(model, part=p) for p in ("update", "advance"))

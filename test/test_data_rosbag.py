@@ -667,3 +667,8 @@ def test_training_on_a_joint_only_import_warns_what_the_recipe_gets_wrong(
     err = capsys.readouterr().err
     assert "training.drop_gap 6 is longer than the 5 steps after keep_first 5" in err
     assert err.count("warning") == 1
+    recipe["training"].update(keep_first=10)
+    path.write_text(yaml.safe_dump(recipe))
+    assert cli([*out, "--overwrite"]) == 0
+    assert "keep_first 10 keeps every step of the 10-step training sequences: drop_gap hides " \
+        "none" in capsys.readouterr().err

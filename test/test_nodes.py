@@ -171,6 +171,42 @@ def test_one_estimate_per_frame_with_rising_stamps_and_predictions(image_estimat
     assert probe.markers and len(probe.markers[-1].markers) == 3
 
 
+@pytest.mark.parametrize("publish_first", [True, False])
+def test_the_node_publishes_each_estimate_before_it_predicts_the_next_prior(
+    checkpoints, probe_node, publish_first
+):
+    """``publish_before_predict``: ``~/state`` goes out while the prediction of the next prior
+    is still pending, and the prediction has run by the time the callback returns (so the next
+    tick pays only its update). Off, the whole step runs before the publish. The node runs in
+    this process here, to see its estimator between the two."""
+    from rclpy.parameter import Parameter
+
+    from rkn_ros.nodes.estimator_node import EstimatorNode
+
+    node = EstimatorNode(parameter_overrides=[
+        Parameter("model_path", value=str(checkpoints["monotone"])),
+        Parameter("tick_on", value="image"),
+        Parameter("publish_before_predict", value=publish_first),
+    ])
+    try:
+        assert node.est.splits_step is publish_first
+        pending_at_publish = []
+        publish = node.pub_state.publish
+
+        def publish_and_note(msg: JointState) -> None:
+            pending_at_publish.append(node.est.advance_pending)
+            publish(msg)
+
+        node.pub_state.publish = publish_and_note
+        frame = np.zeros(node.est.inputs["image"].image_size, np.uint8)
+        for _ in range(3):
+            node._on_image(array_to_image(frame, node.get_clock().now().to_msg()))
+            assert not node.est.advance_pending
+        assert pending_at_publish == [publish_first] * 3
+    finally:
+        node.destroy_node()
+
+
 def test_camera_gap_raises_std_which_falls_when_frames_return(image_estimator):
     probe, _ = image_estimator
     probe.states.clear()

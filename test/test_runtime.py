@@ -29,6 +29,7 @@ from rkn_ros.runtime import (
 )
 from rkn_ros.runtime.decode import UNIFORM_ANGLE_STD, chain_points, sincos_pairs
 from rkn_ros.runtime.metrics import OnlineMetrics, wrapped_error
+from rkn_ros.runtime.onnx_backend import OnnxSplitStep
 from rkn_ros.train.checkpoint import CheckpointError
 
 torch.set_num_threads(1)
@@ -276,9 +277,9 @@ def test_a_dt_model_predicts_in_steps_of_the_dt_it_is_ticked_at(tmp_path):
 
 def test_advance_moves_the_prediction_off_the_step_and_changes_no_result(tmp_path):
     """An RKN step runs in two parts. Whether the caller runs the prediction right after
-    publishing (``advance``) or leaves it to the next ``step``, every estimate, prediction and
-    latency entry is the same; the action and dt it uses are the ones of its own tick, not of
-    the step that runs it."""
+    publishing (``advance``) or leaves it to the next ``step``, every estimate and prediction
+    is the same and each tick has one latency entry; the action and dt it uses are the ones of
+    its own tick, not of the step that runs it; a refused step leaves it pending."""
     path = make_joint_checkpoint(tmp_path / "dt_model", use_dt=True, dt=0.05)
     eager = StreamingEstimator.from_checkpoint(path, device="cpu", split_step=True)
     lazy = StreamingEstimator.from_checkpoint(path, device="cpu", split_step=True)
@@ -293,8 +294,14 @@ def test_advance_moves_the_prediction_off_the_step_and_changes_no_result(tmp_pat
         action, dt = rng.uniform(0.0, 4.0, size=2), 0.01 + 0.04 * rng.random()
         outs = [est.step({"joints": reading}, action=action, dt=dt)
                 for est in (eager, lazy, traced, whole)]
+        assert lazy.advance_pending and eager.advance_pending
+        if k % 7 == 3:  # refused before anything runs: the prediction stays pending
+            with pytest.raises(InputError):
+                lazy.step({"joints": np.array([np.nan, 0.0, 0.0])}, action=[9.0, 9.0], dt=0.5)
+            assert lazy.advance_pending
         eager.advance()
         whole.advance()  # nothing to do: the whole step ran
+        assert not eager.advance_pending and not whole.advance_pending
         np.testing.assert_allclose(outs[0].mean, outs[3].mean, atol=1e-5)
         assert eager.latency.count == lazy.latency.count == k + 1  # one entry per tick
         np.testing.assert_array_equal(outs[0].mean, outs[1].mean)
@@ -306,6 +313,18 @@ def test_advance_moves_the_prediction_off_the_step_and_changes_no_result(tmp_pat
     lazy.reset()  # a pending prediction is dropped with the belief
     traced.reset()
     np.testing.assert_allclose(lazy.step({}).mean, traced.step({}).mean, atol=1e-6)
+
+
+def test_a_split_step_that_cannot_be_built_leaves_the_whole_onnx_step(checkpoints, monkeypatch):
+    class Refused(OnnxSplitStep):
+        def __init__(self, *args, **kwargs) -> None:
+            raise RuntimeError("no split here")
+
+    monkeypatch.setattr("rkn_ros.runtime.estimator.OnnxSplitStep", Refused)
+    est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu",
+                                             split_step=True)
+    assert est.backend == "onnxruntime" and not est.splits_step
+    assert est.split_error == "no split here" and est.backend_error is None
 
 
 def test_recurrent_baseline_checkpoint_serves_too(checkpoints):
@@ -517,12 +536,19 @@ def test_direct_layout_with_velocities_and_normalization():
 def test_latency_window_percentiles():
     stats = LatencyStats(window=100)
     assert math.isnan(stats.p50_ms)
+    stats.add_to_last(1.0)  # nothing recorded yet: nothing to add to
+    assert stats.count == 0
     for value in range(1, 301):  # only the last 100 (201..300 ms) stay in the window
         stats.add(value * 1e-3)
     assert stats.count == 100 and stats.total == 300
     assert stats.p50_ms == pytest.approx(250.5)
     assert stats.p99_ms == pytest.approx(299.01)
     assert stats.max_ms == pytest.approx(300.0)
+    stats.add_to_last(0.1)  # the newest entry (300 ms, in the ring's last slot) -> 400 ms
+    assert stats.max_ms == pytest.approx(400.0) and stats.count == 100
+    stats.add(0.5)  # the ring's first slot again
+    stats.add_to_last(0.25)
+    assert stats.max_ms == pytest.approx(750.0) and stats.total == 301
 
 
 def test_online_metrics_match_the_batch_formulas():

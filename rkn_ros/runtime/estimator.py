@@ -151,6 +151,10 @@ class Prediction(_Decoded):
     dt: float
 
 
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
 def _map_state(state: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
     """Apply ``fn`` to every tensor of a model state (Belief dataclass, tuple or tensor)."""
     if state is None:
@@ -200,10 +204,12 @@ class StreamingEstimator:
         self.metadata = metadata
         self.device = torch.device(device)
         self.resize_images = resize_images
-        self.latency = LatencyStats(latency_window)  # the whole step, inputs to decoded outputs
+        # the whole step, inputs to decoded outputs (and its prediction where advance() ran it)
+        self.latency = LatencyStats(latency_window)
         self.model_latency = LatencyStats(latency_window)  # the model step alone
         self.graph_error: str | None = None
         self.backend_error: str | None = None
+        self.split_error: str | None = None  # why split_step could not be had
         config = model.config
         self.inputs: dict[str, InputSpec] = {}
         normalization = metadata.normalization.get("inputs", {}) or {}
@@ -383,8 +389,14 @@ class StreamingEstimator:
 
     @property
     def splits_step(self) -> bool:
-        """True when :meth:`advance` can take the prediction off :meth:`step`'s path."""
+        """True when :meth:`advance` can take the prediction off :meth:`step`'s path
+        (``split_step`` asked for, an RKN, ONNX Runtime; else ``split_error`` may say why)."""
         return isinstance(self._onnx, OnnxSplitStep)
+
+    @property
+    def advance_pending(self) -> bool:
+        """True between a split :meth:`step` and the :meth:`advance` that completes it."""
+        return self._advance_pending
 
     @property
     def uses_cuda_graph(self) -> bool:
@@ -558,12 +570,15 @@ class StreamingEstimator:
             state = [t.numpy() for t in self.model._state_tensors(self._initial)]
             # one thread: a batch-1 step is too small to share (pendulum: 0.23 ms, 0.30 with 2)
             if split_step and self.model.splits_step:
-                return OnnxSplitStep(export_step_onnx(self.model, part="update"),
-                                     export_step_onnx(self.model, part="advance"),
-                                     buffers, state, threads=1)
+                try:
+                    return OnnxSplitStep(export_step_onnx(self.model, part="update"),
+                                         export_step_onnx(self.model, part="advance"),
+                                         buffers, state, threads=1)
+                except Exception as err:  # the whole step may still serve: try it next
+                    self.split_error = _first_line(err)
             return OnnxRuntimeStep(export_step_onnx(self.model), buffers, state, threads=1)
         except Exception as err:  # export and session errors come in many types
-            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            message = _first_line(err)
             if cpu_backend == "onnxruntime":
                 raise CheckpointError(
                     f"checkpoint '{self.metadata.name}': cannot run in ONNX Runtime: {message}"
@@ -670,8 +685,8 @@ class StreamingEstimator:
         """Run the prediction of the next tick's prior now, if the last step left it pending.
 
         For a caller that publishes ``step``'s estimate first and then has time to spare;
-        ``step``, ``predict`` and ``reset`` do it themselves when needed. Its time is added to
-        the last step's entry in ``latency`` and ``model_latency``.
+        ``step`` and ``predict`` run it themselves first when it is pending, ``reset`` drops
+        it. Its time is added to the last step's entry in ``latency`` and ``model_latency``.
         """
         elapsed = self._run_advance()
         if elapsed:

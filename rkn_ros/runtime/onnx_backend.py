@@ -1,10 +1,12 @@
 """The batch-1 CPU step in ONNX Runtime, bound to the estimator's own numpy buffers.
 
 Inputs are bound once to the estimator's observation/valid/action/dt arrays (written in place
-every tick) and outputs to fixed arrays, so a tick is one `run_with_iobinding` call with no
-conversion or allocation in Python. The belief lives in two sets of arrays used in turn: a
-tick reads one set and writes the other (ONNX Runtime does not run in place), and the next
-tick runs the binding that reads what this one wrote.
+every tick) and outputs to fixed arrays, so a whole step (`OnnxRuntimeStep`) is one
+`run_with_iobinding` call with no conversion or allocation in Python. Its belief lives in two
+sets of arrays used in turn: a tick reads one set and writes the other (ONNX Runtime does not
+run in place), and the next tick runs the binding that reads what this one wrote. A split step
+(`OnnxSplitStep`) is two calls, the update (prior -> posterior) and the prediction (posterior
+-> prior), each with its own binding.
 """
 
 from __future__ import annotations

@@ -114,9 +114,15 @@ def recipe_warnings(recipe: RecipeConfig, train: SequenceDataset) -> list[str]:
             "keep_first 5) and drop_gap (e.g. 40)"
         )
     after_kept = train.sequence_length - cfg.keep_first
-    if cfg.drop_gap > max(after_kept, 0):
+    if cfg.drop_gap and after_kept <= 0:
         warnings.append(
-            f"training.drop_gap {cfg.drop_gap} is longer than the {max(after_kept, 0)} steps "
+            f"training.keep_first {cfg.keep_first} keeps every step of the "
+            f"{train.sequence_length}-step training sequences: drop_gap hides none. Lower "
+            "keep_first or train on longer windows"
+        )
+    elif cfg.drop_gap > after_kept:
+        warnings.append(
+            f"training.drop_gap {cfg.drop_gap} is longer than the {after_kept} steps "
             f"after keep_first {cfg.keep_first} in the {train.sequence_length}-step training "
             "sequences: outages are cut at the sequence's end, so none is as long as drop_gap. "
             "Lower drop_gap or train on longer windows"
