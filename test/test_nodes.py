@@ -232,6 +232,24 @@ def test_camera_gap_raises_std_which_falls_when_frames_return(image_estimator):
     )
 
 
+def test_a_dropped_frame_still_gets_its_tick_on_the_period_grid(image_estimator):
+    """Every other frame lost: too short a gap for the timer to coast through (sensor_timeout
+    0.12 s, frames 0.1 s apart). Each frame after a lost one first gets the tick the lost one
+    would have had, stamped a period (0.05 s, the model's dt) after the last, with the spread
+    up there and down again at the next frame; a model without a dt input advances one dt a
+    step, so one step for two periods would run its dynamics at half speed."""
+    probe, _ = image_estimator
+    probe.feed(5)
+    probe.stddevs.clear()
+    fed = probe.feed(8, period=0.1)
+    assert probe.t.spin_until(lambda: fed[-1] in probe.by_stamp(probe.stddevs), 10)
+    spread = {s: m.position[0] for s, m in probe.by_stamp(probe.stddevs).items()}
+    for before, after in itertools.pairwise(fed):
+        between = [s for s in spread if before < s < after]
+        assert between == [before + 50_000_000], (before, after, between)
+        assert spread[before] < spread[between[0]] > spread[after]
+
+
 def test_stamps_jumping_back_start_a_fresh_belief_and_estimates_go_on(image_estimator):
     """A bag played again (--loop) or a restarted simulator: the camera's stamps jump back by
     more than a second. Ticking on the image, the estimator starts over and keeps estimating

@@ -2,11 +2,12 @@
 
 Inputs ``~/image`` (sensor-data QoS, depth 1), ``~/joint_states`` (entries picked by name),
 ``~/command`` (Float64MultiArray). Each tick (a timer at ``frequency``, or one tick per message
-of the ``tick_on`` input with the timer coasting through gaps) takes the newest accepted sample
-of each input since the last tick that is not older than ``sensor_timeout``, marks the rest
-missing, runs one runtime step and publishes ``~/state``/``~/state_stddev`` (JointState, same
-header and names), optionally ``~/prediction``/``~/prediction_stddev`` (JointTrajectory) and
-``~/markers``, plus ``/diagnostics``. ``~/reset`` (Trigger) returns to the initial belief.
+of the ``tick_on`` input, with ticks for dropped ones and the timer coasting through gaps) takes
+the newest accepted sample of each input since the last tick that is not older than
+``sensor_timeout``, marks the rest missing, runs one runtime step and publishes
+``~/state``/``~/state_stddev`` (JointState, same header and names), optionally
+``~/prediction``/``~/prediction_stddev`` (JointTrajectory) and ``~/markers``, plus
+``/diagnostics``. ``~/reset`` (Trigger) returns to the initial belief.
 
 The node translates and delegates: conversions in :mod:`rkn_ros.nodes.conversions`, every
 number in :mod:`rkn_ros.runtime`.
@@ -61,8 +62,9 @@ TICK_SOURCES = ("timer", "image", "joint_states")
 # Time going back by more than this means a new run (a restarted simulation, a bag played again
 # with --loop), not a late message: the belief starts fresh.
 JUMP_BACK_NS = 1_000_000_000
-# Ticking on the timer, clock time up to this much is caught up one step per period; a longer
-# leap ahead (a bag skipped forward) is not replayed.
+# Clock time (ticking on the timer), or input time after a dropped sample (ticking on an input),
+# up to this much is caught up one step per period; a longer leap ahead (a bag skipped
+# forward) is not replayed.
 MAX_CATCH_UP_NS = 1_000_000_000
 SENSOR_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
@@ -329,7 +331,8 @@ class EstimatorNode(Node):
             "tick_on",
             "timer",
             "timer: tick at `frequency`; image / joint_states: one tick per message of that "
-            "input (when it is overdue by sensor_timeout the timer coasts, one tick per period)",
+            "input (when it is overdue by sensor_timeout the timer coasts, one tick per period; "
+            "a message after a dropped one first gets the dropped one's tick)",
         )
         d["sensor_timeout"] = declare(
             self,
@@ -516,7 +519,21 @@ class EstimatorNode(Node):
         if self._reset_gap_ns and previous is not None and stamp_ns - previous > self._reset_gap_ns:
             self.est.reset()
             self.gap_resets += 1
+        elif not self.est.uses_dt and self._last_tick_ns is not None:
+            self._tick_missed_periods(stamp_ns)
         self._tick(stamp_ns)
+
+    def _tick_missed_periods(self, stamp_ns: int) -> None:
+        """Before the tick of a sample that comes a period or more late (a dropped frame, too
+        short a gap for the timer to coast through), the ticks its predecessors would have
+        had, stamped on the period grid: each step of a model without a dt input advances it
+        by one dt, so skipping them would run its dynamics slow."""
+        missed = round((stamp_ns - self._last_tick_ns) / self._period_ns) - 1
+        if missed < 1 or missed * self._period_ns > MAX_CATCH_UP_NS:
+            return  # a longer silence is the timer's to coast through as it happens
+        for _ in range(missed):
+            self.coasting_ticks += 1
+            self._tick(self._last_tick_ns + self._period_ns, catching_up=True)
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         self.received["command"] += 1
