@@ -611,6 +611,27 @@ def test_a_model_that_cannot_serve_stops_startup_with_one_line(checkpoints, tmp_
             "-p",
             "frequency:=50.0",
         ],
+        "joint_names ['a'] has 1 entries, the model's vector inputs ['joints'] take 3": [
+            "-p", f"model_path:={checkpoints['joint']}", "-p", "joint_names:=[a]",
+        ],
+        "output_joint_names ['a', 'b'] has 2 names, the model estimates 1 joints": [
+            "-p", f"model_path:={checkpoints['joint']}", "-p", "output_joint_names:=[a, b]",
+        ],
+        "tick_on 'image' but model": [
+            "-p", f"model_path:={checkpoints['joint']}", "-p", "tick_on:=image",
+        ],
+        "image_shape given but the model has no image input": [
+            "-p", f"model_path:={checkpoints['joint']}", "-p", "image_height:=24",
+            "-p", "image_width:=24",
+        ],
+        "image_height/image_width set but the model has no image input": [
+            "-p", f"model_path:={checkpoints['joint']}", "-p", "image_height:=24",
+            "-p", "image_width:=24", "-p", "resize_images:=true",
+        ],
+        "marker_link_lengths has 2 values for 1 joints": [
+            "-p", f"model_path:={checkpoints['pendulum']}", "-p", "publish_markers:=true",
+            "-p", "marker_link_lengths:=[1.0, 2.0]",
+        ],
     }
     # they start in parallel: each spends its time importing torch
     running = {e: start_once("rkn_estimator", ["--ros-args", *a]) for e, a in cases.items()}

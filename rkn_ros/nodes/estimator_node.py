@@ -132,13 +132,11 @@ class EstimatorNode(Node):
         except (CheckpointError, ValueError, OSError) as err:
             raise StartupError(f"cannot serve model {model_path}: {err}") from err
         est = self.est
-        if image_shape is not None and not p["resize_images"]:
-            name = est.image_sensor()
-            if name is None:
-                raise StartupError(
-                    f"model {est.name}: image_height/image_width set but the model has no "
-                    "image input"
-                )
+        # (without resizing, the checkpoint's own check has refused this already)
+        if image_shape is not None and est.image_sensor() is None:
+            raise StartupError(
+                f"model {est.name}: image_height/image_width set but the model has no image input"
+            )
         self._vector_sensors = [n for n, s in est.inputs.items() if s.kind == "vector"]
         model_entries = [e for n in self._vector_sensors for e in est.inputs[n].names]
         size = sum(est.inputs[n].shape[0] for n in self._vector_sensors)
