@@ -349,6 +349,21 @@ def test_checkpoint_problems_are_one_clear_error(checkpoints, tmp_path):
         StreamingEstimator.from_checkpoint(broken, device="cpu")
 
 
+def test_device_strings_that_cannot_serve_are_one_clear_error(monkeypatch):
+    from rkn_ros.train.checkpoint import resolve_device
+
+    for text in ("gpu", "cudafoo", "cuda:x", "mps"):
+        with pytest.raises(ValueError, match="device must be 'cpu', 'cuda', 'cuda:N' or 'auto'"):
+            resolve_device(text)
+    assert resolve_device("cpu") == torch.device("cpu")
+    # a GPU machine with two devices (what torch reports is all resolve_device reads)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ValueError, match=r"has 2 CUDA device\(s\): cuda:0 to cuda:1"):
+        resolve_device("cuda:2")
+
+
 def test_device_choice(checkpoints):
     est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="auto")
     if torch.cuda.is_available():

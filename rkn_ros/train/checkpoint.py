@@ -308,16 +308,26 @@ def _default_factory(metadata: CheckpointMetadata) -> nn.Module:
 
 
 def resolve_device(device: str | torch.device = "cpu") -> torch.device:
-    """``"auto"`` picks CUDA when available; ``"cuda"`` without a GPU is an error."""
+    """``"auto"`` picks CUDA when available; ``"cuda"`` or ``"cuda:N"`` without that GPU, or a
+    string torch does not read as a CPU or CUDA device, is a ValueError saying so."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
-    return torch.device(device)
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):  # torch's error for a malformed string
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"device {device!r} requested but this machine has {count} CUDA "
+                             f"device(s): cuda:0 to cuda:{count - 1}")
+    return parsed
 
 
 def load_checkpoint(
