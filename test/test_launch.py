@@ -723,6 +723,12 @@ def test_demo_with_the_shipped_pendulum_model_matches_its_offline_evaluation(tmp
     assert math.isfinite(summary["nll"]) and summary["step_latency_p99_ms"] > 0
 
 
+def test_demo_quad_link_runs_the_four_link_pendulum(checkpoints, tmp_path):
+    summary = _demo("quad_link", checkpoints["quad_link"], tmp_path)
+    assert summary["matched"] > 20
+    assert list(summary["rmse_per_joint"]) == ["joint_1", "joint_2", "joint_3", "joint_4"]
+
+
 def test_demo_pneumatic_runs_on_the_simulated_joint(checkpoints, tmp_path):
     summary = _demo("pneumatic", checkpoints["pneumatic"], tmp_path)
     assert summary["matched"] > 50
