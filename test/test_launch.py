@@ -10,6 +10,7 @@ the real nodes, in-process, through rcl's own ``--params-file`` parsing.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import json
 import math
@@ -487,7 +488,9 @@ def test_estimator_launch_takes_the_users_topics_and_settings():
     )
     (node,) = nodes
     assert node["executable"] == "rkn_estimator" and node["namespace"] == "robot1"
+    assert node["package"] == "rkn_ros" and node["executable"] in console_scripts()
     assert _files(node["parameters"]) == [REPO / "config" / "estimator.yaml"]
+    assert _files(node["parameters"])[0].is_file()
     assert {"model_path": "/models/mine", "use_sim_time": True} in node["parameters"]
     assert ("~/image", "/camera/image_raw") in node["remappings"]
     assert node["arguments"][-2:] == ["--log-level", "debug"]
@@ -629,33 +632,71 @@ def test_every_parameter_in_the_config_files_is_declared_by_its_node(
     for key in sections:
         node_name = key.removeprefix("/**/")
         parameters = node_parameters(sections, node_name)
-        context = rclpy.Context()
-        rclpy.init(args=["--ros-args", "--params-file", str(config)], context=context)
-        try:
-            overrides = []
-            if node_name == ESTIMATOR:
-                model = checkpoints[CONFIG_SYSTEMS[config_name]]
-                overrides = [Parameter("model_path", value=str(model))]
-            node = NODE_CLASSES[node_name](
-                context=context, parameter_overrides=overrides, namespace=namespace
+        with _built_node(node_name, config, checkpoints[CONFIG_SYSTEMS[config_name]],
+                         namespace) as node:
+            assert node.get_fully_qualified_name() == f"/{namespace}/{node_name}".replace(
+                "//", "/"
             )
-            try:
-                assert node.get_fully_qualified_name() == f"/{namespace}/{node_name}".replace(
-                    "//", "/"
-                )
-                undeclared = set(parameters) - set(node._parameters)
-                assert not undeclared, f"{config_name}/{node_name}: {sorted(undeclared)}"
-                # The file reached the node (estimator.yaml holds only defaults, so the values
-                # alone would not show it); rcl reads `[]` as "not set", which declare() drops.
-                delivered = set(node._parameter_overrides)
-                not_delivered = {k for k, v in parameters.items() if v != []} - delivered
-                assert not not_delivered, f"{config_name}/{node_name}: {sorted(not_delivered)}"
-                for name in set(parameters) - {"model_path"}:
-                    assert node.get_parameter(name).value == parameters[name], name
-            finally:
-                node.destroy_node()
+            undeclared = set(parameters) - set(node._parameters)
+            assert not undeclared, f"{config_name}/{node_name}: {sorted(undeclared)}"
+            # The file reached the node (estimator.yaml holds only defaults, so the values
+            # alone would not show it); rcl reads `[]` as "not set", which declare() drops.
+            delivered = set(node._parameter_overrides)
+            not_delivered = {k for k, v in parameters.items() if v != []} - delivered
+            assert not not_delivered, f"{config_name}/{node_name}: {sorted(not_delivered)}"
+            for name in set(parameters) - {"model_path"}:
+                assert node.get_parameter(name).value == parameters[name], name
+
+
+@contextlib.contextmanager
+def _built_node(node_name: str, config: Path, model: Path, namespace: str = ""):
+    """The real node class of ``node_name`` started in this process with ``--params-file
+    config`` (and ``model`` as the estimator's ``model_path``), on its own context."""
+    context = rclpy.Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(config)], context=context)
+    try:
+        overrides = [Parameter("model_path", value=str(model))] if node_name == ESTIMATOR else []
+        node = NODE_CLASSES[node_name](
+            context=context, parameter_overrides=overrides, namespace=namespace
+        )
+        try:
+            yield node
         finally:
-            rclpy.shutdown(context=context)
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+@pytest.mark.parametrize(
+    ("system", "arguments", "expected"),
+    [
+        ("pendulum", {"links": "1", "use_sim_time": "true", "model_path": "/m"},
+         {"pendulum_sim": {"publish_clock": True},
+          "rkn_estimator": {"use_sim_time": True, "model_path": "/m"},
+          "rkn_monitor": {"use_sim_time": True}}),
+        ("pam", {"source": "pam", "pam_file": "/data/pam.npz", "use_sim_time": "true"},
+         {"pam_replay": {"publish_clock": True, "file": "/data/pam.npz"},
+          "rkn_estimator": {"use_sim_time": True}, "rkn_monitor": {"use_sim_time": True}}),
+        # pam_file is for the recordings: the simulated joint has no such parameter
+        ("pneumatic", {"source": "sim", "pam_file": "/data/pam.npz"},
+         {"pneumatic_sim": {"publish_clock": False},
+          "rkn_estimator": {"use_sim_time": False}, "rkn_monitor": {"use_sim_time": False}}),
+    ],
+)
+def test_launch_arguments_reach_the_parameters_of_the_nodes_they_set(
+    system, arguments, expected, checkpoints
+):
+    launch_file, _ = LAUNCH_CASES[system]
+    nodes = evaluate_launch(LAUNCH / launch_file, arguments)
+    overrides = {
+        n["name"]: {k: v for p in n["parameters"] if isinstance(p, dict) for k, v in p.items()}
+        for n in nodes
+    }
+    assert overrides == expected
+    config = REPO / SYSTEMS[system].config
+    for node_name, values in overrides.items():  # each one a parameter its node declares
+        with _built_node(node_name, config, checkpoints[system]) as node:
+            assert set(values) <= set(node._parameters), (node_name, sorted(values))
 
 
 def _demo(system: str, model: Path, out: Path, duration: float = 3.0) -> dict:
