@@ -792,3 +792,24 @@ def test_demo_refuses_a_missing_model(tmp_path):
         check=False,
     )
     assert result.returncode == 1 and "not found" in result.stderr
+
+
+# rclpy's own parameters, which every node has and none of ours declares
+RCLPY_PARAMETERS = {"use_sim_time", "start_type_description_service"}
+
+
+@pytest.mark.parametrize("config_name", ["pendulum.yaml", "pneumatic.yaml", "pam.yaml"])
+def test_every_parameter_is_described_and_every_number_has_a_range(config_name, checkpoints):
+    """`ros2 param describe` tells a user what each parameter does and what it accepts."""
+    config = REPO / "config" / config_name
+    for key in yaml.safe_load(config.read_text()):
+        node_name = key.removeprefix("/**/")
+        with _built_node(node_name, config, checkpoints[CONFIG_SYSTEMS[config_name]]) as node:
+            names = sorted(set(node._parameters) - RCLPY_PARAMETERS)
+            assert names, node_name
+            for descriptor in node.describe_parameters(names):
+                assert len(descriptor.description) > 10, (node_name, descriptor.name)
+                value = node.get_parameter(descriptor.name).value
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    assert descriptor.integer_range or descriptor.floating_point_range, (
+                        node_name, descriptor.name)
