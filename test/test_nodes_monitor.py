@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from test_nodes_support import NodeProcess, TestNode  # sets ROS_DOMAIN_ID first
@@ -100,6 +101,16 @@ def test_monitor_writes_a_trace_numpy_and_the_demo_read_without_pickle(tmp_path)
     summary = json.loads(summary_file.read_text())  # the final one, written at exit
     assert summary["matched"] == len(stamps) and summary["joints"] == ["elbow", "wrist"]
     assert abs(summary["position"]["rmse"] - 0.1) < 1e-9
+    # NLL (per tick, summed over joints) and sigma coverage of exactly what it was sent
+    error, std = expected["mean"] - expected["truth"], expected["std"]
+    var = std * std
+    nll = np.mean(np.sum(0.5 * (np.log(2 * np.pi) + np.log(var) + error * error / var), axis=1))
+    assert summary["position"]["nll"] == pytest.approx(nll, rel=1e-6)
+    assert summary["position"]["coverage_1sigma"] == pytest.approx(np.mean(np.abs(error) <= std))
+    assert 0.0 < summary["position"]["coverage_1sigma"] < 1.0  # stds straddle the 0.1 error
+    assert summary["position"]["coverage_2sigma"] == 1.0
+    age = summary["estimate_age_ms"]
+    assert age["count"] >= SAMPLES and 0.0 <= age["p50_ms"] <= age["p99_ms"]
     png = tmp_path / "plot.png"
     plot_trace(trace_file, png, "monitor test")  # what `rkn-ros demo` draws from the trace
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
