@@ -585,6 +585,23 @@ def test_cpu_affinity_pins_every_thread_of_the_node(joint_estimator):
     assert probe.diagnostics["cpu_affinity"] == str(PIN_CPU)
 
 
+def test_inputs_subscribe_best_effort_and_outputs_publish_reliable(
+    image_estimator, joint_estimator, probe_node
+):
+    """DESIGN.md's QoS: sensor-data (best effort) inputs, which take reliable and best-effort
+    publishers alike; reliable outputs, which rviz, rqt_plot and `ros2 bag record` take."""
+    node = probe_node.node
+    for topic in ("rkn_estimator/image", "joint_estimator/joint_states",
+                  "joint_estimator/command"):
+        assert probe_node.spin_until(lambda t=topic: node.get_subscriptions_info_by_topic(
+            f"/{t}"), 10), topic
+        (info,) = node.get_subscriptions_info_by_topic(f"/{topic}")
+        assert info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT, topic
+    for topic in ("rkn_estimator/state", "rkn_estimator/state_stddev"):
+        (info,) = node.get_publishers_info_by_topic(f"/{topic}")
+        assert info.qos_profile.reliability == ReliabilityPolicy.RELIABLE, topic
+
+
 def test_a_model_that_cannot_serve_stops_startup_with_one_line(checkpoints, tmp_path):
     corrupt = make_pendulum_checkpoint(tmp_path / "corrupt")
     (corrupt / "model.safetensors").write_bytes(b"\x00" * 64)
