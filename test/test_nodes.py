@@ -171,6 +171,28 @@ def test_one_estimate_per_frame_with_rising_stamps_and_predictions(image_estimat
     assert probe.markers and len(probe.markers[-1].markers) == 3
 
 
+def _in_process_estimator(checkpoints, **params):
+    """The real node class in this process, on its own name (no topic shared with the
+    fixtures'), its ~/state stamps noted as it publishes them."""
+    from rclpy.parameter import Parameter
+
+    from rkn_ros.nodes.estimator_node import EstimatorNode
+
+    node = EstimatorNode(
+        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+        cli_args=["--ros-args", "-r", "__node:=in_process_estimator"],
+    )
+    node.stamps = []
+    publish = node.pub_state.publish
+
+    def publish_and_note(msg: JointState) -> None:
+        node.stamps.append(stamp_to_ns(msg.header.stamp))
+        publish(msg)
+
+    node.pub_state.publish = publish_and_note
+    return node
+
+
 @pytest.mark.parametrize("publish_first", [True, False])
 def test_the_node_publishes_each_estimate_before_it_predicts_the_next_prior(
     checkpoints, probe_node, publish_first
@@ -179,15 +201,8 @@ def test_the_node_publishes_each_estimate_before_it_predicts_the_next_prior(
     is still pending, and the prediction has run by the time the callback returns (so the next
     tick pays only its update). Off, the whole step runs before the publish. The node runs in
     this process here, to see its estimator between the two."""
-    from rclpy.parameter import Parameter
-
-    from rkn_ros.nodes.estimator_node import EstimatorNode
-
-    node = EstimatorNode(parameter_overrides=[
-        Parameter("model_path", value=str(checkpoints["monotone"])),
-        Parameter("tick_on", value="image"),
-        Parameter("publish_before_predict", value=publish_first),
-    ])
+    node = _in_process_estimator(checkpoints, model_path=str(checkpoints["monotone"]),
+                                 tick_on="image", publish_before_predict=publish_first)
     try:
         assert node.est.splits_step is publish_first
         pending_at_publish = []
@@ -203,6 +218,56 @@ def test_the_node_publishes_each_estimate_before_it_predicts_the_next_prior(
             node._on_image(array_to_image(frame, node.get_clock().now().to_msg()))
             assert not node.est.advance_pending
         assert pending_at_publish == [publish_first] * 3
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize(
+    ("case", "offsets"),
+    [
+        # in periods of the model's dt from the first frame
+        ("every other frame dropped", [2 * k for k in range(20)]),
+        ("every fifth frame stamped 0.6 periods late, none dropped",
+         [k + (0.6 if k % 5 == 4 else 0.0) for k in range(40)]),
+        ("every fifth frame stamped 0.4 periods early, two dropped",
+         [k - (0.4 if k % 5 == 4 else 0.0) for k in range(40) if k not in (17, 18)]),
+    ],
+)
+def test_ticking_on_the_camera_keeps_one_tick_per_period(checkpoints, case, offsets):
+    """A model without a dt input advances one dt a step, so ticking on the camera must give
+    it one step per period of the stamps: a tick for each dropped frame (too short a gap for
+    the timer to coast through), on the period grid; no extra tick for a frame stamped late or
+    early."""
+    node = _in_process_estimator(checkpoints, model_path=str(checkpoints["monotone"]),
+                                 tick_on="image")
+    try:
+        period = 50_000_000
+        base = node.get_clock().now().nanoseconds - 10_000_000_000
+        frame = np.zeros(node.est.inputs["image"].image_size, np.uint8)
+        stamps = [base + round(offset * period) for offset in offsets]
+        for stamp in stamps:
+            node._on_image(array_to_image(frame, ns_to_stamp(stamp)))
+        periods = round((stamps[-1] - stamps[0]) / period)
+        assert node.ticks == periods + 1, (case, node.ticks, periods)
+        assert set(stamps) <= set(node.stamps)
+        grid = [s for s in node.stamps if s not in stamps]  # the dropped frames' ticks
+        assert all(any(s == t + period for t in node.stamps) for s in grid), case
+        assert node.ticks_ahead == 0
+    finally:
+        node.destroy_node()
+
+
+def test_a_camera_faster_than_the_models_rate_is_warned_about(checkpoints):
+    node = _in_process_estimator(checkpoints, model_path=str(checkpoints["monotone"]),
+                                 tick_on="image")
+    try:
+        base = node.get_clock().now().nanoseconds - 10_000_000_000
+        frame = np.zeros(node.est.inputs["image"].image_size, np.uint8)
+        for k in range(20):  # 40 Hz against the model's 20 Hz
+            node._on_image(array_to_image(frame, ns_to_stamp(base + k * 25_000_000)))
+        assert node.ticks == 20 and node.ticks_ahead >= 1  # one tick per message, as documented
+        values = {kv.key: kv.value for kv in node.diagnostics().values}
+        assert int(values["ticks_ahead"]) == node.ticks_ahead
     finally:
         node.destroy_node()
 
@@ -241,7 +306,12 @@ def test_a_dropped_frame_still_gets_its_tick_on_the_period_grid(image_estimator)
     probe, _ = image_estimator
     probe.feed(5)
     probe.stddevs.clear()
-    fed = probe.feed(8, period=0.1)
+    # stamped on an exact 0.1 s grid (a late callback here must not look like a late frame)
+    start = probe.t.node.get_clock().now().nanoseconds
+    fed = [start + k * 100_000_000 for k in range(8)]
+    for stamp in fed:
+        probe.images.publish(probe.frame(stamp=ns_to_stamp(stamp)))
+        probe.t.spin_for(0.1)
     assert probe.t.spin_until(lambda: fed[-1] in probe.by_stamp(probe.stddevs), 10)
     spread = {s: m.position[0] for s, m in probe.by_stamp(probe.stddevs).items()}
     for before, after in itertools.pairwise(fed):

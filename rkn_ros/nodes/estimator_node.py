@@ -66,6 +66,9 @@ JUMP_BACK_NS = 1_000_000_000
 # up to this much is caught up one step per period; a longer leap ahead (a bag skipped
 # forward) is not replayed.
 MAX_CATCH_UP_NS = 1_000_000_000
+# Ticking on an input, this many more ticks than periods passed means the input comes faster
+# than the model's 1/dt (warned about), not a late stamp.
+AHEAD_TICKS = 2
 SENSOR_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
 )
@@ -230,6 +233,11 @@ class EstimatorNode(Node):
         self.input_to_publish = LatencyStats(p["latency_window"])
         self._sim_time = bool(self.get_parameter("use_sim_time").value)
         self.coasting_ticks = 0
+        self.ticks_ahead = 0  # input ticks more than AHEAD_TICKS periods ahead of their stamps
+        # ticking on an input (a model without a dt input): the stamp that anchors the period
+        # grid, and the ticks since it
+        self._grid_anchor_ns: int | None = None
+        self._grid_ticks = 0
         self.gap_resets = 0
         self.jump_resets = 0
         self._ticks_at_last_diag = 0
@@ -308,7 +316,7 @@ class EstimatorNode(Node):
         d["publish_before_predict"] = declare(
             self, "publish_before_predict", True,
             "publish each estimate before predicting the next tick's prior (an RKN in ONNX "
-            "Runtime: ~0.1 ms sooner from input to ~/state, ~0.04 ms more CPU per tick)",
+            "Runtime: ~0.1 ms sooner from input to ~/state, ~0.06 ms more CPU per tick)",
         )
         d["num_threads"] = declare(
             self, "num_threads", 1, "torch intra-op threads (1 is fastest at batch 1)", 1, 64
@@ -517,21 +525,52 @@ class EstimatorNode(Node):
         if self._reset_gap_ns and previous is not None and stamp_ns - previous > self._reset_gap_ns:
             self.est.reset()
             self.gap_resets += 1
-        elif not self.est.uses_dt and self._last_tick_ns is not None:
+            self._grid_anchor_ns = None
+        elif not self.est.uses_dt:
             self._tick_missed_periods(stamp_ns)
-        self._tick(stamp_ns)
+        if self._tick(stamp_ns) and not self.est.uses_dt:
+            if self._grid_anchor_ns is None:
+                self._grid_anchor_ns, self._grid_ticks = stamp_ns, 0
+            else:
+                self._grid_ticks += 1
 
     def _tick_missed_periods(self, stamp_ns: int) -> None:
-        """Before the tick of a sample that comes a period or more late (a dropped frame, too
-        short a gap for the timer to coast through), the ticks its predecessors would have
-        had, stamped on the period grid: each step of a model without a dt input advances it
-        by one dt, so skipping them would run its dynamics slow."""
-        missed = round((stamp_ns - self._last_tick_ns) / self._period_ns) - 1
-        if missed < 1 or missed * self._period_ns > MAX_CATCH_UP_NS:
-            return  # a longer silence is the timer's to coast through as it happens
+        """Before the tick of a sample that comes with a period or more missing before it (a
+        dropped frame, too short a gap for the timer to coast through), the ticks the missing
+        samples would have had, stamped on the period grid: each step of a model without a dt
+        input advances it by one dt, so skipping them would run its dynamics slow.
+
+        Counted on a grid anchored at an input's stamp, with every tick since (the input's,
+        coasted and these): a sample stamped late and the next one on time add no tick, where
+        judging each gap alone would add one for the late one.
+        """
+        if self._grid_anchor_ns is None or self._last_tick_ns is None:
+            return
+        periods = round((stamp_ns - self._grid_anchor_ns) / self._period_ns)
+        missed = periods - self._grid_ticks - 1
+        if missed * self._period_ns > MAX_CATCH_UP_NS:
+            # a longer silence: coasted through as it happened, or (sensor_timeout over a
+            # second) not replayed in one burst; the grid starts again at this sample
+            self._grid_anchor_ns = None
+            return
+        if missed < -AHEAD_TICKS:
+            # more ticks than periods: the input comes faster than 1/dt (DESIGN: one tick per
+            # message), and each step still advances the model by one dt
+            self.ticks_ahead += 1
+            self._throttle.warn(
+                "tick/ahead",
+                f"{self._tick_on} messages come faster than the model's 1/dt "
+                f"({1.0 / self._period:g} Hz): one step of {self._period:g} s per message "
+                "runs its estimate ahead of time; publish them at 1/dt or set tick_on: timer",
+            )
+            self._grid_anchor_ns = None
+            return
         for _ in range(missed):
+            tick_ns = self._last_tick_ns + self._period_ns
+            if tick_ns >= stamp_ns or not self._tick(tick_ns, catching_up=True):
+                break
             self.coasting_ticks += 1
-            self._tick(self._last_tick_ns + self._period_ns, catching_up=True)
+            self._grid_ticks += 1
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         self.received["command"] += 1
@@ -560,8 +599,9 @@ class EstimatorNode(Node):
         for _ in range(10):
             if now - self._input_lag_ns - self._last_tick_ns < self._coast_after_ns:
                 break
-            self.coasting_ticks += 1
-            self._tick(self._last_tick_ns + period_ns)
+            if self._tick(self._last_tick_ns + period_ns, coasted=True):
+                self.coasting_ticks += 1
+                self._grid_ticks += 1
 
     def _on_tick_timer(self, now: int) -> None:
         """``tick_on: timer``: one step per period of the clock, on a grid of periods."""
@@ -590,15 +630,16 @@ class EstimatorNode(Node):
         self._tick(now)
         self._grid_ns += periods * period_ns
 
-    def _tick(self, tick_ns: int, catching_up: bool = False) -> None:
+    def _tick(self, tick_ns: int, catching_up: bool = False, coasted: bool = False) -> bool:
         """One step at ``tick_ns``; ``catching_up``: a tick for a period already past, which
-        leaves samples stamped after it to the tick of their own time."""
+        leaves samples stamped after it to the tick of their own time; ``coasted``: a tick
+        without its input. False when no step ran."""
         if self._last_tick_ns is not None and tick_ns <= self._last_tick_ns:
             if self._last_tick_ns - tick_ns > JUMP_BACK_NS:
                 self._restart("the clock", self._last_tick_ns - tick_ns)
             else:
                 self.rejected[("tick", "repeated_time")] += 1
-                return
+                return False
         inputs: dict[str, np.ndarray | None] = {}
         for source in self._sources:
             slot = self._slots[source]
@@ -633,20 +674,23 @@ class EstimatorNode(Node):
             out = self.est.step(inputs, action=command, dt=dt)
         except InputError as err:  # inputs were checked on arrival; this is a bug guard
             self._reject("tick", err.reason, str(err))
-            return
+            return False
         self._last_tick_ns = tick_ns
         self.ticks += 1
-        self._publish(out, ns_to_stamp(tick_ns + self._offset_ns), tick_ns)
+        # a late tick's stamp is a period or more old: it would not time the input's path
+        timed = not (catching_up or coasted)
+        self._publish(out, ns_to_stamp(tick_ns + self._offset_ns), tick_ns, timed)
         self.est.advance()  # the next tick's prior, now that the estimate is out
+        return True
 
-    def _publish(self, out: EstimatorOutput, stamp: Time, tick_ns: int) -> None:
+    def _publish(self, out: EstimatorOutput, stamp: Time, tick_ns: int, timed: bool) -> None:
         frame = self._frame_id
         state = fill_joint_state(self._state_msg, stamp, out.position, out.velocity)
         # Read before publish: the call can return late when the subscriber's wake-up preempts
         # this process, after the message has already gone out.
         handed_ns = time.time_ns()
         self.pub_state.publish(state)
-        if not self._sim_time:
+        if timed and not self._sim_time:
             # input stamp (or the timer's now) to the ~/state publish, wall clock
             self.input_to_publish.add(max(0.0, (handed_ns - tick_ns) * 1e-9))
         self.pub_stddev.publish(
@@ -702,6 +746,7 @@ class EstimatorNode(Node):
             slot.value, slot.last_accepted_ns = None, None
         self._command = None
         self._last_tick_ns = None
+        self._grid_anchor_ns = None
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         steps = self.est.steps_since_reset
@@ -751,6 +796,7 @@ class EstimatorNode(Node):
             "tick_rate_hz": f"{rate:.3f}",
             "ticks": str(self.ticks),
             "coasting_ticks": str(self.coasting_ticks),
+            "ticks_ahead": str(self.ticks_ahead),
             "gap_resets": str(self.gap_resets),
             "jump_resets": str(self.jump_resets),
             "step_latency_p50_ms": f"{est.latency.p50_ms:.4f}",
