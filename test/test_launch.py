@@ -754,7 +754,7 @@ def test_demo_pendulum_runs_the_nodes_over_dds(checkpoints, tmp_path):
 
 
 def test_demo_with_the_shipped_pendulum_model_matches_its_offline_evaluation(tmp_path):
-    """The README's main command (issue 5, "what must show" 1): 30 s of `rkn-ros demo
+    """The README's main command: 30 s of `rkn-ros demo
     pendulum` with the shipped model scores within 20% of the model's offline angle RMSE, with
     a 2-sigma coverage between 0.85 and 0.99."""
     summary = _demo("pendulum", REPO / "models" / "pendulum", tmp_path, duration=30.0)
