@@ -2,10 +2,10 @@
 
 ``rkn-ros bag export DATASET --sequence 0 --out BAG [--storage mcap|sqlite3]`` writes one
 sequence of a data set folder (e.g. from ``rkn-ros generate``) as a rosbag2 on the simulator
-topics. ``rkn-ros bag import BAG [BAG ...] --sensor NAME:KIND:TOPIC[:FIELDS] ... --dt 0.05 --out DIR``
-turns recorded bags into a data set folder, one array and mask per sensor (``--image-topic`` and
-``--joint-topic``/``--joints`` are shorthands for the sensors ``image`` and ``joints``; see
-docs/data.md). Bad input is one line on stderr and exit code 1.
+topics. ``rkn-ros bag import BAG [BAG ...] --sensor NAME:KIND:TOPIC[:FIELDS] ... --dt 0.05
+--out DIR`` turns recorded bags into a data set folder, one array and mask per sensor
+(``--image-topic`` and ``--joint-topic``/``--joints`` are shorthands for the sensors ``image``
+and ``joints``; see docs/data.md). Bad input is one line on stderr and exit code 1.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from rkn_ros.data.dataset import DATA_FILE, SequenceDataset
 from rkn_ros.data.bag_import import BagImport, JointField, read_bag
+from rkn_ros.data.dataset import DATA_FILE, SequenceDataset
 from rkn_ros.data.rosbag_io import STORAGES, write_bag
 from rkn_ros.data.sensor_kinds import SENSOR_KINDS, SensorInput
 
