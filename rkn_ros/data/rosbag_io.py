@@ -9,6 +9,11 @@ data set's ``dt`` grid:
   as in the metadata; angle/length columns (units rad, m) fill ``position``, velocity columns
   (rad/s, m/s) fill ``velocity``, all others (pressures) fill ``effort``; the unused fields of
   an entry are 0. Only at steps whose observation is valid;
+- ``<ns>/<sensor>`` ``sensor_msgs/msg/Imu`` for an input of ``sensor_kind`` imu: its columns
+  (named by field, e.g. ``angular_velocity.z``) set, the other fields 0, the orientation
+  marked as not measured (``orientation_covariance[0] = -1``) unless a column names it;
+- with several image or vector inputs each gets ``<ns>/<sensor>`` instead of ``<ns>/image`` or
+  ``<ns>/joint_states``;
 - ``<ns>/joint_states_truth`` ``sensor_msgs/msg/JointState``: true angles (``position``) and
   velocities (``velocity``) at every step;
 - ``<ns>/command`` ``std_msgs/msg/Float64MultiArray``: the action of each step (no header: the
@@ -32,7 +37,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from rkn_ros.data.dataset import SequenceDataset
 from rkn_ros.data.sensor_kinds import FLOAT_ARRAY as COMMAND
-from rkn_ros.data.sensor_kinds import IMAGE, JOINT_FIELDS, JOINT_STATE
+from rkn_ros.data.sensor_kinds import IMAGE, IMU, JOINT_FIELDS, JOINT_STATE
 
 LOG = logging.getLogger(__name__)
 
@@ -84,7 +89,9 @@ def write_bag(
     stamps = start_ns + dt_ns * np.arange(dataset.sequence_length, dtype=np.int64)
     arrays = {name: a[sequence] for name, a in dataset.arrays.items()}
     images = [(s, spec) for s, spec in meta["inputs"].items() if spec["kind"] == "image"]
-    vectors = [(s, spec) for s, spec in meta["inputs"].items() if spec["kind"] == "vector"]
+    imus = [(s, spec) for s, spec in meta["inputs"].items() if spec.get("sensor_kind") == "imu"]
+    vectors = [(s, spec) for s, spec in meta["inputs"].items()
+               if spec["kind"] == "vector" and (s, spec) not in imus]
     for sensor, spec in images:
         if arrays[spec["array"]].ndim != 3:
             raise BagError(
@@ -92,6 +99,8 @@ def write_bag(
                 f"got shape {list(arrays[spec['array']].shape)}"
             )
 
+    for _, spec in imus:  # refuse columns no Imu field holds before a bag is begun
+        _imu_message(0, spec["names"], np.zeros(len(spec["names"])))
     counts: dict[str, int] = {}
     types = _TYPESTORE.types
     try:
@@ -134,6 +143,14 @@ def write_bag(
                 msg = types[JOINT_STATE](header=_header(int(stamps[t]), ""), name=names, **fields)
                 writer.write(conn, int(stamps[t]), _TYPESTORE.serialize_cdr(msg, JOINT_STATE))
                 counts[topic] += 1
+        for sensor, spec in imus:
+            topic = f"{ns}/{sensor}"
+            conn = writer.add_connection(topic, IMU, typestore=_TYPESTORE)
+            counts[topic] = 0
+            for t in np.flatnonzero(_valid(arrays, spec)):
+                msg = _imu_message(int(stamps[t]), spec["names"], arrays[spec["array"]][t])
+                writer.write(conn, int(stamps[t]), _TYPESTORE.serialize_cdr(msg, IMU))
+                counts[topic] += 1
         truth = meta.get("truth") or {}
         if truth.get("angles"):
             topic = f"{ns}/joint_states_truth"
@@ -169,6 +186,30 @@ def write_bag(
             counts[topic] = int(commands.shape[0])
     LOG.info("wrote %s (%s): %s", path, storage, counts)
     return counts
+
+
+def _imu_message(stamp_ns: int, names: list[str], row: np.ndarray) -> Any:
+    types = _TYPESTORE.types
+    parts: dict[str, dict[str, float]] = {
+        "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0},
+        "angular_velocity": {"x": 0.0, "y": 0.0, "z": 0.0},
+        "linear_acceleration": {"x": 0.0, "y": 0.0, "z": 0.0},
+    }
+    for name, value in zip(names, row, strict=True):
+        group, _, axis = name.partition(".")
+        if axis not in parts.get(group, {}):
+            raise BagError(f"imu column {name!r}: expected GROUP.AXIS of {sorted(parts)}")
+        parts[group][axis] = float(value)
+    measured = {name.partition(".")[0] for name in names}
+    covariances = {f"{group}_covariance": np.array([0.0 if group in measured else -1.0]
+                                                   + [0.0] * 8) for group in parts}
+    return types[IMU](
+        header=_header(stamp_ns, "imu"),
+        orientation=types["geometry_msgs/msg/Quaternion"](**parts["orientation"]),
+        angular_velocity=types["geometry_msgs/msg/Vector3"](**parts["angular_velocity"]),
+        linear_acceleration=types["geometry_msgs/msg/Vector3"](**parts["linear_acceleration"]),
+        **covariances,
+    )
 
 
 def _field_for_unit(unit: str) -> str:
