@@ -11,7 +11,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from rkn_ros.cli import main
-from rkn_ros.data.bag_import import BagImport, read_bag
+from rkn_ros.data.bag_import import read_bag
+from rkn_ros.data.bag_spec import BagImport
 from rkn_ros.data.dataset import SequenceDataset
 from rkn_ros.data.rosbag_io import BagError
 from rkn_ros.data.sensor_kinds import SensorInput

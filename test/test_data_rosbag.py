@@ -15,7 +15,8 @@ from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import JointState
 
-from rkn_ros.data.bag_import import BagImport, JointField, _grid, _Stream, read_bag
+from rkn_ros.data.bag_import import _grid, _Stream, read_bag
+from rkn_ros.data.bag_spec import BagImport, JointField
 from rkn_ros.data.dataset import SequenceDataset
 from rkn_ros.data.generate import default_pendulum_config, generate_pendulum, generate_pneumatic
 from rkn_ros.data.messages import image_to_mono8

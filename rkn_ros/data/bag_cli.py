@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from rkn_ros.data.bag_import import BagImport, JointField, read_bag
+from rkn_ros.data.bag_import import read_bag
+from rkn_ros.data.bag_spec import BagImport, JointField
 from rkn_ros.data.dataset import DATA_FILE, SequenceDataset
 from rkn_ros.data.rosbag_io import STORAGES, write_bag
 from rkn_ros.data.sensor_kinds import SENSOR_KINDS, SensorInput
