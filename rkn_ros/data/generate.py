@@ -150,9 +150,11 @@ def generate_pendulum(kind: str, config: PendulumConfig, num_sequences: int, ste
     with _progress_bar(progress, steps - 1, f"{kind}: physics") as bar:
         angles, velocities = pendulum.simulate(physics, num_sequences, steps, rng_physics,
                                                _callback(bar))
-    with _progress_bar(progress, num_sequences * steps, f"{kind}: render", "frame") as bar:
+    front = "image" in config.sensors.sensors   # without the front camera: no frames to draw
+    with _progress_bar(progress, num_sequences * steps * front, f"{kind}: render", "frame") as bar:
         clean = render(angles.reshape(-1, n), physics.lengths, render_params,
-                       progress=_callback(bar))
+                       progress=_callback(bar)) if front \
+            else np.zeros((num_sequences * steps, 0, 0), dtype=np.uint8)
     clean = clean.reshape(num_sequences, steps, *clean.shape[1:])
     images = clean
     arrays: dict[str, np.ndarray] = {}
