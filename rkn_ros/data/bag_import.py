@@ -29,7 +29,7 @@ from tqdm import tqdm
 from rkn_ros.data.bag_spec import BagImport, import_metadata
 from rkn_ros.data.dataset import SequenceDataset
 from rkn_ros.data.messages import MessageError
-from rkn_ros.data.rosbag_io import _TYPESTORE, COMMAND, JOINT_STATE, BagError, _dt_ns
+from rkn_ros.data.rosbag_io import COMMAND, JOINT_STATE, TYPESTORE, BagError, step_ns
 from rkn_ros.data.sensor_kinds import SensorInput, joint_value
 
 LOG = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def _read_streams(path: Path, spec: BagImport) -> dict[str, _Stream]:
                         total=sum(c.msgcount for c in connections), desc=f"reading {path.name}",
                         unit="msg", disable=None, leave=False)  # the bar only on a terminal
         for conn, receive_ns, raw in messages:
-            msg = _TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+            msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
             for key in consumers[conn.topic]:
                 stream = streams[key]
                 where = f"bag {path} topic {conn.topic} message {len(stream.stamps)}"
@@ -215,7 +215,7 @@ def _truth_row(msg: Any, joints: tuple[str, ...]) -> tuple[np.ndarray, np.ndarra
 
 def _read_one(path: Path, spec: BagImport) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     streams = _read_streams(path, spec)
-    dt_ns = _dt_ns(spec.dt)
+    dt_ns = step_ns(spec.dt)
     t0 = min(s.stamps[0] for s in streams.values())
     t_end = max(s.stamps[-1] for s in streams.values())
     steps = (t_end - t0 + dt_ns // 2) // dt_ns + 1

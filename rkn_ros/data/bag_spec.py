@@ -15,7 +15,7 @@ import numpy as np
 
 from rkn_ros import __version__
 from rkn_ros.data.dataset import FORMAT_VERSION
-from rkn_ros.data.rosbag_io import BagError, _dt_ns
+from rkn_ros.data.rosbag_io import BagError, step_ns
 from rkn_ros.data.sensor_kinds import JOINT_FIELDS, SensorInput
 
 
@@ -68,7 +68,7 @@ class BagImport:
     sensors: tuple[SensorInput, ...] = ()
 
     def __post_init__(self) -> None:
-        _dt_ns(self.dt)
+        step_ns(self.dt)
         if self.joint_topic and not self.joints:
             raise BagError(f"joint topic {self.joint_topic} given without joint names")
         if self.joint_units and len(self.joint_units) != len(self.joints):

@@ -52,7 +52,7 @@ POSITION_UNITS = ("rad", "m")
 VELOCITY_UNITS = ("rad/s", "m/s")
 START_NS = 1_000_000_000  # exported bags start at t = 1 s (a zero stamp reads as "unset")
 
-_TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 
 
 class BagError(ValueError):
@@ -85,7 +85,7 @@ def write_bag(
     if not ns:
         raise BagError(f"no default topic namespace for generator {generator!r}; pass namespace=")
     ns = "/" + ns.strip("/")
-    dt_ns = _dt_ns(dataset.dt)
+    dt_ns = step_ns(dataset.dt)
     stamps = start_ns + dt_ns * np.arange(dataset.sequence_length, dtype=np.int64)
     arrays = {name: a[sequence] for name, a in dataset.arrays.items()}
     images = [(s, spec) for s, spec in meta["inputs"].items() if spec["kind"] == "image"]
@@ -102,7 +102,7 @@ def write_bag(
     for _, spec in imus:  # refuse columns no Imu field holds before a bag is begun
         _imu_message(0, spec["names"], np.zeros(len(spec["names"])))
     counts: dict[str, int] = {}
-    types = _TYPESTORE.types
+    types = TYPESTORE.types
     try:
         writer = Writer(path, version=9, storage_plugin=STORAGES[storage])
     except WriterError as err:
@@ -110,7 +110,7 @@ def write_bag(
     with writer:
         for sensor, spec in images:
             topic = f"{ns}/image" if len(images) == 1 else f"{ns}/{sensor}"
-            conn = writer.add_connection(topic, IMAGE, typestore=_TYPESTORE)
+            conn = writer.add_connection(topic, IMAGE, typestore=TYPESTORE)
             frames = arrays[spec["array"]]
             valid = _valid(arrays, spec)
             counts[topic] = 0
@@ -125,11 +125,11 @@ def write_bag(
                     step=width,
                     data=np.ascontiguousarray(frames[t]).reshape(-1),
                 )
-                writer.write(conn, int(stamps[t]), _TYPESTORE.serialize_cdr(msg, IMAGE))
+                writer.write(conn, int(stamps[t]), TYPESTORE.serialize_cdr(msg, IMAGE))
                 counts[topic] += 1
         for sensor, spec in vectors:
             topic = f"{ns}/joint_states" if len(vectors) == 1 else f"{ns}/{sensor}"
-            conn = writer.add_connection(topic, JOINT_STATE, typestore=_TYPESTORE)
+            conn = writer.add_connection(topic, JOINT_STATE, typestore=TYPESTORE)
             values = arrays[spec["array"]]
             names = list(spec.get("names") or [f"{sensor}_{i}" for i in range(values.shape[1])])
             units = list(spec.get("units") or [""] * len(names))
@@ -141,20 +141,20 @@ def write_bag(
                 for column, slot in enumerate(slots):
                     fields[slot][column] = values[t, column]
                 msg = types[JOINT_STATE](header=_header(int(stamps[t]), ""), name=names, **fields)
-                writer.write(conn, int(stamps[t]), _TYPESTORE.serialize_cdr(msg, JOINT_STATE))
+                writer.write(conn, int(stamps[t]), TYPESTORE.serialize_cdr(msg, JOINT_STATE))
                 counts[topic] += 1
         for sensor, spec in imus:
             topic = f"{ns}/{sensor}"
-            conn = writer.add_connection(topic, IMU, typestore=_TYPESTORE)
+            conn = writer.add_connection(topic, IMU, typestore=TYPESTORE)
             counts[topic] = 0
             for t in np.flatnonzero(_valid(arrays, spec)):
                 msg = _imu_message(int(stamps[t]), spec["names"], arrays[spec["array"]][t])
-                writer.write(conn, int(stamps[t]), _TYPESTORE.serialize_cdr(msg, IMU))
+                writer.write(conn, int(stamps[t]), TYPESTORE.serialize_cdr(msg, IMU))
                 counts[topic] += 1
         truth = meta.get("truth") or {}
         if truth.get("angles"):
             topic = f"{ns}/joint_states_truth"
-            conn = writer.add_connection(topic, JOINT_STATE, typestore=_TYPESTORE)
+            conn = writer.add_connection(topic, JOINT_STATE, typestore=TYPESTORE)
             angles = arrays[truth["angles"]]
             velocities = arrays[truth["velocities"]] if truth.get("velocities") else None
             names = list(truth.get("names") or [f"joint_{i + 1}" for i in range(angles.shape[1])])
@@ -170,26 +170,26 @@ def write_bag(
                     ),
                     effort=np.zeros(0),
                 )
-                writer.write(conn, int(stamps[t]), _TYPESTORE.serialize_cdr(msg, JOINT_STATE))
+                writer.write(conn, int(stamps[t]), TYPESTORE.serialize_cdr(msg, JOINT_STATE))
                 counts[topic] += 1
         actions = meta.get("actions")
         if actions:
             topic = f"{ns}/command"
-            conn = writer.add_connection(topic, COMMAND, typestore=_TYPESTORE)
+            conn = writer.add_connection(topic, COMMAND, typestore=TYPESTORE)
             commands = arrays[actions["array"]]
             for t in range(commands.shape[0]):
                 msg = types[COMMAND](
                     layout=types["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0),
                     data=commands[t].astype(np.float64),
                 )
-                writer.write(conn, int(stamps[t]), _TYPESTORE.serialize_cdr(msg, COMMAND))
+                writer.write(conn, int(stamps[t]), TYPESTORE.serialize_cdr(msg, COMMAND))
             counts[topic] = int(commands.shape[0])
     LOG.info("wrote %s (%s): %s", path, storage, counts)
     return counts
 
 
 def _imu_message(stamp_ns: int, names: list[str], row: np.ndarray) -> Any:
-    types = _TYPESTORE.types
+    types = TYPESTORE.types
     parts: dict[str, dict[str, float]] = {
         "orientation": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0},
         "angular_velocity": {"x": 0.0, "y": 0.0, "z": 0.0},
@@ -228,13 +228,14 @@ def _valid(arrays: dict[str, np.ndarray], spec: dict[str, Any]) -> np.ndarray:
 
 
 def _header(stamp_ns: int, frame_id: str) -> Any:
-    types = _TYPESTORE.types
+    types = TYPESTORE.types
     sec, nanosec = divmod(stamp_ns, 1_000_000_000)
     stamp = types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
     return types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
 
 
-def _dt_ns(dt: float) -> int:
+def step_ns(dt: float) -> int:
+    """A model step ``dt`` (s) in whole nanoseconds; BagError unless positive and >= 1 ns."""
     if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
         raise BagError(f"dt expected a positive number of seconds, got {dt!r}")
     dt_ns = round(dt * 1e9)
