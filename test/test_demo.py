@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from test_nodes_support import BIN, REPO  # sets ROS_DOMAIN_ID first
 
+from rkn_ros.nodes.demo import node_command
+from rkn_ros.nodes.systems import SYSTEMS
 from rkn_ros.sim.pendulum import PendulumParams
 from rkn_ros.sim.pendulum_sim import PendulumSimulator
 from rkn_ros.sim.render import RenderParams
@@ -107,3 +111,22 @@ def test_demo_refuses_a_missing_model(tmp_path):
         check=False,
     )
     assert result.returncode == 1 and "not found" in result.stderr
+
+
+def test_the_demo_finds_the_nodes_where_colcon_installs_them(tmp_path, monkeypatch):
+    """After colcon build, `ros2 run rkn_ros rkn-ros demo` runs lib/rkn_ros/rkn-ros, with the
+    nodes beside it and neither next to the interpreter nor on PATH."""
+    lib = tmp_path / "install" / "rkn_ros" / "lib" / "rkn_ros"
+    lib.mkdir(parents=True)
+    for script in ("rkn-ros", "rkn_estimator"):
+        (lib / script).write_text("#!/bin/sh\n")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "venv" / "bin" / "python3"))
+    monkeypatch.setattr(sys, "argv", [str(lib / "rkn-ros"), "demo", "pendulum"])
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    estimator = SYSTEMS["pendulum"].nodes()[1]
+    command = node_command(estimator, REPO / "config" / "pendulum.yaml")
+    assert command[:4] == [str(lib / "rkn_estimator"), "--ros-args", "--params-file",
+                           str(REPO / "config" / "pendulum.yaml")]
+    assert command[4:6] == ["-r", "~/image:=pendulum_sim/image"]
+    with pytest.raises(FileNotFoundError, match="colcon build"):
+        node_command(SYSTEMS["pendulum"].nodes()[2], REPO / "config" / "pendulum.yaml")

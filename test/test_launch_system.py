@@ -4,6 +4,7 @@ dies at start-up, and readiness read from the ROS graph (rkn_ros.nodes.readiness
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from launch_stand_ins import (
     parameter_files,
 )
 from rclpy.qos import ReliabilityPolicy
+from sensor_msgs.msg import JointState
 from test_nodes_support import BIN, REPO  # sets ROS_DOMAIN_ID first
 
 from rkn_ros.nodes.launch_actions import RVIZ_MISSING
@@ -227,3 +229,31 @@ def test_readiness_comes_from_the_graph_of_the_real_nodes(checkpoints):
                 assert _wait_until_ready(watcher, estimator) == []
     finally:
         watcher.close()
+
+
+def test_the_tf_snippet_feeds_robot_state_publisher_the_estimate(checkpoints, tmp_path):
+    """docs/ros_integration.md's launch snippet, on the stand-ins (robot_state_publisher has no
+    wheel): its joint_states remap names the topic the real estimator publishes its estimate
+    on, and not the standard deviations, which have the same type."""
+    doc = (REPO / "docs" / "ros_integration.md").read_text()
+    (snippet,) = re.findall(r"```python\n(.*?)```", doc, re.DOTALL)
+    launch_file = tmp_path / "tf.launch.py"
+    launch_file.write_text(snippet)
+    urdf = tmp_path / "robot.urdf"
+    urdf.write_text('<robot name="pendulum"><link name="pendulum_base"/></robot>')
+    estimator, publisher = evaluate_launch(
+        launch_file, {"urdf": str(urdf), "model_path": str(checkpoints["pendulum"])}
+    )
+    assert (publisher["package"], publisher["executable"]) == (
+        "robot_state_publisher", "robot_state_publisher"
+    )
+    assert {"robot_description": urdf.read_text()} in publisher["parameters"]
+    (state_topic,) = [target for source, target in publisher["remappings"]
+                      if source == "joint_states"]
+    (params_file,) = parameter_files(estimator["parameters"])
+    with built_node(ESTIMATOR, params_file, checkpoints["pendulum"], estimator["namespace"],
+                    estimator["remappings"]) as real:
+        joint_states = {p.topic_name for p in real.publishers if p.msg_type is JointState}
+    spec = NodeSpec(ESTIMATOR, ESTIMATOR, tuple(estimator["remappings"]))
+    assert state_topic == resolve(spec, "~/state", estimator["namespace"])
+    assert joint_states == {state_topic, resolve(spec, "~/state_stddev", estimator["namespace"])}

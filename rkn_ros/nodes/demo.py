@@ -68,13 +68,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def node_command(spec: NodeSpec, config: Path, extra: dict | None = None) -> list[str]:
-    """The command line that starts ``spec`` with the parameter file and its remappings."""
-    executable = Path(sys.executable).parent / spec.executable
-    program = str(executable) if executable.exists() else shutil.which(spec.executable)
+    """The command line that starts ``spec`` with the parameter file and its remappings.
+
+    The console script is looked for next to the interpreter (pip), next to the running
+    ``rkn-ros`` (colcon's lib/rkn_ros, as ``ros2 run rkn_ros rkn-ros demo`` starts it), then on
+    PATH."""
+    folders = (Path(sys.executable).parent, Path(sys.argv[0]).resolve().parent)
+    found = [str(f / spec.executable) for f in folders if (f / spec.executable).is_file()]
+    program = found[0] if found else shutil.which(spec.executable)
     if program is None:
         raise FileNotFoundError(
-            f"console script '{spec.executable}' not found next to {sys.executable} or on PATH; "
-            "install the package (pip install -e .)"
+            f"console script '{spec.executable}' not found next to {sys.executable}, next to "
+            f"{sys.argv[0]} or on PATH; install the package (pip install -e ., or colcon build)"
         )
     command = [program, "--ros-args", "--params-file", str(config)]
     for source, target in spec.remappings:
