@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 INSTALLED: dict[str, Path] = {"rkn_ros": REPO}
 
 
-# The API of ros2/launch and ros2/launch_ros as in Humble, Jazzy and Kilted.
+# The API of ros2/launch and ros2/launch_ros as in Jazzy and Kilted.
 class _Entity:
     def __init__(self, *args, **kwargs) -> None:
         try:
