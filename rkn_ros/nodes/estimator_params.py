@@ -8,6 +8,7 @@ of ``docs/runtime.md`` are printed from it (``python -m rkn_ros.nodes.estimator_
 from __future__ import annotations
 
 import sys
+import textwrap
 from dataclasses import dataclass
 
 # A parameter's value as rclpy gives it.
@@ -138,7 +139,7 @@ def render_yaml() -> str:
     ]
     for spec in PARAMETERS:
         limits = f" [{_range(spec)}]" if spec.low is not None else ""
-        lines.append(f"    # {spec.description}{limits}")
+        lines += [f"    # {line}" for line in textwrap.wrap(spec.description + limits, 94)]
         lines.append(f"    {spec.name}: {_yaml_value(spec.default)}")
     return "\n".join(lines) + "\n"
 
