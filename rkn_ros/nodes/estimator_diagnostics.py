@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
@@ -39,19 +38,26 @@ def silent_input_message(node: EstimatorNode, topic: str, msg_type: type) -> str
     )
 
 
-def diagnostic_status(node: EstimatorNode) -> Callable[[], DiagnosticStatus]:
-    """A function giving the node's status at each call: latency, tick rate since the last
-    call, counts; WARN before the first tick and while inputs are refused (since the last
-    call), OK otherwise."""
-    last = {"time": time.monotonic(), "ticks": 0, "refused": 0}
+class DiagnosticsReport:
+    """The node's status at each call: latency, tick rate since the last call, counts; WARN
+    before the first tick and while inputs are refused (any since the last call), OK
+    otherwise."""
 
-    def status() -> DiagnosticStatus:
+    def __init__(self, node: EstimatorNode) -> None:
+        self._node = node
+        self._time = time.monotonic()
+        self._ticks = 0
+        self._refused = 0
+
+    def status(self) -> DiagnosticStatus:
+        """The status now; the rate and the WARN level count from the previous call."""
+        node = self._node
         now = time.monotonic()
-        elapsed = max(now - last["time"], 1e-9)
+        elapsed = max(now - self._time, 1e-9)
         counts = node.scheduler.counts
         est = node.est
-        rate = (counts.ticks - last["ticks"]) / elapsed
-        last["time"], last["ticks"] = now, counts.ticks
+        rate = (counts.ticks - self._ticks) / elapsed
+        self._time, self._ticks = now, counts.ticks
         values = {
             "model": est.name,
             "device": str(est.device),
@@ -91,7 +97,7 @@ def diagnostic_status(node: EstimatorNode) -> Callable[[], DiagnosticStatus]:
         msg.hardware_id = est.name
         # WARN while inputs are being refused, not forever after one bad message
         total = sum(refused.values())
-        recent, last["refused"] = total - last["refused"], total
+        recent, self._refused = total - self._refused, total
         msg.level = DiagnosticStatus.WARN if recent or not counts.ticks else DiagnosticStatus.OK
         msg.message = (
             f"{counts.ticks} ticks, {recent} inputs rejected in the last {elapsed:.1f} s "
@@ -101,5 +107,3 @@ def diagnostic_status(node: EstimatorNode) -> Callable[[], DiagnosticStatus]:
         )
         msg.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         return msg
-
-    return status

@@ -35,7 +35,7 @@ from rkn_ros.nodes.conversions import (
     ns_to_stamp,
     stamp_to_ns,
 )
-from rkn_ros.nodes.estimator_diagnostics import diagnostic_status, silent_input_message
+from rkn_ros.nodes.estimator_diagnostics import DiagnosticsReport, silent_input_message
 from rkn_ros.nodes.estimator_outputs import EstimatorOutputs
 from rkn_ros.nodes.estimator_params import PARAMETERS, EstimatorSettings
 from rkn_ros.nodes.params import Throttle, declare_table, resolve_share_path, run_node
@@ -103,7 +103,7 @@ class EstimatorNode(Node):
         self._subscriptions_by_input = subscriptions
         self.create_service(Trigger, "~/reset", self._on_reset)
         self._tick_timer = self.create_timer(plan.period_s, self._on_timer)
-        self._diagnostics = diagnostic_status(self)
+        self._report = DiagnosticsReport(self)
         self.create_timer(
             s.diagnostics_period, self._publish_diagnostics,
             clock=Clock(clock_type=ClockType.STEADY_TIME),
@@ -300,7 +300,7 @@ class EstimatorNode(Node):
 
     def diagnostics(self) -> DiagnosticStatus:
         """The estimator's status: latency, tick rate, counts of missing and refused inputs."""
-        return self._diagnostics()
+        return self._report.status()
 
     def _publish_diagnostics(self) -> None:
         for source, sub in self._subscriptions_by_input.items():
