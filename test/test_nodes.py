@@ -210,7 +210,8 @@ def test_frames_stamped_ahead_never_lock_the_camera_out(image_estimator):
     for k in range(4):  # 40 ms apart, for the depth-1 queue (one may still be lost)
         probe.images.publish(probe.frame(stamp=ns_to_stamp(ahead + k * 1_000_000)))
         probe.t.spin_for(0.04)
-    assert probe.t.spin_until(lambda: probe.counter("held.image") >= held + 3, 0.6), (
+    # (the count stays once they come due: the wait may outlast them on a busy machine)
+    assert probe.t.spin_until(lambda: probe.counter("held.image") >= held + 3, 5), (
         probe.diagnostics
     )
     far = probe.frame(stamp=ns_to_stamp(ahead + 5_000_000_000))
@@ -219,13 +220,12 @@ def test_frames_stamped_ahead_never_lock_the_camera_out(image_estimator):
     assert probe.t.spin_until(lambda: genuine[-1] in probe.by_stamp(probe.states), 10)
     assert genuine[-1] > ahead + 100_000_000, "the held frames must come due during the feed"
     used = set(genuine) & set(probe.by_stamp(probe.states))
-    # at most a frame in flight as each held one comes due can arrive behind it
-    assert len(used) >= len(genuine) - 3 and {s for s in genuine if s > ahead + 20_000_000} <= used
+    assert used == set(genuine)
     assert all(math.isfinite(m.position[0]) for m in probe.states)
     received_at = {stamp_to_ns(m.header.stamp) for m in probe.states}
     assert max(received_at) <= stamp_to_ns(probe.now())  # nothing stamped ahead of the clock
     assert probe.counter("rejected.image.future_stamp") >= future + 1
-    assert probe.counter("rejected.image.stamp_backwards") <= backwards + 3
+    assert probe.counter("rejected.image.stamp_backwards") == backwards
 
 
 def _encoded(picture: np.ndarray, encoding: str) -> tuple[bytes, int]:

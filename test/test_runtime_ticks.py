@@ -340,3 +340,15 @@ def test_any_events_give_rising_ticks_never_ahead_of_the_clock(events, tick_on, 
             assert used.isdisjoint(samples)
             used.update(samples)
     assert sched.counts.ticks == ticks
+
+
+def test_a_sample_in_flight_as_a_held_one_comes_due_is_taken_in_stamp_order():
+    """A genuine frame stamped before a held one but arriving after the clock passed the held
+    one's stamp is used, and the held one after it."""
+    sched = camera()
+    frame(sched, START)
+    frame(sched, START + PERIOD + 5_000_000, now=START + 1)  # held
+    ticks = frame(sched, START + PERIOD, now=START + PERIOD + 8_000_000).ticks
+    assert [t.samples["image"] for t in ticks] == [
+        f"frame@{START + PERIOD}", f"frame@{START + PERIOD + 5_000_000}"]
+    assert not sched.counts.dropped

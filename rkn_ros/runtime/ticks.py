@@ -140,13 +140,18 @@ class TickScheduler:
         self._observe(now_ns)
         slot = self._slot(source)
         slot.arrived_ns = now_ns
-        self._release(now_ns)
         if stamp_ns > now_ns:
+            self._release(now_ns)
             self._held_seq += 1
             self.counts.held[source] += 1
             bisect.insort(slot.held, (stamp_ns, self._held_seq, sample), key=lambda h: h[:2])
-        elif self._check_order(source, slot, stamp_ns) is None:
+            return self._plan()
+        # in stamp order: held samples now due that are stamped before this one come first,
+        # those stamped after it (a sample in flight as they came due) after it
+        self._release(stamp_ns - 1)
+        if self._check_order(source, slot, stamp_ns) is None:
             self._take(source, slot, stamp_ns, sample, now_ns)
+        self._release(now_ns)
         return self._plan()
 
     def on_timer(self, now_ns: int, late_ns: int = 0) -> Plan:
