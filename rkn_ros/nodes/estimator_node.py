@@ -275,9 +275,11 @@ class EstimatorNode(Node):
         dt = tick.dt_ns * 1e-9 if self.est.uses_dt and tick.dt_ns is not None else None
         try:
             out = self.est.step(inputs, action=command, dt=dt)
-        except InputError as err:  # inputs were checked on arrival; this is a bug guard
+        except InputError as err:
+            # Inputs were checked on arrival (a frame by its decoding), so this guards against
+            # a bug: the tick still runs, with its inputs missing, and its estimate goes out.
             self._reject("tick", err.reason, str(err))
-            return
+            out = self.est.step(dict.fromkeys(inputs), action=command, dt=dt)
         timed = tick.timed and not self._sim_time
 
         def handed(ns: int) -> None:  # input stamp (or the timer's now) to the publish, wall
