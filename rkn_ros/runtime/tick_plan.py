@@ -1,10 +1,12 @@
-"""The events and plans of :mod:`rkn_ros.runtime.ticks`: typed, frozen, no ROS."""
+"""The events and plans of :mod:`rkn_ros.runtime.ticks`: typed and immutable (named tuples
+for what each event returns: they are made per message), no ROS."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 # Whatever the caller made of a message (the node: a checked numpy array); never None.
 Sample = object
@@ -72,8 +74,7 @@ class TickConfig:
         return self.sensor_timeout_ns if self.sensor_timeout_ns else 2 * self.period_ns
 
 
-@dataclass(frozen=True)
-class Tick:
+class Tick(NamedTuple):
     """One step to run at ``time_ns`` with ``samples`` (input -> sample, None = missing)."""
 
     time_ns: int
@@ -89,16 +90,14 @@ class Tick:
         return self.kind in (TickKind.INPUT, TickKind.TIMER)
 
 
-@dataclass(frozen=True)
-class Reset:
+class Reset(NamedTuple):
     """Start the belief fresh before the ticks after it; ``by_ns``: the jump or the gap."""
 
     reason: ResetReason
     by_ns: int
 
 
-@dataclass(frozen=True)
-class Drop:
+class Drop(NamedTuple):
     """A sample (``source`` an input) or a tick (``source`` "tick") dropped, and why."""
 
     source: str
@@ -106,8 +105,7 @@ class Drop:
     detail: str
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """What one event asks for: ``actions`` run in order; ``ahead``: the tick_on input comes
     faster than 1/dt (warn)."""
 
