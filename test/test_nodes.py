@@ -111,7 +111,7 @@ def test_the_node_publishes_each_estimate_before_it_predicts_the_next_prior(
         node.destroy_node()
 
 
-def test_a_camera_faster_than_the_models_rate_is_warned_about(checkpoints):
+def test_a_camera_faster_than_the_models_rate_is_warned_about(checkpoints, probe_node):
     node = _in_process_estimator(checkpoints, model_path=str(checkpoints["monotone"]),
                                  tick_on="image")
     try:
@@ -124,6 +124,33 @@ def test_a_camera_faster_than_the_models_rate_is_warned_about(checkpoints):
         values = {kv.key: kv.value for kv in node.diagnostics().values}
         assert int(values["ticks_ahead"]) == counts.ticks_ahead
         assert node.stamps == [base + k * 25_000_000 for k in range(20)]
+    finally:
+        node.destroy_node()
+
+
+def test_a_malformed_clock_message_is_counted_and_the_clock_keeps_its_time(
+    checkpoints, probe_node
+):
+    """use_sim_time in process: the /clock subscription's callback (what the executor calls)
+    refuses a negative or unnormalized stamp without raising, counts it, and the clock stays
+    where the last good message put it; use_sim_time cannot be switched at run time."""
+    from rclpy.parameter import Parameter
+    from rosgraph_msgs.msg import Clock as ClockMsg
+
+    node = _in_process_estimator(checkpoints, model_path=str(checkpoints["monotone"]),
+                                 use_sim_time=True)
+    try:
+        (clock_sub,) = [s for s in node.subscriptions if s.topic_name == "/clock"]
+        clock_sub.callback(ClockMsg(clock=Time(sec=5)))
+        for bad in (Time(sec=-5), Time(sec=7, nanosec=2_000_000_000)):
+            clock_sub.callback(ClockMsg(clock=bad))
+        assert node.get_clock().now().nanoseconds == 5_000_000_000
+        assert node.rejected[("clock", "malformed")] == 2
+        values = {kv.key: kv.value for kv in node.diagnostics().values}
+        assert values["rejected.clock.malformed"] == "2"
+        (result,) = node.set_parameters([Parameter("use_sim_time", value=False)])
+        assert not result.successful and "start-up" in result.reason
+        assert node.get_clock().ros_time_is_active
     finally:
         node.destroy_node()
 
