@@ -15,8 +15,26 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
+def probe_node(request):
+    """The node tests' own rclpy node, one per test module (test_nodes_support.TestNode)."""
+    from test_nodes_support import TestNode  # sets the node tests' ROS environment
+
+    node = TestNode(f"rkn_probe_{request.module.__name__}")
+    yield node
+    node.close()
+
+
+@pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
+    """The node tests' checkpoints by name, each written on first use."""
+    from test_nodes_support import Checkpoints
+
+    return Checkpoints(tmp_path_factory.mktemp("node_checkpoints"))
+
+
+@pytest.fixture(scope="session")
+def system_checkpoints(tmp_path_factory):
     """Small checkpoints of the four demo systems (name -> folder), for the launch and demo
     tests."""
     from test_runtime_support import (

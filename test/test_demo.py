@@ -55,8 +55,8 @@ def _demo(system: str, model: Path, out: Path, duration: float = 3.0) -> dict:
     return summary
 
 
-def test_demo_pendulum_runs_the_nodes_over_dds(checkpoints, tmp_path):
-    summary = _demo("pendulum", checkpoints["pendulum"], tmp_path)
+def test_demo_pendulum_runs_the_nodes_over_dds(system_checkpoints, tmp_path):
+    summary = _demo("pendulum", system_checkpoints["pendulum"], tmp_path)
     assert summary["matched"] > 20
     assert summary["rmse"] > 0 and 0.0 <= summary["coverage_2sigma"] <= 1.0
     assert summary["step_latency_p50_ms"] > 0 and summary["publish_to_estimate_p50_ms"] > 0
@@ -83,21 +83,21 @@ def test_demo_with_the_shipped_pendulum_model_matches_its_offline_evaluation(tmp
     assert math.isfinite(summary["nll"]) and summary["step_latency_p99_ms"] > 0
 
 
-def test_demo_quad_link_runs_the_four_link_pendulum(checkpoints, tmp_path):
-    summary = _demo("quad_link", checkpoints["quad_link"], tmp_path)
+def test_demo_quad_link_runs_the_four_link_pendulum(system_checkpoints, tmp_path):
+    summary = _demo("quad_link", system_checkpoints["quad_link"], tmp_path)
     assert summary["matched"] > 20
     assert list(summary["rmse_per_joint"]) == ["joint_1", "joint_2", "joint_3", "joint_4"]
 
 
-def test_demo_pneumatic_runs_on_the_simulated_joint(checkpoints, tmp_path):
-    summary = _demo("pneumatic", checkpoints["pneumatic"], tmp_path)
+def test_demo_pneumatic_runs_on_the_simulated_joint(system_checkpoints, tmp_path):
+    summary = _demo("pneumatic", system_checkpoints["pneumatic"], tmp_path)
     assert summary["matched"] > 50
     assert summary["velocity"]["count"] > 50
     assert list(summary["rmse_per_joint"]) == ["pam_joint"]
 
 
-def test_demo_pam_replays_the_real_recordings(checkpoints, tmp_path):
-    summary = _demo("pam", checkpoints["pam"], tmp_path)
+def test_demo_pam_replays_the_real_recordings(system_checkpoints, tmp_path):
+    summary = _demo("pam", system_checkpoints["pam"], tmp_path)
     assert summary["matched"] > 50
     assert list(summary["rmse_per_joint"]) == ["joint_1", "joint_2", "joint_3", "joint_4"]
 

@@ -207,7 +207,7 @@ CONFIG_SYSTEMS = {
 @pytest.mark.parametrize("namespace", ["", "robot1"])
 @pytest.mark.parametrize("config_name", sorted(CONFIG_SYSTEMS))
 def test_every_parameter_in_the_config_files_is_declared_by_its_node(
-    config_name, namespace, checkpoints
+    config_name, namespace, system_checkpoints
 ):
     # Under a namespace too (estimator.launch.py namespace:=robot1, or a PushRosNamespace
     # around an include): a section keyed by the bare node name would silently not apply.
@@ -217,7 +217,7 @@ def test_every_parameter_in_the_config_files_is_declared_by_its_node(
     for key in sections:
         node_name = key.removeprefix("/**/")
         parameters = node_parameters(sections, node_name)
-        with built_node(node_name, config, checkpoints[CONFIG_SYSTEMS[config_name]],
+        with built_node(node_name, config, system_checkpoints[CONFIG_SYSTEMS[config_name]],
                          namespace) as node:
             assert node.get_fully_qualified_name() == f"/{namespace}/{node_name}".replace(
                 "//", "/"
@@ -250,7 +250,7 @@ def test_every_parameter_in_the_config_files_is_declared_by_its_node(
     ],
 )
 def test_launch_arguments_reach_the_parameters_of_the_nodes_they_set(
-    system, arguments, expected, checkpoints
+    system, arguments, expected, system_checkpoints
 ):
     launch_file, _ = LAUNCH_CASES[system]
     nodes = evaluate_launch(LAUNCH / launch_file, arguments)
@@ -261,7 +261,7 @@ def test_launch_arguments_reach_the_parameters_of_the_nodes_they_set(
     assert overrides == expected
     config = REPO / SYSTEMS[system].config
     for node_name, values in overrides.items():  # each one a parameter its node declares
-        with built_node(node_name, config, checkpoints[system]) as node:
+        with built_node(node_name, config, system_checkpoints[system]) as node:
             assert set(values) <= set(node._parameters), (node_name, sorted(values))
 
 
@@ -270,12 +270,12 @@ RCLPY_PARAMETERS = {"use_sim_time", "start_type_description_service"}
 
 
 @pytest.mark.parametrize("config_name", ["pendulum.yaml", "pneumatic.yaml", "pam.yaml"])
-def test_every_parameter_is_described_and_every_number_has_a_range(config_name, checkpoints):
+def test_every_parameter_is_described_and_every_number_has_a_range(config_name, system_checkpoints):
     """`ros2 param describe` tells a user what each parameter does and what it accepts."""
     config = REPO / "config" / config_name
     for key in yaml.safe_load(config.read_text()):
         node_name = key.removeprefix("/**/")
-        with built_node(node_name, config, checkpoints[CONFIG_SYSTEMS[config_name]]) as node:
+        with built_node(node_name, config, system_checkpoints[CONFIG_SYSTEMS[config_name]]) as node:
             names = sorted(set(node._parameters) - RCLPY_PARAMETERS)
             assert names, node_name
             for descriptor in node.describe_parameters(names):

@@ -70,7 +70,7 @@ def test_every_node_takes_the_namespace_and_stays_wired_inside_it(launch_file, a
 
 
 @pytest.mark.usefixtures("rviz2_installed")
-def test_the_pendulum_system_is_wired_under_a_namespace_in_the_real_nodes(checkpoints):
+def test_the_pendulum_system_is_wired_under_a_namespace_in_the_real_nodes(system_checkpoints):
     """The launch's remappings, given to the real nodes under namespace:=robot1 (and the
     estimate remapped to `estimate`): the topics each node publishes are those the next one
     subscribes, and the rviz view's relative topics resolve to them."""
@@ -81,7 +81,8 @@ def test_the_pendulum_system_is_wired_under_a_namespace_in_the_real_nodes(checkp
     *system, viewer = nodes
     topics = {}
     for node in system:
-        with built_node(node["name"], REPO / SYSTEMS["pendulum"].config, checkpoints["pendulum"],
+        config = REPO / SYSTEMS["pendulum"].config
+        with built_node(node["name"], config, system_checkpoints["pendulum"],
                         node["namespace"], node["remappings"]) as real:
             topics[node["name"]] = (
                 {p.topic_name for p in real.publishers},
@@ -206,7 +207,7 @@ def _wait_until_ready(watcher: GraphWatcher, spec: NodeSpec, timeout: float = 15
     return missing
 
 
-def test_readiness_comes_from_the_graph_of_the_real_nodes(checkpoints):
+def test_readiness_comes_from_the_graph_of_the_real_nodes(system_checkpoints):
     system = SYSTEMS["pendulum"]
     _, estimator, monitor = system.nodes()
     watcher = GraphWatcher(int(os.environ["ROS_DOMAIN_ID"]))
@@ -217,21 +218,21 @@ def test_readiness_comes_from_the_graph_of_the_real_nodes(checkpoints):
             "subscription /rkn_estimator/state_stddev",
         ]
         config = REPO / system.config
-        with built_node(MONITOR, config, checkpoints["pendulum"],
+        with built_node(MONITOR, config, system_checkpoints["pendulum"],
                         remappings=monitor.remappings):
             assert _wait_until_ready(watcher, monitor) == []
             # a wiring the node does not have is reported, by name
             elsewhere = system.nodes({"state": "elsewhere"})[2]
             assert watcher.missing(elsewhere) == ["subscription /elsewhere"]
             assert "service /rkn_estimator/reset" in watcher.missing(estimator)
-            with built_node(ESTIMATOR, config, checkpoints["pendulum"],
+            with built_node(ESTIMATOR, config, system_checkpoints["pendulum"],
                             remappings=estimator.remappings):
                 assert _wait_until_ready(watcher, estimator) == []
     finally:
         watcher.close()
 
 
-def test_the_tf_snippet_feeds_robot_state_publisher_the_estimate(checkpoints, tmp_path):
+def test_the_tf_snippet_feeds_robot_state_publisher_the_estimate(system_checkpoints, tmp_path):
     """docs/ros_integration.md's launch snippet, on the stand-ins (robot_state_publisher has no
     wheel): its joint_states remap names the topic the real estimator publishes its estimate
     on, and not the standard deviations, which have the same type."""
@@ -242,7 +243,7 @@ def test_the_tf_snippet_feeds_robot_state_publisher_the_estimate(checkpoints, tm
     urdf = tmp_path / "robot.urdf"
     urdf.write_text('<robot name="pendulum"><link name="pendulum_base"/></robot>')
     estimator, publisher = evaluate_launch(
-        launch_file, {"urdf": str(urdf), "model_path": str(checkpoints["pendulum"])}
+        launch_file, {"urdf": str(urdf), "model_path": str(system_checkpoints["pendulum"])}
     )
     assert (publisher["package"], publisher["executable"]) == (
         "robot_state_publisher", "robot_state_publisher"
@@ -251,7 +252,7 @@ def test_the_tf_snippet_feeds_robot_state_publisher_the_estimate(checkpoints, tm
     (state_topic,) = [target for source, target in publisher["remappings"]
                       if source == "joint_states"]
     (params_file,) = parameter_files(estimator["parameters"])
-    with built_node(ESTIMATOR, params_file, checkpoints["pendulum"], estimator["namespace"],
+    with built_node(ESTIMATOR, params_file, system_checkpoints["pendulum"], estimator["namespace"],
                     estimator["remappings"]) as real:
         joint_states = {p.topic_name for p in real.publishers if p.msg_type is JointState}
     spec = NodeSpec(ESTIMATOR, ESTIMATOR, tuple(estimator["remappings"]))

@@ -1,4 +1,5 @@
-"""Process and DDS helpers for the node tests (no tests here).
+"""Process and DDS helpers for the node tests, and the probe that feeds an estimator and records
+what it says (no tests here).
 
 Every test process gets its own ROS_DOMAIN_ID (from its pid) with discovery kept on localhost,
 so parallel runs on one machine never see each other's topics.
@@ -6,25 +7,46 @@ so parallel runs on one machine never see each other's topics.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 DOMAIN_ID = 100 + os.getpid() % 100
 os.environ["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 
+import numpy as np  # noqa: E402
 import rclpy  # noqa: E402  (the environment above must be set before rclpy reads it)
+from builtin_interfaces.msg import Time  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from test_runtime_support import (  # noqa: E402
+    make_joint_checkpoint,
+    make_monotone_pendulum_checkpoint,
+    make_pendulum_checkpoint,
+)
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+from visualization_msgs.msg import MarkerArray  # noqa: E402
+
+from rkn_ros.nodes.conversions import array_to_image, stamp_to_ns  # noqa: E402
+from rkn_ros.sim.render import RenderParams, render  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+BEST_EFFORT = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+FRAME = render(np.array([[0.6]]), (1.0,), RenderParams(image_size=24))[0]
 
 
 class NodeProcess:
@@ -122,3 +144,123 @@ class TestNode:
         """Destroy the node (rclpy stays initialised for the next one)."""
         self.executor.remove_node(self.node)
         self.node.destroy_node()
+
+
+class Probe:
+    """Publishes to one estimator and records everything it says."""
+
+    def __init__(self, test_node: TestNode, name: str) -> None:
+        node = test_node.node
+        self.t = test_node
+        self.name = name
+        self.images = node.create_publisher(Image, f"/{name}/image", 10)
+        self.joints = node.create_publisher(JointState, f"/{name}/joint_states", 10)
+        self.commands = node.create_publisher(Float64MultiArray, f"/{name}/command", 10)
+        self.states: list[JointState] = []
+        self.stddevs: list[JointState] = []
+        self.predictions: list[JointTrajectory] = []
+        self.markers: list[MarkerArray] = []
+        self.diagnostics: dict[str, str] = {}
+        self.level: bytes | None = None
+        node.create_subscription(JointState, f"/{name}/state", self.states.append, BEST_EFFORT)
+        node.create_subscription(
+            JointState, f"/{name}/state_stddev", self.stddevs.append, BEST_EFFORT
+        )
+        node.create_subscription(
+            JointTrajectory, f"/{name}/prediction", self.predictions.append, BEST_EFFORT
+        )
+        node.create_subscription(MarkerArray, f"/{name}/markers", self.markers.append, BEST_EFFORT)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        self.reset_client = node.create_client(Trigger, f"/{name}/reset")
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith(f"/{self.name}:"):
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+                self.level = status.level
+
+    def now(self) -> Time:
+        return self.t.node.get_clock().now().to_msg()
+
+    def wait_ready(self, publisher, timeout: float = 60.0) -> None:
+        assert self.t.spin_until(
+            lambda: publisher.get_subscription_count() > 0 and "ticks" in self.diagnostics,
+            timeout,
+        ), f"estimator {self.name} did not come up"
+
+    def frame(self, image: np.ndarray = FRAME, stamp: Time | None = None, **fields) -> Image:
+        msg = array_to_image(image, stamp or self.now())
+        for key, value in fields.items():
+            setattr(msg, key, value)
+        return msg
+
+    def feed(self, count: int, period: float = 0.05, image: np.ndarray = FRAME) -> list[int]:
+        """Publish ``count`` frames ``period`` apart; returns their stamps (ns)."""
+        stamps = []
+        for _ in range(count):
+            msg = self.frame(image)
+            stamps.append(stamp_to_ns(msg.header.stamp))
+            self.images.publish(msg)
+            self.t.spin_for(period)
+        return stamps
+
+    def by_stamp(self, source: list) -> dict[int, JointState]:
+        return {stamp_to_ns(m.header.stamp): m for m in source}
+
+    def counter(self, key: str) -> int:
+        return int(self.diagnostics.get(key, "0"))
+
+    def reset(self) -> Trigger.Response:
+        assert self.reset_client.wait_for_service(timeout_sec=20)
+        future = self.reset_client.call_async(Trigger.Request())
+        assert self.t.spin_until(future.done, 20)
+        return future.result()
+
+
+def until_counted(probe: Probe, publisher, msg, key: str, timeout: float = 15.0) -> bool:
+    """Publish ``msg`` until the node's ``key`` counter rises (a best-effort subscription of
+    depth 1 keeps only the newest message: a bad one sent right after another can replace it
+    before the node takes it)."""
+    before = probe.counter(key)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        publisher.publish(msg)
+        if probe.t.spin_until(lambda: probe.counter(key) > before, 0.6):
+            return True
+    return False
+
+
+class Checkpoints:
+    """The test checkpoints of the node tests, each written on first use."""
+
+    MAKERS: ClassVar[dict[str, Callable[[Path], Path]]] = {
+        "monotone": make_monotone_pendulum_checkpoint,
+        "pendulum": make_pendulum_checkpoint,
+        "joint": make_joint_checkpoint,
+    }
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._made: dict[str, Path] = {}
+
+    def __getitem__(self, name: str) -> Path:
+        if name not in self._made:
+            self._made[name] = self.MAKERS[name](self._root / name)
+        return self._made[name]
+
+
+@contextlib.contextmanager
+def running_estimator(
+    probe_node: TestNode, name: str, params: dict, log: Path, input_name: str = "images"
+) -> Iterator[tuple[Probe, NodeProcess]]:
+    """An ``rkn_estimator`` process named ``name`` and its probe, once the node listens on the
+    probe's ``input_name`` publisher and reports; on exit it must still run and stop with 0."""
+    remaps = {"__node": name} if name != "rkn_estimator" else None
+    process = NodeProcess("rkn_estimator", params=params, remaps=remaps, log=log)
+    try:
+        probe = Probe(probe_node, name)
+        probe.wait_ready(getattr(probe, input_name))
+        yield probe, process
+    finally:
+        assert process.process.poll() is None, f"estimator died:\n{process.output()}"
+        assert process.stop() == 0, process.output()

@@ -39,6 +39,7 @@ SHARED_ALLOWED = {
     "test/test_data_pam.py",
     "test/test_models_shipped.py",
     "test/test_nodes.py",
+    "test/test_nodes_processes.py",
     "test/test_train_cli.py",
 }
 

@@ -42,24 +42,6 @@ def seconds_to_duration(seconds: float) -> Duration:
     return Duration(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 
 
-def check_stamp(stamp_ns: int, last_ns: int | None, now_ns: int, max_future_ns: int) -> None:
-    """Reject zero stamps, stamps not after ``last_ns``, and stamps beyond ``now + max_future``."""
-    if stamp_ns == 0:
-        raise MessageError("zero_stamp", "header stamp is zero (unset)")
-    if last_ns is not None and stamp_ns <= last_ns:
-        raise MessageError(
-            "stamp_backwards",
-            f"header stamp {stamp_ns * 1e-9:.6f} s is not after the last one used "
-            f"({last_ns * 1e-9:.6f} s)",
-        )
-    if stamp_ns > now_ns + max_future_ns:
-        raise MessageError(
-            "future_stamp",
-            f"header stamp {stamp_ns * 1e-9:.6f} s is {(stamp_ns - now_ns) * 1e-9:.3f} s "
-            "in the future",
-        )
-
-
 def array_to_image(image: np.ndarray, stamp: Time, frame_id: str = "") -> Image:
     """``uint8 [H, W]`` (mono8), ``uint16 [H, W]`` (mono16) or ``uint8 [H, W, 3]`` (rgb8) as
     an Image."""

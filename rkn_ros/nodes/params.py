@@ -6,7 +6,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions, install_signal_handlers
+
+from rkn_ros.nodes.estimator_params import ParamSpec
 
 _ARRAY_TYPES = {"string[]": str, "double[]": int | float, "int[]": int}
 
@@ -62,6 +64,15 @@ def declare(
             raise ValueError(f"parameter {name}: expected a {array} list, got {value!r}")
         value = [float(v) for v in value] if array == "double[]" else list(value)
     return value
+
+
+def declare_table(node: Node, table: Iterable[ParamSpec]) -> dict[str, Any]:
+    """Declare every parameter of ``table``; their values by name."""
+    return {
+        spec.name: declare(node, spec.name, spec.default, spec.description, spec.low, spec.high,
+                           spec.array)
+        for spec in table
+    }
 
 
 def node_parameters(document: dict, node_name: str) -> dict:
