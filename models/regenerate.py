@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rkn_ros.train.checkpoint import METADATA_FILE, WEIGHTS_FILE  # noqa: E402
+from rkn_ros.core.checkpoint import METADATA_FILE, WEIGHTS_FILE  # noqa: E402
 
 NAMES = ("pendulum", "quad_link", "pneumatic", "pam")
 
@@ -69,7 +69,7 @@ def evaluate_shipped(name: str, plots: Path | None = None) -> dict:
     """Evaluate ``models/NAME`` on its evaluation data (CPU) and write evaluation.json."""
     import torch
 
-    from rkn_ros.train.checkpoint import load_checkpoint
+    from rkn_ros.core.checkpoint import load_checkpoint
     from rkn_ros.train.evaluation import evaluate, write_json
 
     torch.set_num_threads(2)

@@ -38,6 +38,8 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
+from rkn_ros.core.checkpoint import CheckpointError
+from rkn_ros.core.decode import chain_points
 from rkn_ros.data.messages import COMPRESSED_IMAGE, MessageError, image_to_array
 from rkn_ros.nodes.conversions import (
     check_stamp,
@@ -53,9 +55,7 @@ from rkn_ros.nodes.conversions import (
 from rkn_ros.nodes.params import Throttle, declare, resolve_share_path, run_node
 from rkn_ros.runtime import EstimatorOutput, InputError, StreamingEstimator
 from rkn_ros.runtime.affinity import pin_process
-from rkn_ros.runtime.decode import chain_points
 from rkn_ros.runtime.latency import LatencyStats
-from rkn_ros.train.checkpoint import CheckpointError
 
 NODE_NAME = "rkn_estimator"
 TICK_SOURCES = ("timer", "image", "joint_states")
