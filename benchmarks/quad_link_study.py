@@ -320,7 +320,7 @@ def variance_split(checkpoint: Path, data: Path, sequences: int = 200) -> dict:
     ds = ds.subset(np.arange(min(sequences, ds.num_sequences)))
     tensors = to_tensors(ds, meta.normalization, [s.name for s in model.config.sensors])
     mean_n, var_n, _ = predict(model, tensors, torch.device("cpu"))
-    stats = meta.normalization.targets
+    stats = meta.normalization.target(meta.model.output_dim)
     sd = np.asarray(stats.std, dtype=np.float64)
     mu = mean_n.double().numpy() * sd + np.asarray(stats.mean, dtype=np.float64)
     var = var_n.double().numpy() * sd**2

@@ -65,7 +65,7 @@ def _metadata(config: ModelConfig, name: str, links: int) -> dict:
             "kind": "sincos",
         },
         "actions": None,
-        "normalization": {},
+        "normalization": {"targets": {"mean": [0.0] * (2 * links), "std": [1.0] * (2 * links)}},
     }
 
 

@@ -278,3 +278,14 @@ def test_schema_round_trips_through_plain_data(saved):
     again = metadata_from_dict(json.loads(json.dumps(meta.to_dict())))
     assert again == meta
     assert NormStats(mean=(1.0,), std=(2.0,)).dim == 1
+
+
+def test_absent_statistics_mean_unscaled_values(tmp_path):
+    """Checkpoints may omit a statistic; it then reads as mean 0, std 1."""
+    data = metadata()
+    data["normalization"] = {}
+    folder = save_checkpoint(tmp_path / "plain", build_model(CONFIG), data)
+    _, meta = load_checkpoint(folder)
+    assert meta.normalization.targets is None
+    assert meta.normalization.input("joints", 1) == NormStats(mean=(0.0,), std=(1.0,))
+    assert meta.normalization.target(2).std == (1.0, 1.0)

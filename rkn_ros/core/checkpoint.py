@@ -132,11 +132,12 @@ def read_metadata(path: str | Path) -> CheckpointMetadata:
 def _header(path: Path, size: int, handle) -> TensorLayout:
     """The tensor layout the safetensors header declares, checked against the file size."""
     if size < 8:
-        raise CheckpointError(f"{path}: {size} bytes, too short for a safetensors file")
+        raise CheckpointError(f"{path}: {size} bytes, too short for a safetensors file "
+                              "(truncated or corrupt)")
     length = int.from_bytes(handle.read(8), "little")
     if length > min(size - 8, MAX_HEADER_BYTES):
         raise CheckpointError(f"{path}: header declares {length} bytes, the file has "
-                              f"{size - 8} after its length field")
+                              f"{size - 8} after its length field (truncated or corrupt)")
     try:
         header = json.loads(handle.read(length))
     except (ValueError, UnicodeDecodeError) as err:

@@ -81,14 +81,31 @@ class NormStats:
     def dim(self) -> int:
         return len(self.mean)
 
+    @classmethod
+    def identity(cls, dim: int) -> NormStats:
+        """Mean 0, std 1: what an absent statistic means (the values are used as they are)."""
+        return cls(mean=(0.0,) * dim, std=(1.0,) * dim)
+
 
 @dataclasses.dataclass(frozen=True)
 class Normalization:
-    """``inputs[sensor]`` for each vector sensor, ``targets`` ``[output_dim]``, ``actions``."""
+    """``inputs[sensor]`` for vector sensors, ``targets`` ``[output_dim]``, ``actions``
+    ``[action_dim]``; an absent entry means the values are used unscaled
+    (:meth:`NormStats.identity`, what ``input``/``target``/``action`` return then)."""
 
-    targets: NormStats
+    targets: NormStats | None = None
     inputs: dict[str, NormStats] = field(default_factory=dict, metadata=limits(max_items=64))
     actions: NormStats | None = None
+
+    def input(self, name: str, dim: int) -> NormStats:
+        """The statistics of vector input ``name`` (identity when absent)."""
+        return self.inputs.get(name) or NormStats.identity(dim)
+
+    def target(self, dim: int) -> NormStats:
+        return self.targets or NormStats.identity(dim)
+
+    def action(self, dim: int) -> NormStats:
+        return self.actions or NormStats.identity(dim)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,7 +208,7 @@ class CheckpointMetadata:
     inputs: dict[str, InputSpec] = field(metadata=limits(max_items=64))
     targets: TargetsSpec
     outputs: OutputsSpec
-    normalization: Normalization
+    normalization: Normalization = field(default_factory=Normalization)
     actions: ActionsSpec | None = None
     data_hash: str = field(default="", metadata=limits(max_items=64))
     metrics: dict[str, float] = field(default_factory=dict, metadata=limits(max_items=256))
@@ -248,14 +265,13 @@ def _check_consistent(meta: CheckpointMetadata) -> None:
             raise ConfigError(f"inputs.{sensor.name}: {spec.kind} {list(spec.shape)} differs from "
                               f"the model's {sensor.kind} {list(sensor.shape)}")
         stats = norm.inputs.get(sensor.name)
-        if spec.kind == "vector":
-            if stats is None:
-                raise ConfigError(f"normalization.inputs.{sensor.name}: missing for a vector input")
+        if spec.kind == "vector" and stats is not None:
             _length(stats.mean, spec.shape[0], f"normalization.inputs.{sensor.name}.mean")
     extra = sorted(set(norm.inputs) - {s.name for s in model.sensors if s.kind == "vector"})
     if extra:
         raise ConfigError(f"normalization.inputs.{extra[0]}: not a vector input of the model")
-    _length(norm.targets.mean, model.output_dim, "normalization.targets.mean")
+    if norm.targets is not None:
+        _length(norm.targets.mean, model.output_dim, "normalization.targets.mean")
     if meta.targets.names:
         _length(meta.targets.names, model.output_dim, "targets.names")
     outputs = meta.outputs
@@ -265,13 +281,13 @@ def _check_consistent(meta: CheckpointMetadata) -> None:
         raise ConfigError(f"outputs.names: {len(outputs.names)} names do not fit sincos outputs "
                           f"from {model.output_dim} targets (n angles from 2n sin/cos targets)")
     if model.action_dim:
-        if meta.actions is None or norm.actions is None:
-            raise ConfigError(f"actions: the model takes {model.action_dim} actions; actions and "
-                              "normalization.actions are needed")
-        _length(norm.actions.mean, model.action_dim, "normalization.actions.mean")
+        if meta.actions is None:
+            raise ConfigError(f"actions: missing, but the model takes {model.action_dim} actions")
+        if norm.actions is not None:
+            _length(norm.actions.mean, model.action_dim, "normalization.actions.mean")
         if meta.actions.names:
             _length(meta.actions.names, model.action_dim, "actions.names")
-    elif meta.actions is not None:
+    elif meta.actions is not None or norm.actions is not None:
         raise ConfigError("actions: given but the model takes no action (model.action_dim 0)")
 
 

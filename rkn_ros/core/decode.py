@@ -21,12 +21,13 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from rkn_ros.core.checkpoint_schema import Normalization, OutputsSpec, TargetsSpec
+from rkn_ros.core.typed_config import ConfigError, from_mapping
 
 UNIFORM_ANGLE_STD = math.pi / math.sqrt(3.0)
 UNIFORM_ANGLE_VAR = math.pi**2 / 3.0
@@ -35,6 +36,11 @@ VELOCITY_SUFFIXES = ("_velocity", "_vel", "_dot", "/velocity")
 
 class OutputLayoutError(ValueError):
     """Checkpoint metadata that does not describe its outputs consistently."""
+
+
+def _record(cls: type, value: object) -> object:
+    names = {"OutputsSpec": "outputs", "TargetsSpec": "targets", "Normalization": "normalization"}
+    return value if isinstance(value, cls) else from_mapping(cls, value, names[cls.__name__])
 
 
 def _vector(values: Sequence[float] | None, dim: int, fill: float, what: str) -> np.ndarray:
@@ -104,12 +110,19 @@ class OutputLayout:
     @classmethod
     def from_metadata(
         cls,
-        outputs: OutputsSpec,
-        targets: TargetsSpec,
+        outputs: OutputsSpec | Mapping,
+        targets: TargetsSpec | Mapping,
         target_dim: int,
-        normalization: Normalization | None = None,
+        normalization: Normalization | Mapping | None = None,
     ) -> OutputLayout:
-        """Build from a checkpoint's ``outputs``, ``targets`` and ``normalization`` records."""
+        """Build from a checkpoint's ``outputs``, ``targets`` and ``normalization`` records (or
+        their ``model.yaml`` mappings, checked by the schema)."""
+        try:
+            outputs, targets = _record(OutputsSpec, outputs), _record(TargetsSpec, targets)
+            if normalization is not None:
+                normalization = _record(Normalization, normalization)
+        except ConfigError as err:
+            raise OutputLayoutError(str(err)) from err
         kind = outputs.kind
         names = tuple(outputs.names)
         units = tuple(outputs.units) or ("",) * len(names)

@@ -208,7 +208,6 @@ class StreamingEstimator:
         self.split_error: str | None = None  # why split_step could not be had
         config = model.config
         self.inputs: dict[str, InputSpec] = {}
-        normalization = metadata.normalization.inputs
         for sensor in config.sensors:
             entry = metadata.inputs.get(sensor.name)
             if entry is None:
@@ -219,7 +218,7 @@ class StreamingEstimator:
             shape = tuple(int(v) for v in sensor.shape)
             mean = std = None
             if sensor.kind == "vector":
-                stats = normalization[sensor.name]
+                stats = metadata.normalization.input(sensor.name, shape[0])
                 mean = np.asarray(stats.mean, dtype=np.float32).reshape(shape)
                 std = np.asarray(stats.std, dtype=np.float32).reshape(shape)
                 if np.any(std <= 0) or not np.all(np.isfinite(mean)):
@@ -243,13 +242,11 @@ class StreamingEstimator:
             )
         self.action_dim = int(getattr(config, "action_dim", 0) or 0)
         self.action_names = metadata.actions.names if metadata.actions else ()
-        action_stats = metadata.normalization.actions
-        self._action_mean = np.asarray(
-            action_stats.mean if action_stats else np.zeros(self.action_dim), dtype=np.float32
-        ).reshape(self.action_dim)
-        self._action_std = np.asarray(
-            action_stats.std if action_stats else np.ones(self.action_dim), dtype=np.float32
-        ).reshape(self.action_dim)
+        action_stats = metadata.normalization.action(self.action_dim)
+        self._action_mean = np.asarray(action_stats.mean, dtype=np.float32).reshape(
+            self.action_dim)
+        self._action_std = np.asarray(action_stats.std, dtype=np.float32).reshape(
+            self.action_dim)
         self.uses_dt = bool(getattr(config, "use_dt", False))
         try:
             self.layout = OutputLayout.from_metadata(

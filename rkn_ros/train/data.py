@@ -234,24 +234,21 @@ def to_tensors(dataset: SequenceDataset, normalization: Normalization,
         if spec["kind"] == "image":
             observations[name] = torch.from_numpy(np.ascontiguousarray(values))
         else:
-            stats = normalization.inputs.get(name)
-            if stats is None:
-                raise DatasetError(f"normalization has no statistics for input {name!r}")
+            stats = normalization.input(name, values.shape[-1])
             scaled = _apply(values, stats, f"input {name!r}")
             scaled[~mask] = 0.0  # invalid rows must be finite zeros, never NaN
             observations[name] = torch.from_numpy(scaled)
         valid[name] = torch.from_numpy(np.ascontiguousarray(mask))
     tmeta = meta["targets"]
-    targets = _apply(arrays[tmeta["array"]], normalization.targets, "targets")
+    raw_targets = arrays[tmeta["array"]]
+    targets = _apply(raw_targets, normalization.target(raw_targets.shape[-1]), "targets")
     target_valid = (
         arrays[tmeta["valid"]] if tmeta.get("valid") else np.ones((S, T), dtype=bool)
     )
     actions = None
     if meta.get("actions"):
-        stats = normalization.actions
-        if stats is None:
-            raise DatasetError("normalization has no statistics for the actions")
-        actions = torch.from_numpy(_apply(arrays[meta["actions"]["array"]], stats, "actions"))
+        raw = arrays[meta["actions"]["array"]]
+        actions = torch.from_numpy(_apply(raw, normalization.action(raw.shape[-1]), "actions"))
     clean = arrays.get("images_clean")
     return TensorData(
         observations=observations,

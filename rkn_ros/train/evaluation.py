@@ -191,7 +191,7 @@ def evaluate(model: torch.nn.Module, metadata: CheckpointMetadata, dataset: Sequ
     sensors = list(metadata.inputs)
     data = to_tensors(dataset, metadata.normalization, sensors)
     mean_n, var_n, image = predict(model, data, device)
-    tstats = metadata.normalization.targets
+    tstats = metadata.normalization.target(metadata.model.output_dim)
     mean, var = _denormalize(mean_n, var_n, tstats)
     tmeta = dataset.metadata["targets"]
     target = dataset.arrays[tmeta["array"]].astype(np.float64)
