@@ -180,16 +180,19 @@ def read_weights(
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
         raise CheckpointError(f"checkpoint {folder}: missing {WEIGHTS_FILE}")
-    size = weights_path.stat().st_size
-    if size > max_bytes:
-        raise CheckpointError(f"{weights_path}: {size} bytes, more than the {max_bytes} a "
-                              "checkpoint may have")
-    with weights_path.open("rb") as handle:
-        layout = _header(weights_path, size, handle)
-        if expected is not None:
-            _compare_layout(layout, expected, str(folder))
-        handle.seek(0)
-        blob = handle.read(size + 1)
+    try:
+        size = weights_path.stat().st_size
+        if size > max_bytes:
+            raise CheckpointError(f"{weights_path}: {size} bytes, more than the {max_bytes} a "
+                                  "checkpoint may have")
+        with weights_path.open("rb") as handle:
+            layout = _header(weights_path, size, handle)
+            if expected is not None:
+                _compare_layout(layout, expected, str(folder))
+            handle.seek(0)
+            blob = handle.read(size + 1)
+    except OSError as err:
+        raise CheckpointError(f"{weights_path}: cannot read ({err.strerror or err})") from err
     if len(blob) != size:
         raise CheckpointError(f"{weights_path}: changed size while being read")
     if metadata is not None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rkn_ros.core.checkpoint import Normalization, NormStats
-from rkn_ros.core.typed_config import from_mapping
+from rkn_ros.core.typed_config import ConfigError, from_mapping
 from rkn_ros.data.dataset import DatasetError, SequenceDataset
 from rkn_ros.train.config import DataSource, GenerateSpec
 
@@ -47,13 +47,10 @@ def load_pam_part(
     options = dict(options)
     part = options.pop("part", default_part)
     if part not in ("train", "validation", "all"):
-        raise ValueError(f"pam.part: expected train, validation or all, got {part!r}")
+        raise ConfigError(f"pam.part: expected train, validation or all, got {part!r}")
     if part == "all":
         options["validation_fraction"] = 0.0
-    try:
-        config = PamConfig(**options)
-    except TypeError as err:
-        raise ValueError(f"pam options: {err}") from err
+    config = from_mapping(PamConfig, options, "pam")
     train, validation = load_pam(path, config)
     return validation if part == "validation" else train
 
