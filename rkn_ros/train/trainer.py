@@ -42,6 +42,7 @@ from rkn_ros.core.checkpoint import (
     save_checkpoint,
 )
 from rkn_ros.core.config import ModelConfig, SensorSpec
+from rkn_ros.core.typed_config import load_yaml
 from rkn_ros.data.dataset import DatasetError, SequenceDataset
 from rkn_ros.train import evaluation
 from rkn_ros.train.allocator import keep_freed_memory
@@ -444,7 +445,7 @@ class Trainer:
 
     def _restore(self, model, optimizer, config: ModelConfig) -> dict:
         folder = resume_state_folder(self.resume)
-        state = yaml.safe_load((folder / STATE_FILE).read_text())
+        state = load_yaml(folder / STATE_FILE)
         from rkn_ros.core.checkpoint import load_weights_into, read_metadata
 
         metadata = read_metadata(folder)
