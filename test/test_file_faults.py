@@ -279,3 +279,51 @@ def test_arbitrary_weights_bytes_raise_only_checkpoint_error(checkpoint, blob, k
     weights.write_bytes(original[:keep] + blob)
     _load_or_refuse(checkpoint)
     weights.write_bytes(original)
+
+
+def _lying_npz(path: Path, declared: int, actual: int) -> None:
+    """An npz whose member says it holds ``declared`` bytes of uint8 but expands to
+    ``actual`` (sizes patched in the local and central zip headers)."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": "|u1", "fortran_order": False, "shape": (declared,)})
+    header = buffer.getvalue()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("images.npy", header + bytes(actual))
+    blob = bytearray(path.read_bytes())
+    true_size = (len(header) + actual).to_bytes(4, "little")
+    fake_size = (len(header) + declared).to_bytes(4, "little")
+    local = blob.index(b"PK\x03\x04")
+    central = blob.index(b"PK\x01\x02")
+    assert blob[local + 22:local + 26] == true_size == blob[central + 24:central + 28]
+    blob[local + 22:local + 26] = fake_size
+    blob[central + 24:central + 28] = fake_size
+    path.write_bytes(bytes(blob))
+
+
+def test_member_expanding_past_its_declared_size_is_cut_off(tmp_path):
+    """The data are read into an array of the declared size only; the rest is never
+    decompressed, and the member is refused (its checksum covers what it really holds)."""
+    from rkn_ros.data.dataset import DatasetError, read_npz
+
+    path = tmp_path / "lying.npz"
+    _lying_npz(path, declared=1000, actual=64 << 20)
+    with pytest.raises(DatasetError, match=r"array 'images': .*Bad CRC-32"):
+        read_npz(path)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300), st.integers(0, 200))
+def test_arbitrary_npz_bytes_raise_only_dataset_error(tmp_path, blob, keep):
+    from rkn_ros.data.dataset import DatasetError, npz_bytes, read_npz
+
+    good = npz_bytes({"a": np.arange(12, dtype=np.float32).reshape(3, 4)})
+    path = tmp_path / "fuzz.npz"
+    path.write_bytes(good[:keep] + blob + good[keep + len(blob):])
+    try:
+        arrays = read_npz(path)
+    except DatasetError as err:
+        assert "\n" not in str(err)
+    else:
+        assert all(isinstance(a, np.ndarray) for a in arrays.values())

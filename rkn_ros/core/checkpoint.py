@@ -140,7 +140,7 @@ def _header(path: Path, size: int, handle) -> TensorLayout:
                               f"{size - 8} after its length field (truncated or corrupt)")
     try:
         header = json.loads(handle.read(length))
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise CheckpointError(f"{path}: header is not valid JSON ({err})") from err
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: header is not a JSON object")

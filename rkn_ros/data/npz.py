@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def _read_header(stream, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise NpzError(f"{where}: not a readable .npy header ({err})") from err
     if dtype.hasobject:
         raise NpzError(f"{where}: holds Python objects, which cannot be read without unpickling")
@@ -87,7 +88,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: int
                 filled += got
             if stream.read(1):
                 raise NpzError(f"{where}: holds more data than it declares")
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
             raise NpzError(f"{where}: corrupt ({err})") from err
     array = np.frombuffer(buffer, dtype=dtype)
     return array.reshape(shape, order="F" if fortran else "C")
@@ -115,5 +116,5 @@ def read_npz(path: str | Path, budget: int | None = None) -> dict[str, np.ndarra
                 arrays[info.filename[:-4]] = _read_member(archive, info, file_size, left, where)
                 left -= arrays[info.filename[:-4]].nbytes
             return arrays
-    except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError) as err:
+    except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError, zlib.error) as err:
         raise NpzError(f"{path}: not a readable .npz file ({err})") from err
