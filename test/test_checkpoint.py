@@ -289,3 +289,24 @@ def test_absent_statistics_mean_unscaled_values(tmp_path):
     assert meta.normalization.targets is None
     assert meta.normalization.input("joints", 1) == NormStats(mean=(0.0,), std=(1.0,))
     assert meta.normalization.target(2).std == (1.0, 1.0)
+
+
+def test_training_statistics_record_min_and_max():
+    """compute_normalization keeps each vector's training range (valid rows only for inputs)
+    beside its mean and std, in raw units."""
+    import numpy as np
+
+    from rkn_ros.train.data import compute_normalization, generate_dataset
+
+    data = generate_dataset({"generator": "pneumatic", "num_sequences": 3, "steps": 40,
+                             "seed": 5, "drop_prob": 0.3})
+    norm = compute_normalization(data)
+    valid = data.arrays["joint_obs_valid"]
+    joints = data.arrays["joint_obs"][valid].astype(np.float64)
+    stats = norm.inputs["joints"]
+    np.testing.assert_allclose(stats.min, joints.min(axis=0))
+    np.testing.assert_allclose(stats.max, joints.max(axis=0))
+    np.testing.assert_allclose(stats.mean, joints.mean(axis=0))
+    actions = data.arrays["actions"].reshape(-1, 2).astype(np.float64)
+    np.testing.assert_allclose(norm.actions.max, actions.max(axis=0))
+    assert norm.targets.min is not None and len(norm.targets.min) == 2
