@@ -64,6 +64,17 @@ class GenerateSpec:
                 if getattr(self, key) is not None:
                     raise ConfigError(f"{key}: unknown key for generator {self.generator} "
                                       "(only the pendulums take it)")
+            return
+        from rkn_ros.sim.pendulum import PendulumParams
+        from rkn_ros.sim.render import RenderParams
+
+        # the values are checked with the config file they override, when generating
+        for key, params in (("physics", PendulumParams), ("render", RenderParams)):
+            known = [f.name for f in dataclasses.fields(params)]
+            unknown = sorted(set(getattr(self, key) or {}) - set(known))
+            if unknown:
+                raise ConfigError(f"{key}.{unknown[0]}: unknown key (allowed: "
+                                  f"{', '.join(known)})")
 
     def options(self) -> dict[str, PlainValue]:
         """The keys the recipe set (None means the generator's default)."""

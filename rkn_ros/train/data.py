@@ -71,10 +71,10 @@ def generate_dataset(spec: GenerateSpec | Mapping[str, Any]) -> SequenceDataset:
         else:
             base = generate.default_pendulum_config(spec.generator)
         config = generate.PendulumConfig(
-            physics=type(base.physics).from_dict(
-                {**base.physics.to_dict(), **(spec.physics or {})}),
-            render=type(base.render).from_dict(
-                {**base.render.to_dict(), **(spec.render or {})}),
+            physics=from_mapping(type(base.physics),
+                                 {**base.physics.to_dict(), **(spec.physics or {})}, "physics"),
+            render=from_mapping(type(base.render),
+                                {**base.render.to_dict(), **(spec.render or {})}, "render"),
             noise=base.noise if spec.noise is None else spec.noise,
             drop_prob=base.drop_prob if spec.drop_prob is None else spec.drop_prob,
         )
