@@ -57,10 +57,15 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _bound_text(bound: float) -> str:
+    # whole bounds as written (10000000, not 1e+07), others in short form (1e-06, 1e+12)
+    return str(int(bound)) if float(bound).is_integer() and abs(bound) < 1e9 else f"{bound:g}"
+
+
 def _check_number(value: float, bounds: Bounds, where: str, kind: str) -> None:
     checks = (("ge", ">=", lambda v, b: v >= b), ("gt", ">", lambda v, b: v > b),
               ("le", "<=", lambda v, b: v <= b), ("lt", "<", lambda v, b: v < b))
-    parts = [f"{sign} {bounds[key]:g}" for key, sign, _ in checks if key in bounds]
+    parts = [f"{sign} {_bound_text(bounds[key])}" for key, sign, _ in checks if key in bounds]
     for key, _, ok in checks:
         if key in bounds and not ok(value, bounds[key]):
             raise ConfigError(f"{where}: expected {kind} {' and '.join(parts)}, got {value!r}")
