@@ -1,6 +1,6 @@
 """Speed of the core model alone (no runtime, no ROS): batch-1 steps and training.
 
-Prints, beside DESIGN.md's budgets and a GRU of the same encoder/decoder measured in the same
+Prints, beside the budgets and a GRU of the same encoder/decoder measured in the same
 run (interleaved rounds, medians over rounds, so the ratio holds on a busy machine):
 
 - one step (encode + update + predict + decode, `model.step(..., check=False)`, inference

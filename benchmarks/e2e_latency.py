@@ -11,9 +11,9 @@ same machine; the first ``--settle`` seconds of each turn are not counted):
 3. with ``--compare-whole-step``, a second estimator with ``publish_before_predict: false`` (the
    whole step, prediction included, before it publishes), taking its turns the same way.
 
-The budget (DESIGN.md, "camera publish to ``~/state`` publish") is read both ways, each beside
+The budget (docs/design.md, "camera publish to ``~/state`` publish") is read both ways, each beside
 the relay measured the same way: round trip (back here), and one way (the image stamp to the
-moment the relay or the estimator hands its message to ``publish``). BENCHMARKS.md section 4.
+moment the relay or the estimator hands its message to ``publish``). BENCHMARKS.md, "End to end".
 
     .venv/bin/python benchmarks/e2e_latency.py [--rate 50] [--duration 60] [--block 5]
         [--settle 0.2] [--warmup 2] [--model PATH] [--pin CPU] [--compare-whole-step]
@@ -293,7 +293,7 @@ def main() -> int:
             f"p99 {float(diag['step_latency_p99_ms']):7.3f} ms  "
             f"(model step alone p50 {float(diag['model_step_p50_ms']):.3f} ms)"
         )
-    # DESIGN.md's budget, 2 ms beside a relay of about 1 ms, is about 2x the relay
+    # The budget, 2 ms beside a relay of about 1 ms (docs/design.md), is about 2x the relay
     for name, round_trip, one_way in zip(estimators, rounds, one_ways, strict=True):
         print(
             f"{name + ' p50 over the relay p50':<50} "

@@ -19,7 +19,7 @@ seconds apart as a camera at 50 Hz sends them, so the model runs as cold as in t
     .venv/bin/python benchmarks/executor_overhead.py [--passes 3000] [--frames 500]
         [--pace 0.02] [--model models/pendulum]
 
-Prints medians and p90s. BENCHMARKS.md section 4.
+Prints medians and p90s. BENCHMARKS.md, "End to end".
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ so far and reported with their epoch count (``stopped: time_budget``), not left 
 
 ``--rkn-variants`` (quad_link) adds an RKN beyond the paper's decoder: its variance decoder also
 reads the posterior mean and takes scale-free log-variance features (``variance_from_mean``,
-``log_variance_features``; see the quad-link study in BENCHMARKS.md).
+``log_variance_features``; see BENCHMARKS.md, "Accuracy against the paper").
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-# The paper's log-likelihoods (RKN.md); RMSE where it reports one.
+# The paper's log-likelihoods (Becker et al. 2019, "Evaluation"); RMSE where it reports one.
 PAPER = {
     "pendulum": {"rkn": "6.182 +- 0.155", "lstm_50": "5.773", "lstm_small": "6.019 (m=6)",
                  "gru_50": "5.649", "gru_small": "6.051 (m=8)"},
@@ -425,7 +425,7 @@ def cost(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
     for name, row in rows.items():
         lines.append(f"| {name} | {_fmt(row['epoch_seconds'])} | "
                      f"{row['seconds_per_1000_sequence_steps']:.4f} |")
-    lines += ["", f"RKN / GRU epoch time: {ratio:.2f} (target <= 2; DESIGN.md aims at 1.5)", ""]
+    lines += ["", f"RKN / GRU epoch time: {ratio:.2f} (target <= 2; the budget is 1.5)", ""]
     return {"cost": rows, "rkn_over_gru": ratio}, "\n".join(lines)
 
 

@@ -3,7 +3,7 @@
 Prints, per model and CPU backend (ONNX Runtime, TorchScript), the model step's p50/p99 (the
 budget's scope: encoder + update + predict + decoder) and the whole runtime step's p50 (also
 input conversion and decoding to joint angles), beside a GRU of the same encoder/decoder run
-through the same runtime in the same process (the reference DESIGN.md asks for). Back-to-back
+through the same runtime in the same process (the same run's reference). Back-to-back
 steps keep the CPU's caches and predictors warm; the "50 Hz" column times the model step when
 the estimator sleeps between steps as a node does (typically 2-3x slower on this machine), and
 "50 Hz est." the whole ``step`` call there, which is what a node waits for before it publishes:

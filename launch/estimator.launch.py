@@ -4,13 +4,16 @@
         image_topic:=/camera/image_raw joint_states_topic:=/joint_states \
         command_topic:=/forward_command_controller/commands \
         [params_file:=my_estimator.yaml] [namespace:=robot1] [use_sim_time:=false] \
-        [log_level:=info]
+        [log_level:=info] [state_topic:=...] [state_stddev_topic:=...] \
+        [prediction_topic:=...] [prediction_stddev_topic:=...] [markers_topic:=...]
 
 Parameters come from params_file (default config/estimator.yaml: every parameter with its
-default, and no model); model_path, when given, overrides the file's. The topic arguments
+default, and no model); model_path, when given, overrides the file's. The input topic arguments
 (defaults image, joint_states, command: relative names, so /image etc., or /robot1/image under
 namespace:=robot1) are remapped onto the estimator's private inputs ~/image, ~/joint_states and
-~/command; an empty one keeps the private name (/rkn_estimator/image).
+~/command, the output ones onto ~/state etc.; an empty one keeps the private name
+(/rkn_estimator/image, /rkn_estimator/state). Never remap ~/state_stddev into a controller: it
+has the type of a state (docs/ros_integration.md).
 """
 
 import os
@@ -21,8 +24,10 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-BOOLEAN = ["true", "false", "True", "False"]
-TOPICS = (
+from rkn_ros.nodes.launch_actions import common_arguments, output_remappings, stop_launch_on_exit
+from rkn_ros.nodes.systems import ESTIMATOR
+
+INPUTS = (
     ("~/image", "image_topic"),
     ("~/joint_states", "joint_states_topic"),
     ("~/command", "command_topic"),
@@ -39,17 +44,20 @@ def _nodes(context):
     overrides = {"use_sim_time": arg("use_sim_time").lower() == "true"}
     if arg("model_path"):
         overrides["model_path"] = arg("model_path")
+    # an empty topic argument keeps the private name (rcl rejects an empty remap)
+    inputs = [(private, arg(topic)) for private, topic in INPUTS if arg(topic)]
+    outputs = [(f"~/{output}", topic) for output, topic in output_remappings(arg).items()]
     return [
         Node(
             package="rkn_ros",
-            executable="rkn_estimator",
-            name="rkn_estimator",
+            executable=ESTIMATOR,
+            name=ESTIMATOR,
             namespace=arg("namespace"),
             parameters=[params_file, overrides],
-            # an empty topic argument keeps the private name (rcl rejects an empty remap)
-            remappings=[(private, arg(topic)) for private, topic in TOPICS if arg(topic)],
+            remappings=inputs + outputs,
             arguments=["--ros-args", "--log-level", arg("log_level")],
             output="screen",
+            on_exit=stop_launch_on_exit(ESTIMATOR),
         )
     ]
 
@@ -57,7 +65,6 @@ def _nodes(context):
 def generate_launch_description():
     return LaunchDescription(
         [
-            DeclareLaunchArgument("model_path", default_value="", description="checkpoint folder"),
             DeclareLaunchArgument(
                 "params_file",
                 default_value="",
@@ -70,14 +77,7 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 "command_topic", default_value="command", description="Float64MultiArray commands"
             ),
-            DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
-            DeclareLaunchArgument(
-                "use_sim_time",
-                default_value="false",
-                description="follow /clock",
-                choices=BOOLEAN,
-            ),
-            DeclareLaunchArgument("log_level", default_value="info", description="log level"),
+            *common_arguments(),
             OpaqueFunction(function=_nodes),
         ]
     )

@@ -1,87 +1,71 @@
 """Image pendulum simulator + RKN estimator + monitor.
 
-    ros2 launch rkn_ros pendulum_sim.launch.py [links:=1|4] [use_sim_time:=false]
-        [model_path:=PATH] [log_level:=info] [rviz:=false]
+    ros2 launch rkn_ros pendulum_sim.launch.py [links:=1|4] [namespace:=robot1]
+        [use_sim_time:=false] [model_path:=PATH] [log_level:=info] [rviz:=false]
+        [state_topic:=...] [state_stddev_topic:=...] [prediction_topic:=...]
+        [prediction_stddev_topic:=...] [markers_topic:=...]
 
-links:=1 uses config/pendulum.yaml, links:=4 config/quad_link.yaml (the same files, executables
-and remappings as `rkn-ros demo pendulum|quad_link`). Watch /rkn_estimator/state and
-/rkn_estimator/state_stddev in rqt_plot; rviz:=true opens rviz2 with rviz/pendulum.rviz: the
-estimated chain +- 2 sigma (/rkn_estimator/markers) beside the camera image.
+links:=1 uses config/pendulum.yaml, links:=4 config/quad_link.yaml: the nodes of
+rkn_ros.nodes.systems, as `rkn-ros demo pendulum|quad_link` starts them. Watch
+/rkn_estimator/state and /rkn_estimator/state_stddev in rqt_plot (under /robot1 with
+namespace:=robot1); rviz:=true opens rviz2 with rviz/pendulum.rviz, the estimated chain +- 2
+sigma beside the camera image, and refuses to start anything when rviz2 is not installed. Any
+node exiting ends the launch, naming it.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-BOOLEAN = ["true", "false", "True", "False"]
+from rkn_ros.nodes.launch_actions import (
+    BOOLEAN,
+    common_arguments,
+    output_remappings,
+    rviz2_executable,
+    system_nodes,
+)
+from rkn_ros.nodes.systems import ESTIMATOR, MONITOR, SYSTEMS
 
-CONFIGS = {"1": "pendulum.yaml", "4": "quad_link.yaml"}
-
-
-def _stop_all(executable):
-    # One node exiting (a model that cannot serve, a missing recording) ends the launch, as
-    # `rkn-ros demo` does: the others would wait for input that never comes.
-    return Shutdown(reason=f"{executable} exited")
+LINKS = {"1": "pendulum", "4": "quad_link"}
 
 
 def _nodes(context):
-    links = LaunchConfiguration("links").perform(context)  # one of CONFIGS (its choices)
-    config = os.path.join(get_package_share_directory("rkn_ros"), "config", CONFIGS[links])
-    sim_time = LaunchConfiguration("use_sim_time").perform(context).lower() == "true"
-    log_args = ["--ros-args", "--log-level", LaunchConfiguration("log_level").perform(context)]
-    estimator_overrides = {"use_sim_time": sim_time}
-    model_path = LaunchConfiguration("model_path").perform(context)
-    if model_path:
-        estimator_overrides["model_path"] = model_path
-    nodes = [
-        Node(
-            package="rkn_ros",
-            executable="pendulum_sim",
-            name="pendulum_sim",
-            parameters=[config, {"publish_clock": sim_time}],
-            arguments=log_args,
-            output="screen",
-            on_exit=_stop_all("pendulum_sim"),
-        ),
-        Node(
-            package="rkn_ros",
-            executable="rkn_estimator",
-            name="rkn_estimator",
-            parameters=[config, estimator_overrides],
-            remappings=[("~/image", "pendulum_sim/image")],
-            arguments=log_args,
-            output="screen",
-            on_exit=_stop_all("rkn_estimator"),
-        ),
-        Node(
-            package="rkn_ros",
-            executable="rkn_monitor",
-            name="rkn_monitor",
-            parameters=[config, {"use_sim_time": sim_time}],
-            remappings=[
-                ("~/estimate", "rkn_estimator/state"),
-                ("~/estimate_stddev", "rkn_estimator/state_stddev"),
-                ("~/truth", "pendulum_sim/joint_states_truth"),
-            ],
-            arguments=log_args,
-            output="screen",
-            on_exit=_stop_all("rkn_monitor"),
-        ),
-    ]
-    if LaunchConfiguration("rviz").perform(context).lower() == "true":
-        view = os.path.join(get_package_share_directory("rkn_ros"), "rviz", "pendulum.rviz")
-        # closing the viewer leaves the system running
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    share = get_package_share_directory("rkn_ros")
+    with_rviz = arg("rviz").lower() == "true"
+    if with_rviz:
+        rviz2_executable()  # before any node starts: a missing rviz2 starts nothing
+    system = SYSTEMS[LINKS[arg("links")]]  # one of LINKS (its choices)
+    sim_time = arg("use_sim_time").lower() == "true"
+    estimator = {"use_sim_time": sim_time}
+    if arg("model_path"):
+        estimator["model_path"] = arg("model_path")
+    overrides = {
+        system.source: {"publish_clock": sim_time},
+        ESTIMATOR: estimator,
+        MONITOR: {"use_sim_time": sim_time},
+    }
+    nodes = system_nodes(system, arg, os.path.join(share, system.config), overrides)
+    if with_rviz:
+        # The view names its topics relative (rkn_estimator/markers), so it follows the
+        # namespace; a remapped markers topic is remapped for the viewer too. Closing the
+        # viewer leaves the system running.
+        markers = output_remappings(arg).get("markers")
         nodes.append(
             Node(
                 package="rviz2",
                 executable="rviz2",
                 name="rviz2",
-                arguments=["-d", view],
+                namespace=arg("namespace"),
+                arguments=["-d", os.path.join(share, "rviz", "pendulum.rviz")],
                 parameters=[{"use_sim_time": sim_time}],
+                remappings=[(f"{ESTIMATOR}/markers", markers)] if markers else [],
                 output="screen",
             )
         )
@@ -92,18 +76,9 @@ def generate_launch_description():
     return LaunchDescription(
         [
             DeclareLaunchArgument(
-                "links", default_value="1", description="1 or 4 links", choices=sorted(CONFIGS)
+                "links", default_value="1", description="1 or 4 links", choices=sorted(LINKS)
             ),
-            DeclareLaunchArgument(
-                "use_sim_time",
-                default_value="false",
-                description="simulator publishes /clock; estimator and monitor follow it",
-                choices=BOOLEAN,
-            ),
-            DeclareLaunchArgument(
-                "model_path", default_value="", description="checkpoint (default: the YAML's)"
-            ),
-            DeclareLaunchArgument("log_level", default_value="info", description="log level"),
+            *common_arguments(),
             DeclareLaunchArgument(
                 "rviz",
                 default_value="false",

@@ -13,3 +13,38 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """Small checkpoints of the four demo systems (name -> folder), for the launch and demo
+    tests."""
+    from test_runtime_support import (
+        make_joint_checkpoint,
+        make_monotone_pendulum_checkpoint,
+        make_pam_checkpoint,
+        make_pendulum_checkpoint,
+    )
+
+    root = tmp_path_factory.mktemp("system_checkpoints")
+    return {
+        "pendulum": make_monotone_pendulum_checkpoint(root / "pendulum"),
+        "quad_link": make_pendulum_checkpoint(root / "quad_link", links=4, size=48),
+        "pneumatic": make_joint_checkpoint(root / "pneumatic"),
+        "pam": make_pam_checkpoint(root / "pam"),
+    }
+
+
+# A test still running after this long is hung: pytest-timeout (a test dependency) ends it
+# with a traceback. Applied here, not in addopts, so that pytest runs without the plugin too
+# (a ROS distribution's `colcon test` where it is not installed).
+TEST_TIMEOUT_S = 600
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("timeout") or config.getoption("timeout") is not None:
+        return
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            # func_only: a slow module-scoped fixture (a checkpoint build) is not the test's
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_S, func_only=True))

@@ -1,4 +1,4 @@
-"""Losses and metrics follow RKN.md's definitions."""
+"""Losses and metrics follow the definitions of Becker et al. (ICML 2019), 'Evaluation'."""
 
 from __future__ import annotations
 

@@ -1,9 +1,12 @@
-"""Image decoding shared by the bag import and the estimator node, on rosbags messages."""
+"""Message conversions shared by the bag import and the estimator node: images on rosbags
+messages, every sensor kind on rclpy messages, sensor specs from arbitrary text."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rosbags.typesys import Stores, get_typestore
 
 from rkn_ros.data.messages import IMAGE_ENCODINGS, MessageError, image_to_array, image_to_mono8
@@ -108,3 +111,51 @@ def test_unusable_images_name_what_is_wrong(fields: dict, reason: str, message: 
     with pytest.raises(MessageError, match=message) as caught:
         image_to_array(msg)
     assert caught.value.reason == reason
+
+
+def test_every_kinds_conversion_reads_rclpy_messages_as_the_node_will():
+    """The registry's conversions read fields by name: rclpy messages (what a live node gets)
+    give the rows a bag of the same messages gives."""
+    from geometry_msgs.msg import Vector3, WrenchStamped
+    from sensor_msgs.msg import Imu, JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from rkn_ros.data.sensor_kinds import SENSOR_KINDS
+
+    imu = Imu(angular_velocity=Vector3(x=0.1, y=0.2, z=0.3),
+              linear_acceleration=Vector3(x=1.0, y=2.0, z=9.8))
+    imu.orientation_covariance[0] = -1.0
+    row = SENSOR_KINDS["imu"].convert(imu, "sensor_msgs/msg/Imu", ("angular_velocity.z",
+                                                                   "linear_acceleration"))
+    np.testing.assert_allclose(row, [0.3, 1.0, 2.0, 9.8])
+    with pytest.raises(MessageError, match="imu publishes no orientation") as err:
+        SENSOR_KINDS["imu"].convert(imu, "sensor_msgs/msg/Imu", ("orientation.w",))
+    assert err.value.reason == "not_measured"
+    wrench = WrenchStamped()
+    wrench.wrench.torque.y = -4.0
+    np.testing.assert_array_equal(SENSOR_KINDS["wrench"].convert(
+        wrench, "geometry_msgs/msg/WrenchStamped", ("torque.y", "force.x")), [-4.0, 0.0])
+    joints = JointState(name=["b", "a"], position=[1.0, 2.0], velocity=[3.0, 4.0])
+    np.testing.assert_array_equal(SENSOR_KINDS["joint_state"].convert(
+        joints, "sensor_msgs/msg/JointState", ("a", "b:velocity")), [2.0, 3.0])
+    assert SENSOR_KINDS["joint_state"].convert(   # another publisher's message: not ours
+        JointState(name=["finger"], position=[0.0]), "sensor_msgs/msg/JointState", ("a",)) is None
+    with pytest.raises(MessageError, match="joint 'a' has no effort"):
+        SENSOR_KINDS["joint_state"].convert(joints, "sensor_msgs/msg/JointState", ("a:effort",))
+    np.testing.assert_array_equal(SENSOR_KINDS["vector"].convert(
+        Float64MultiArray(data=[1.5, -2.0]), "std_msgs/msg/Float64MultiArray", ()), [1.5, -2.0])
+    assert not SENSOR_KINDS["vector"].stamped and SENSOR_KINDS["imu"].stamped
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(text=st.text(alphabet=st.sampled_from("ab:/._,xyz \x00é") | st.characters(), max_size=40))
+def test_sensor_specs_raise_nothing_but_value_errors(text):
+    from rkn_ros.data.sensor_kinds import SensorInput
+
+    for candidate in (text, f"s:imu:/t:{text}", f"s:wrench:/t:{text}",
+                      f"s:joint_state:/t:{text}", f"{text}:vector:/t"):
+        try:
+            sensor = SensorInput.parse(candidate)
+        except ValueError:
+            continue
+        assert sensor.name and sensor.topic.startswith("/")

@@ -15,18 +15,12 @@ from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import JointState
 
+from rkn_ros.data.bag_import import _grid, _Stream, read_bag
+from rkn_ros.data.bag_spec import BagImport, JointField
 from rkn_ros.data.dataset import SequenceDataset
 from rkn_ros.data.generate import default_pendulum_config, generate_pendulum, generate_pneumatic
 from rkn_ros.data.messages import image_to_mono8
-from rkn_ros.data.rosbag_io import (
-    BagError,
-    BagImport,
-    JointField,
-    _grid,
-    _Stream,
-    read_bag,
-    write_bag,
-)
+from rkn_ros.data.rosbag_io import BagError, write_bag
 from rkn_ros.nodes.conversions import joint_state_to_vector, parse_joint_entries
 from rkn_ros.sim.pneumatic import PneumaticParams
 
@@ -107,7 +101,7 @@ def test_pneumatic_episode_round_trip(
     data = pneumatic
     counts = write_bag(data, tmp_path / "bag", sequence=0, storage=storage)
     assert counts["/pneumatic_sim/command"] == 30
-    with caplog.at_level(logging.INFO, logger="rkn_ros.data.rosbag_io"):
+    with caplog.at_level(logging.INFO, logger="rkn_ros.data.bag_import"):
         back = read_bag(tmp_path / "bag", pneumatic_import(data))
     for name in ("joint_obs", "joint_obs_valid", "actions", "joint_angles", "joint_velocities"):
         np.testing.assert_array_equal(back.arrays[name][0], data.arrays[name][0], name)
@@ -212,7 +206,7 @@ def test_alignment_on_the_grid_counts_superseded_and_missing(tmp_path: Path, cap
     stamps = [S, S + 20 * MS, S + 40 * MS, S + 52 * MS, S + 150 * MS]
     msgs = [_joints(ns, position=(i, 10 * i)) for i, ns in enumerate(stamps)]
     bag = _write_raw(tmp_path / "bag", msgs)
-    with caplog.at_level(logging.INFO, logger="rkn_ros.data.rosbag_io"):
+    with caplog.at_level(logging.INFO, logger="rkn_ros.data.bag_import"):
         data = read_bag(
             bag, BagImport(dt=0.05, joint_topic="/js", joints=(JointField("b"), JointField("a")))
         )
@@ -408,13 +402,13 @@ def test_cli_export_then_import(pneumatic: SequenceDataset, tmp_path: Path, caps
         "--out", str(tmp_path / "back"),
     ]  # fmt: skip
     capsys.readouterr()
-    assert main(again) == 2
+    assert main(again) == 1
     assert "already holds a data set" in capsys.readouterr().err
     assert SequenceDataset.load(tmp_path / "back").metadata["inputs"]["joints"]["units"] == [
         "rad", "bar", "bar"
     ]
     assert main([*again, "--overwrite"]) == 0
-    # bad input: a clear message and exit code 2, no traceback
+    # bad input: a clear message and exit code 1, no traceback
     assert (
         main(
             [
@@ -431,17 +425,17 @@ def test_cli_export_then_import(pneumatic: SequenceDataset, tmp_path: Path, caps
                 str(tmp_path / "x"),
             ]
         )
-        == 2
+        == 1
     )
     assert "has no topic /nope" in capsys.readouterr().err
     argv = ["bag", "import", str(tmp_path / "bag"), "--dt", "0.01", "--out", str(tmp_path / "y"),
             "--joint-topic", "/pneumatic_sim/joint_states", "--joints", "pam_joint",
             "--joint-units", "rad,bar"]
-    assert main(argv) == 2
+    assert main(argv) == 1
     assert "joint_units has 2 entries for 1 joints" in capsys.readouterr().err
-    # an output that cannot be created (below a file): one line, exit code 2, no traceback
+    # an output that cannot be created (below a file): one line, exit code 1, no traceback
     blocked = tmp_path / "ds" / "data.npz" / "bag"
-    assert main(["bag", "export", str(tmp_path / "ds"), "--out", str(blocked)]) == 2
+    assert main(["bag", "export", str(tmp_path / "ds"), "--out", str(blocked)]) == 1
     err = capsys.readouterr().err
     assert f"--out {blocked}: cannot write" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -507,7 +501,7 @@ def test_nonfinite_joints_and_held_commands_are_counted_and_logged(
     commands = [_command(S, (1.0, 2.0)), _command(S + 30 * MS, (3.0, 4.0))]
     bag = _write_raw(tmp_path / "bag", sorted([*joints, *commands], key=lambda m: m[2]))
     spec = BagImport(dt=0.01, joint_topic="/js", joints=(JointField("a"),), command_topic="/cmd")
-    with caplog.at_level(logging.INFO, logger="rkn_ros.data.rosbag_io"):
+    with caplog.at_level(logging.INFO, logger="rkn_ros.data.bag_import"):
         data = read_bag(bag, spec)
     np.testing.assert_array_equal(data.arrays["joint_obs_valid"][0], [1, 1, 0, 1, 1])
     np.testing.assert_array_equal(data.arrays["joint_obs"][0, :, 0], [0, 1, 0, 3, 4])
@@ -561,7 +555,7 @@ def test_another_publishers_joint_states_on_the_topic_are_skipped(tmp_path: Path
     bag = _write_raw(tmp_path / "bag", messages)
     spec = BagImport(dt=0.01, joint_topic="/js", joints=(JointField("a"),), truth_topic="/truth",
                      truth_joints=("a",))
-    with caplog.at_level(logging.INFO, logger="rkn_ros.data.rosbag_io"):
+    with caplog.at_level(logging.INFO, logger="rkn_ros.data.bag_import"):
         data = read_bag(bag, spec)
     np.testing.assert_array_equal(data.arrays["joint_obs"][0, :, 0], [0, 1, 2, 3])
     assert data.arrays["joint_obs_valid"][0].all() and data.arrays["truth_valid"][0].all()

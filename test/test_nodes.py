@@ -658,7 +658,7 @@ def test_cpu_affinity_pins_every_thread_of_the_node(joint_estimator):
 def test_inputs_subscribe_best_effort_and_outputs_publish_reliable(
     image_estimator, joint_estimator, probe_node
 ):
-    """DESIGN.md's QoS: sensor-data (best effort) inputs, which take reliable and best-effort
+    """docs/design.md's QoS: sensor-data (best effort) inputs, which take reliable and best-effort
     publishers alike; reliable outputs, which rviz, rqt_plot and `ros2 bag record` take."""
     node = probe_node.node
     for topic in ("rkn_estimator/image", "joint_estimator/joint_states",

@@ -12,7 +12,7 @@ from test_nodes_support import NodeProcess, TestNode  # sets ROS_DOMAIN_ID first
 
 from rkn_ros.data.dataset import npz_bytes
 from rkn_ros.nodes.conversions import ns_to_stamp
-from rkn_ros.nodes.demo import plot_trace
+from rkn_ros.nodes.demo_report import plot_trace
 
 BEST_EFFORT = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
 SAMPLES = 12

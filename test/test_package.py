@@ -9,30 +9,140 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 
-RUNTIME_ROS_DEPENDENCIES = {
-    "rclpy",
-    "sensor_msgs",
-    "std_msgs",
-    "std_srvs",
-    "trajectory_msgs",
-    "visualization_msgs",
-    "diagnostic_msgs",
-    "python3-numpy",
-    "python3-yaml",
+KEYS = yaml.safe_load((REPO / "test" / "data" / "rosdep_keys.yaml").read_text())
+DISTRIBUTIONS = ("humble", "jazzy", "kilted")
+# Python imports -> the rosdep key that provides them (a distribution's package)
+PYTHON_KEYS = {
+    "numpy": "python3-numpy",
+    "yaml": "python3-yaml",
+    "matplotlib": "python3-matplotlib",
+    "tqdm": "python3-tqdm",
+    "cv2": "python3-opencv",
 }
+TEST_PYTHON_KEYS = {"pytest": "python3-pytest", "hypothesis": "python3-hypothesis"}
+# Python imports installed with pip (no usable rosdep key: package.xml says why), by their
+# names in setup.py's install_requires
+PIP_ONLY = {"torch": "torch", "safetensors": "safetensors", "rosbags": "rosbags",
+            "onnx": "onnx", "onnxruntime": "onnxruntime"}
 
 
-def test_package_xml_is_format_3_ament_python_with_every_runtime_dependency() -> None:
+def _dependencies(*tags: str) -> set[str]:
+    root = ET.parse(REPO / "package.xml").getroot()
+    return {element.text.strip() for tag in tags for element in root.iter(tag)}
+
+
+def _imported(*folders: str) -> set[str]:
+    """Top-level names of every absolute import in the Python files under ``folders``."""
+    names = set()
+    for folder in folders:
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names.add(node.module.split(".")[0])
+    return names
+
+
+def _install_requires() -> set[str]:
+    """The distribution names setup.py's setup(install_requires=...) lists."""
+    tree = ast.parse((REPO / "setup.py").read_text())
+    (requirements,) = [
+        keyword.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+        for keyword in node.keywords if keyword.arg == "install_requires"
+    ]
+    return {re.split(r"[\[<>=]", r)[0] for r in ast.literal_eval(requirements)}
+
+
+def test_package_xml_is_format_3_ament_python() -> None:
     root = ET.parse(REPO / "package.xml").getroot()
     assert root.tag == "package" and root.attrib["format"] == "3"
     assert root.findtext("name") == "rkn_ros"
     assert root.find("export/build_type").text == "ament_python"
-    declared = {element.text for element in root.iter("exec_depend")}
-    missing = RUNTIME_ROS_DEPENDENCIES - declared
-    assert not missing, f"package.xml lacks exec_depend for {sorted(missing)}"
-    assert any("pytorch" in name for name in declared), "torch must be declared"
+
+
+def test_the_rosdep_key_list_is_dated_and_names_its_source() -> None:
+    assert KEYS["source"] == "https://github.com/ros/rosdistro"
+    assert re.fullmatch(r"[0-9a-f]{40}", KEYS["commit"])
+    assert KEYS["taken"] == "2026-12-07"
+    assert set(KEYS["ros_packages"]) == set(DISTRIBUTIONS) == set(KEYS["ubuntu"])
+
+
+def test_every_package_xml_key_resolves_on_humble_jazzy_and_kilted() -> None:
+    keys = _dependencies(
+        "depend", "exec_depend", "build_depend", "buildtool_depend", "test_depend"
+    )
+    assert keys
+    for distribution in DISTRIBUTIONS:
+        ubuntu = KEYS["ubuntu"][distribution]
+        for key in sorted(keys):
+            if key in KEYS["ros_packages"][distribution]:
+                continue
+            rule = KEYS["system_keys"].get(key)
+            assert rule is not None, f"{key}: no rosdep rule or {distribution} package"
+            assert rule[ubuntu], f"{key}: no rule for Ubuntu {ubuntu} ({distribution})"
+    # a pip rule runs pip on the system Python, which Ubuntu 24.04 refuses: runtime keys
+    # must be distribution packages (the pip libraries go into the workspace's venv)
+    for key in _dependencies("depend", "exec_depend"):
+        rule = KEYS["system_keys"].get(key)
+        assert rule is None or all(rule[u].startswith("apt ") for u in set(KEYS["ubuntu"].values()))
+
+
+def test_every_imported_ros_package_and_library_is_declared() -> None:
+    """An AST walk of rkn_ros/ and launch/: each import is the standard library, rkn_ros, a
+    library with its rosdep key declared, a pip-only library in install_requires, or a ROS
+    package declared in package.xml (and released on every distribution)."""
+    runtime = _dependencies("depend", "exec_depend")
+    install_requires = _install_requires()
+    ros_imports = set()
+    for name in _imported("rkn_ros", "launch") - set(sys.stdlib_module_names) - {"rkn_ros"}:
+        if name in PYTHON_KEYS:
+            assert PYTHON_KEYS[name] in runtime, f"import {name}: declare {PYTHON_KEYS[name]}"
+        elif name in PIP_ONLY:
+            assert PIP_ONLY[name] in install_requires, f"import {name}: add to install_requires"
+        else:
+            ros_imports.add(name)
+    undeclared = ros_imports - runtime
+    assert not undeclared, f"package.xml lacks exec_depend for {sorted(undeclared)}"
+    for distribution in DISTRIBUTIONS:
+        unknown = ros_imports - set(KEYS["ros_packages"][distribution])
+        assert not unknown, f"not released on {distribution}: {sorted(unknown)}"
+    # the ROS packages the code reaches without importing them
+    assert {"ros2launch", "rclpy", "launch_ros"} <= runtime
+
+
+def test_every_test_import_is_declared_as_a_test_dependency() -> None:
+    tests = _dependencies("test_depend")
+    local = {p.stem for p in (REPO / "test").glob("*.py")}
+    imported = _imported("test") - set(sys.stdlib_module_names) - local - {"rkn_ros"}
+    for name in imported & set(TEST_PYTHON_KEYS):
+        assert TEST_PYTHON_KEYS[name] in tests, name
+    runtime = _dependencies("depend", "exec_depend")
+    rest = imported - set(TEST_PYTHON_KEYS) - set(PYTHON_KEYS) - set(PIP_ONLY)
+    assert rest <= runtime, f"test imports undeclared {sorted(rest - runtime)}"
+    # what the test run uses without importing it
+    assert {"python3-pytest-timeout", "python3-ruff-pip"} <= tests
+
+
+def test_pytest_runs_without_the_timeout_plugin_and_applies_it_when_present(request) -> None:
+    """pyproject.toml passes no plugin option, so `colcon test` on a distribution without
+    pytest-timeout still collects; with the plugin (a declared test dependency), each test
+    gets the timeout from test/conftest.py."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:timeout", "-p", "no:cacheprovider",
+         "--collect-only", "-q", "test/test_package.py"],
+        cwd=REPO, capture_output=True, text=True, check=False, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert request.config.pluginmanager.hasplugin("timeout")
+    if request.config.getoption("timeout") is None:
+        marker = request.node.get_closest_marker("timeout")
+        assert marker is not None and marker.args == (600,)
+        assert marker.kwargs == {"func_only": True}
 
 
 def test_setup_installs_resource_marker_launch_config_and_console_scripts() -> None:

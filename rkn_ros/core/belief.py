@@ -85,7 +85,7 @@ def kalman_predict(
 
     `A Sigma` for the factorized Sigma is `A * [su, sl] + swapped(A) * [ss, ss]` (column-wise
     scaling; `swapped` exchanges the column halves of A) and `diag(X Y^T) = sum(X * Y, -1)`:
-    a few element-wise passes over A instead of the six products of m x m blocks in RKN.md.
+    a few element-wise passes over A instead of the paper's six products of m x m blocks.
     """
     m = var_upper.shape[-1]
     new_mean = torch.matmul(transition, mean.unsqueeze(-1)).squeeze(-1)
@@ -180,7 +180,7 @@ def banded_predict_batch_last(
 
     With the batch innermost every product and sum runs over contiguous rows of `batch`
     numbers; batch first, they run over rows of W (7) and their reductions cross strided
-    dimensions, which is slower at training sizes (BENCHMARKS.md section 2.5).
+    dimensions, which is slower at training sizes (BENCHMARKS.md, "Training cost").
     """
     m, batch = var_upper.shape
     width = band.shape[-2]

@@ -56,14 +56,13 @@ TensorLayout = dict[str, tuple[tuple[int, ...], torch.dtype]]  # name -> (shape,
 ModelFactory = Callable[[CheckpointMetadata], nn.Module]
 
 
-def metadata_digest(metadata: CheckpointMetadata) -> str:
-    """sha256 over the metadata (canonical JSON, without the two hash fields) and the weights'
-    sha256: what ``checkpoint_sha256`` records."""
-    plain = metadata.to_dict()
-    plain.pop("checkpoint_sha256")
-    weights = plain.pop("weights_sha256")
-    canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(f"{canonical}\n{weights}".encode()).hexdigest()
+def metadata_digest(plain: Mapping) -> str:
+    """What ``checkpoint_sha256`` records: sha256 over a ``model.yaml`` mapping as written
+    (canonical JSON, without the two hash fields) and its ``weights_sha256``. It covers the
+    file's content, so fields a later version adds do not change the digest of older files."""
+    content = {k: v for k, v in plain.items() if k not in ("checkpoint_sha256", "weights_sha256")}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{canonical}\n{plain.get('weights_sha256', '')}".encode()).hexdigest()
 
 
 def _weights_bytes(model: nn.Module) -> bytes:
@@ -86,7 +85,7 @@ def save_checkpoint(
     blob = _weights_bytes(model)
     metadata = dataclasses.replace(metadata, format_version=FORMAT_VERSION,
                                    weights_sha256=hashlib.sha256(blob).hexdigest())
-    metadata = dataclasses.replace(metadata, checkpoint_sha256=metadata_digest(metadata))
+    metadata = dataclasses.replace(metadata, checkpoint_sha256=metadata_digest(metadata.to_dict()))
     folder.mkdir(parents=True, exist_ok=True)
     # Write to temporary names first so an interrupted save never leaves a half checkpoint.
     tmp_weights = folder / (WEIGHTS_FILE + ".tmp")
@@ -219,9 +218,15 @@ def _check_integrity(metadata: CheckpointMetadata, digest: str, weights_path: Pa
         if not metadata.checkpoint_sha256 or not metadata.weights_sha256:
             raise CheckpointError(f"{weights_path.parent / METADATA_FILE}: checkpoint_sha256 "
                                   "and weights_sha256 are required from format_version 2")
-        if metadata_digest(metadata) != metadata.checkpoint_sha256:
-            raise CheckpointError(f"{weights_path.parent / METADATA_FILE}: checkpoint_sha256 "
-                                  "does not match: the metadata was edited after saving")
+        meta_path = weights_path.parent / METADATA_FILE
+        try:
+            written = load_yaml(meta_path)
+        except ConfigError as err:
+            raise CheckpointError(str(err)) from err
+        if not isinstance(written, Mapping) or metadata_digest(written) != \
+                metadata.checkpoint_sha256:
+            raise CheckpointError(f"{meta_path}: checkpoint_sha256 does not match: the metadata "
+                                  "was edited after saving")
 
 
 def _compare_layout(have: TensorLayout, want: TensorLayout, source: str) -> None:

@@ -110,14 +110,17 @@ class Normalization:
 
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
-    """One sensor: ``kind``, sample ``shape`` (image (H, W) or (C, H, W); vector (dim,)),
-    per-entry ``names`` and ``units`` of a vector, and the ROS ``topic`` it was recorded from."""
+    """One sensor: ``kind`` (the array layout), sample ``shape`` (image (H, W) or (C, H, W);
+    vector (dim,)), per-entry ``names`` and ``units`` of a vector, the ROS ``topic`` it was
+    recorded from, and ``sensor_kind``, what the sensor is when the layout does not say it
+    (``imu``, ``joint_state``, ...)."""
 
     kind: Literal["image", "vector"]
     shape: tuple[int, ...] = field(metadata=limits(ge=1, le=MAX_DIM, max_items=3))
     names: Names = field(default=(), metadata=LIST)
     units: Names = field(default=(), metadata=LIST)
     topic: str | None = field(default=None, metadata=limits(max_items=MAX_NAME))
+    sensor_kind: str | None = field(default=None, metadata=limits(max_items=MAX_NAME))
 
     def __post_init__(self) -> None:
         _names(self.names, "names")

@@ -2,7 +2,7 @@
 
 At batch 1 on a CPU a step is about a hundred tiny ops, and the time goes to dispatching them,
 not to arithmetic: TorchScript spends ~4 us per op, ONNX Runtime ~2 us per node (measured on
-the pendulum model: 0.54 vs 0.16 ms per step; BENCHMARKS.md section 3). The graph is
+the pendulum model: 0.54 vs 0.16 ms per step; BENCHMARKS.md, "Step latency"). The graph is
 `model.step(..., check=False)` exactly (`model.FlatStep`), with the weights folded in as
 constants: a snapshot, like `compile_step`.
 """

@@ -89,6 +89,6 @@ def kalman_filter(system: LinearGaussianSystem, observations: np.ndarray,
 
 
 def gaussian_nll_np(mean: np.ndarray, var: np.ndarray, target: np.ndarray) -> float:
-    """RKN.md's NLL in numpy: per step summed over dimensions, averaged over steps/sequences."""
+    """The paper's NLL in numpy: per step summed over dimensions, averaged over steps/sequences."""
     per_dim = 0.5 * (np.log(2 * np.pi) + np.log(var) + (target - mean) ** 2 / var)
     return float(per_dim.sum(-1).mean())

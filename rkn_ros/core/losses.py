@@ -1,4 +1,4 @@
-"""Losses and metrics exactly as RKN.md defines them (the paper's conventions)."""
+"""Losses and metrics exactly as Becker et al. (ICML 2019) compute them in their evaluation."""
 
 from __future__ import annotations
 

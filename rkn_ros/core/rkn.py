@@ -136,7 +136,7 @@ class RKN(SequenceModel):
 
         At training sizes (batch 50, m = 15) each tick's products and sums then run over
         contiguous rows of the batch, not over rows of the band width: the loop's forward
-        and backward take 11-20% less time (BENCHMARKS.md section 2.5).
+        and backward take 11-20% less time (BENCHMARKS.md, "Training cost").
         test_core_model checks outputs, final state and gradients against `_cell`'s loop.
         """
         transition = self.transition

@@ -2,8 +2,10 @@
 
 ``rkn-ros bag export DATASET --sequence 0 --out BAG [--storage mcap|sqlite3]`` writes one
 sequence of a data set folder (e.g. from ``rkn-ros generate``) as a rosbag2 on the simulator
-topics. ``rkn-ros bag import BAG [BAG ...] --image-topic T --joint-topic J --joints a,b:effort
---dt 0.05 --out DIR`` turns recorded bags into a data set folder (see docs/data.md).
+topics. ``rkn-ros bag import BAG [BAG ...] --sensor NAME:KIND:TOPIC[:FIELDS] ... --dt 0.05
+--out DIR`` turns recorded bags into a data set folder, one array and mask per sensor
+(``--image-topic`` and ``--joint-topic``/``--joints`` are shorthands for the sensors ``image``
+and ``joints``; see docs/data.md). Bad input is one line on stderr and exit code 1.
 """
 
 from __future__ import annotations
@@ -12,13 +14,50 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from rkn_ros.data.bag_import import read_bag
+from rkn_ros.data.bag_spec import BagImport, JointField
 from rkn_ros.data.dataset import DATA_FILE, SequenceDataset
-from rkn_ros.data.rosbag_io import STORAGES, BagImport, JointField, read_bag, write_bag
+from rkn_ros.data.rosbag_io import STORAGES, write_bag
+from rkn_ros.data.sensor_kinds import SENSOR_KINDS, SensorInput
 
 
 def _names(text: str | None) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip()) if text else ()
+
+
+SENSOR_KEYS = ("name", "kind", "topic", "fields", "units")
+
+
+def _sensor_file(path: Path) -> list[SensorInput]:
+    """A YAML list of sensors: ``[{name, kind, topic, fields: [...], units: [...]}, ...]``."""
+    try:
+        entries: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"--sensors-file {path}: cannot read ({err})") from err
+    if not isinstance(entries, list):
+        raise ValueError(f"--sensors-file {path}: expected a list of sensors, received "
+                         f"{type(entries).__name__}")
+    sensors = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or set(entry) - set(SENSOR_KEYS):
+            raise ValueError(f"--sensors-file {path} entry {i}: expected a mapping with keys "
+                             f"from {list(SENSOR_KEYS)}, received {entry!r}")
+        lists = {key: entry.get(key) or [] for key in ("fields", "units")}
+        for key, value in lists.items():
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"--sensors-file {path} entry {i}: '{key}' expected a list of "
+                                 f"strings, received {value!r}")
+        try:
+            sensors.append(SensorInput(name=entry.get("name"), kind=entry.get("kind"),
+                                       topic=entry.get("topic"), fields=tuple(lists["fields"]),
+                                       units=tuple(lists["units"])))
+        except ValueError as err:
+            raise ValueError(f"--sensors-file {path} entry {i}: {err}") from err
+    return sensors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,9 +95,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     imp.add_argument("--out", type=Path, required=True, help="data set folder to write")
     imp.add_argument("--overwrite", action="store_true", help="replace a data set in --out")
+    imp.add_argument(
+        "--sensor", action="append", default=[], metavar="NAME:KIND:TOPIC[:FIELDS]",
+        help=f"an input, repeatable, in model order; KIND one of {', '.join(SENSOR_KINDS)}; "
+        "FIELDS comma separated: joint_state NAME[:velocity|:effort] (required), imu "
+        "angular_velocity[.x|.y|.z], linear_acceleration[...], orientation[...] (default the "
+        "first two), wrench force[...], torque[...] (default both), vector column names",
+    )
+    imp.add_argument("--sensors-file", type=Path, default=None,
+                     help="YAML list of inputs {name, kind, topic, fields, units}, after --sensor")
     imp.add_argument("--image-topic", default=None,
-                     help="sensor_msgs/Image topic, or an image_transport compressed one")
-    imp.add_argument("--joint-topic", default=None, help="sensor_msgs/JointState topic")
+                     help="shorthand for the sensor image:image:TOPIC (sensor_msgs/Image or an "
+                          "image_transport compressed topic), array 'images'")
+    imp.add_argument("--joint-topic", default=None,
+                     help="shorthand for the sensor joints:joint_state:TOPIC:JOINTS, array "
+                          "'joint_obs' (sensor_msgs/JointState)")
     imp.add_argument(
         "--joints",
         default=None,
@@ -94,7 +145,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export or import; bad input is one line on stderr and exit code 2."""
+    """Export or import; bad input is one line on stderr and exit code 1."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         if args.bag_command == "export":
@@ -127,16 +178,20 @@ def run(args: argparse.Namespace) -> int:
             truth_joints=_names(args.truth_joints),
             targets=args.targets,
             window=args.window,
+            sensors=tuple(
+                [SensorInput.parse(text) for text in args.sensor]
+                + (_sensor_file(args.sensors_file) if args.sensors_file else [])
+            ),
         )
         dataset = read_bag(args.bags, spec)
         dataset.save(args.out)
     except ValueError as err:
         print(f"rkn-ros bag: error: {err}", file=sys.stderr)
-        return 2
+        return 1
     except OSError as err:
         # reading errors are BagErrors already; what is left is writing --out
         print(f"rkn-ros bag: error: --out {args.out}: cannot write ({err})", file=sys.stderr)
-        return 2
+        return 1
     print(
         f"wrote {args.out}: {len(dataset)} sequences of {dataset.sequence_length} steps "
         f"(dt {dataset.dt} s)"

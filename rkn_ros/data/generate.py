@@ -13,6 +13,8 @@ Pendulum arrays (``N`` sequences, ``T`` steps, ``n`` links, ``H x W`` images):
 - ``targets`` float32 ``[N, T, 2n]``: ``(sin theta_i, cos theta_i)`` per link
 - ``joint_angles`` float32 ``[N, T, n]`` (rad, wrapped to [-pi, pi), 0 = down, absolute),
   ``joint_velocities`` float32 ``[N, T, n]`` (rad/s): the truth
+- with ``sensors`` other than ``[image]``: a second camera, an IMU and a joint encoder, each its
+  own array and mask (see :mod:`rkn_ros.data.generate_sensors`)
 
 Pneumatic arrays (one joint, two muscles):
 
@@ -35,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from rkn_ros import __version__
-from rkn_ros.core.typed_config import ConfigError, from_mapping, load_config
+from rkn_ros.core.typed_config import ConfigError, from_mapping, load_config, load_yaml
+from rkn_ros.data import generate_sensors
 from rkn_ros.data.dataset import FORMAT_VERSION, SequenceDataset
 from rkn_ros.sim import image_noise, pendulum, pneumatic
 from rkn_ros.sim.pendulum import PendulumParams
@@ -55,12 +58,18 @@ class PendulumConfig:
     render: RenderParams = dataclasses.field(default_factory=RenderParams)
     noise: bool = False           # the paper's correlated image noise
     drop_prob: float = 0.0        # probability of dropping a frame (first 5 always kept)
+    sensors: generate_sensors.SensorsConfig = dataclasses.field(
+        default_factory=generate_sensors.SensorsConfig)   # default: the front camera only
 
     def __post_init__(self) -> None:
         if not (isinstance(self.drop_prob, (int, float)) and 0.0 <= self.drop_prob < 1.0):
             raise ValueError(f"pendulum data set option 'drop_prob': expected a number in "
                              f"[0, 1), received {self.drop_prob!r}")
         self.render.levels(self.physics.links)   # grey levels must match the number of links
+        if "image" not in self.sensors.sensors and (self.noise or self.drop_prob > 0):
+            raise ValueError("pendulum data set options 'noise' and 'drop_prob' apply to the "
+                             "front camera, and 'image' is not among the sensors "
+                             f"{list(self.sensors.sensors)}")
 
 
 def default_pendulum_config(kind: str) -> PendulumConfig:
@@ -80,6 +89,11 @@ class _PendulumFile:
     render: dict | None = None
     noise: bool | None = None
     drop_prob: float | None = None
+    # the sensor sections (generate_sensors.CONFIG_KEYS), checked by generate_sensors
+    sensors: tuple[str, ...] | None = None
+    image_side: dict | None = None
+    imu: dict | None = None
+    encoder: dict | None = None
 
 
 def load_pendulum_config(path: str | Path, kind: str) -> PendulumConfig:
@@ -89,18 +103,23 @@ def load_pendulum_config(path: str | Path, kind: str) -> PendulumConfig:
     name (ConfigError, a ValueError).
     """
     path = Path(path)
-    sections = load_config(_PendulumFile, path)
-    base = default_pendulum_config(kind)
+    values = load_yaml(path)
+    values = {} if values is None else values
     try:
+        sections = from_mapping(_PendulumFile, values)
+        base = default_pendulum_config(kind)
         # an empty YAML section ("physics:") reads as None: it keeps the defaults
         physics = from_mapping(PendulumParams, {**base.physics.to_dict(),
                                                 **(sections.physics or {})}, "physics")
         render_params = from_mapping(RenderParams, {**base.render.to_dict(),
                                                     **(sections.render or {})}, "render")
+        sensors = generate_sensors.load_sensors_config(
+            {k: values[k] for k in generate_sensors.CONFIG_KEYS if k in values}, base.sensors)
         return PendulumConfig(
             physics=physics, render=render_params,
             noise=base.noise if sections.noise is None else sections.noise,
-            drop_prob=base.drop_prob if sections.drop_prob is None else sections.drop_prob)
+            drop_prob=base.drop_prob if sections.drop_prob is None else sections.drop_prob,
+            sensors=sensors)
     except ValueError as err:
         raise ConfigError(f"{path}: {err}") from err
 
@@ -141,9 +160,11 @@ def generate_pendulum(kind: str, config: PendulumConfig, num_sequences: int, ste
     with _progress_bar(progress, steps - 1, f"{kind}: physics") as bar:
         angles, velocities = pendulum.simulate(physics, num_sequences, steps, rng_physics,
                                                _callback(bar))
-    with _progress_bar(progress, num_sequences * steps, f"{kind}: render", "frame") as bar:
+    front = "image" in config.sensors.sensors   # without the front camera: no frames to draw
+    with _progress_bar(progress, num_sequences * steps * front, f"{kind}: render", "frame") as bar:
         clean = render(angles.reshape(-1, n), physics.lengths, render_params,
-                       progress=_callback(bar))
+                       progress=_callback(bar)) if front \
+            else np.zeros((num_sequences * steps, 0, 0), dtype=np.uint8)
     clean = clean.reshape(num_sequences, steps, *clean.shape[1:])
     images = clean
     arrays: dict[str, np.ndarray] = {}
@@ -199,7 +220,27 @@ def generate_pendulum(kind: str, config: PendulumConfig, num_sequences: int, ste
         metadata["truth"]["images"] = "images_clean"
     if "noise_factors" in arrays:
         metadata["truth"]["noise_factors"] = "noise_factors"
+    if not config.sensors.is_default:
+        _add_sensors(arrays, metadata, config, angles, velocities, seed)
     return SequenceDataset(arrays=arrays, metadata=metadata)
+
+
+def _add_sensors(arrays: dict[str, np.ndarray], metadata: dict, config: PendulumConfig,
+                 angles: np.ndarray, velocities: np.ndarray, seed: int) -> None:
+    """The chosen sensors' arrays and inputs, in the order of ``config.sensors.sensors``."""
+    extra = generate_sensors.sensor_data(config.sensors, config.physics, config.render, angles,
+                                         velocities, seed)
+    inputs = {**metadata["inputs"], **extra.inputs}
+    metadata["inputs"] = {name: inputs[name] for name in config.sensors.sensors}
+    if "image" not in config.sensors.sensors:
+        for name in ("images", "images_valid", "images_clean", "noise_factors"):
+            arrays.pop(name, None)
+        for key in ("images", "noise_factors"):
+            metadata["truth"].pop(key, None)
+    arrays.update(extra.arrays)
+    metadata["truth"].update(extra.truth)
+    metadata["parameters"]["sensors"] = config.sensors.to_dict()
+    metadata["parameters"]["units"].update(generate_sensors.UNITS)
 
 
 def check_memory(num_sequences: int, steps: int, bytes_per_step: int, budget: int,

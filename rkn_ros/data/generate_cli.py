@@ -12,7 +12,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from rkn_ros.data import generate
+from rkn_ros.data import generate, generate_sensors
 from rkn_ros.data.dataset import DATA_FILE, METADATA_FILE
 from rkn_ros.sim.pneumatic import EXCITATIONS, PneumaticParams
 
@@ -46,6 +46,9 @@ EXAMPLES = """the paper's data sets (Becker et al. 2019):
   rkn-ros generate pendulum --out data/pendulum_noisy --sequences 2000 --steps 75 --noise
   rkn-ros generate pendulum --out data/pendulum_impute --sequences 2000 --steps 75 --drop-prob 0.5
   rkn-ros generate quad_link --out data/quad_link --sequences 4000 --steps 150
+more sensors (a second camera, an IMU and a joint encoder on the pendulum):
+  rkn-ros generate pendulum --out data/fusion --sequences 2000 --steps 75 \
+      --sensors image,image_side,imu,encoder
 and the pneumatic joint (100 Hz):
   rkn-ros generate pneumatic --out data/pneumatic --sequences 2000 --steps 150
 """
@@ -74,6 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pendulums: image side in px (default 24, quad-link 48)")
     parser.add_argument("--links", type=_int_at_least(1),
                         help="pendulum: number of links (unit masses and lengths)")
+    parser.add_argument("--sensors", type=generate_sensors.parse_sensor_list,
+                        help="pendulums: sensors in model order, comma separated, from "
+                             f"{','.join(generate_sensors.SENSOR_NAMES)} (default image; "
+                             "parameters in the config's sections image_side, imu, encoder)")
     parser.add_argument("--excitation", choices=EXCITATIONS,
                         help="pneumatic: command generator (default from the config: mixed)")
     parser.add_argument("--memory-budget-mb", type=_int_at_least(1),
@@ -101,9 +108,13 @@ def _pendulum_config(args: argparse.Namespace) -> generate.PendulumConfig:
         render_params = dataclasses.replace(render_params, grey_levels=())
     if args.image_size is not None:
         render_params = dataclasses.replace(render_params, image_size=args.image_size)
+    sensors = config.sensors
+    if args.sensors is not None:
+        sensors = dataclasses.replace(sensors, sensors=args.sensors)
     return generate.PendulumConfig(
         physics=physics, render=render_params, noise=args.noise or config.noise,
-        drop_prob=config.drop_prob if args.drop_prob is None else args.drop_prob)
+        drop_prob=config.drop_prob if args.drop_prob is None else args.drop_prob,
+        sensors=sensors)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
                                                  memory_budget=args.memory_budget_mb << 20)
         else:
             for flag, value in (("--noise", args.noise), ("--image-size", args.image_size),
-                                ("--links", args.links)):
+                                ("--links", args.links), ("--sensors", args.sensors)):
                 if value:
                     raise ValueError(f"{flag} applies to the pendulums, not to 'pneumatic'")
             params = (generate.load_pneumatic_params(args.config) if args.config
@@ -147,8 +158,9 @@ def run(args: argparse.Namespace) -> int:
     for sensor, spec in dataset.metadata["inputs"].items():
         valid = dataset.arrays[spec["valid"]]
         if not valid.all():
-            print(f"{sensor}: {int((~valid).sum())} of {valid.size} samples dropped on purpose "
-                  f"(--drop-prob), zeroed and flagged in '{spec['valid']}'")
+            why = generate_sensors.MISSING_REASONS.get(sensor, "dropped on purpose (--drop-prob)")
+            print(f"{sensor}: {int((~valid).sum())} of {valid.size} samples {why}, zeroed and "
+                  f"flagged in '{spec['valid']}'")
     return 0
 
 

@@ -2,10 +2,11 @@
 
 Starts the simulator (or the PAM replay), ``rkn_estimator`` and ``rkn_monitor`` as separate
 processes talking over DDS, with exactly the executables, parameter files and remappings that
-``launch/*.launch.py`` use (:data:`SYSTEMS`; a test keeps the two in step). While it runs it
-prints a table row per second from the monitor's summary; at the end it prints the summary
-(RMSE, NLL, 2-sigma coverage, step latency p50/p99, publish-to-estimate latency), writes it as
-JSON if asked, and plots the estimate +- 2 sigma against the truth (PNG).
+``launch/*.launch.py`` use: both read :data:`rkn_ros.nodes.systems.SYSTEMS`. It starts the source
+once the graph shows the estimator and the monitor up (:mod:`rkn_ros.nodes.readiness`). While
+it runs it prints a table row per second from the monitor's summary; at the end it prints the
+summary (:mod:`rkn_ros.nodes.demo_report`), writes it as JSON if asked, and plots the estimate
++- 2 sigma against the truth (PNG).
 """
 
 from __future__ import annotations
@@ -18,98 +19,20 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import yaml
 
+from rkn_ros.nodes.demo_report import fmt, make_summary, plot_trace, print_summary
 from rkn_ros.nodes.params import node_parameters, resolve_share_path
+from rkn_ros.nodes.readiness import GraphWatcher
+from rkn_ros.nodes.systems import ESTIMATOR, MONITOR, SYSTEMS, DemoSystem, NodeSpec
 
 
-@dataclass(frozen=True)
-class NodeSpec:
-    """One process: console script, node name, remappings (``from:=to`` as in ``--ros-args``)."""
-
-    executable: str
-    name: str
-    remappings: tuple[tuple[str, str], ...] = ()
-    parameters: dict = field(default_factory=dict)
-
-
-ESTIMATOR = "rkn_estimator"
-MONITOR = "rkn_monitor"
-# in each consumer's start-up line only (rkn_ros/nodes/estimator_node.py, monitor_node.py),
-# whatever the console's log format
-READY_TEXT = {ESTIMATOR: " s; outputs [", MONITOR: "; report every "}
-
-
-def _pipeline(source: NodeSpec, image: bool, joints: bool, command: bool) -> tuple[NodeSpec, ...]:
-    """Source -> estimator -> monitor, wired by remapping the estimator's private inputs."""
-    # Relative names, so a namespace given to the whole system keeps it wired.
-    src = source.name
-    remaps = []
-    if image:
-        remaps.append(("~/image", f"{src}/image"))
-    if joints:
-        remaps.append(("~/joint_states", f"{src}/joint_states"))
-    if command:
-        remaps.append(("~/command", f"{src}/command"))
-    estimator = NodeSpec(ESTIMATOR, ESTIMATOR, tuple(remaps))
-    monitor = NodeSpec(
-        MONITOR,
-        MONITOR,
-        (
-            ("~/estimate", f"{ESTIMATOR}/state"),
-            ("~/estimate_stddev", f"{ESTIMATOR}/state_stddev"),
-            ("~/truth", f"{src}/joint_states_truth"),
-        ),
-    )
-    return (source, estimator, monitor)
-
-
-@dataclass(frozen=True)
-class DemoSystem:
-    """A demo: its parameter file (the launch file's) and its processes."""
-
-    config: str
-    nodes: tuple[NodeSpec, ...]
-    launch_file: str
-
-    def model_path(self) -> str:
-        """The estimator's ``model_path`` in the parameter file."""
-        data = yaml.safe_load(resolve_share_path(self.config).read_text())
-        return str(node_parameters(data, ESTIMATOR)["model_path"])
-
-
-SYSTEMS: dict[str, DemoSystem] = {
-    "pendulum": DemoSystem(
-        "config/pendulum.yaml",
-        _pipeline(
-            NodeSpec("pendulum_sim", "pendulum_sim"), image=True, joints=False, command=False
-        ),
-        "launch/pendulum_sim.launch.py",
-    ),
-    "quad_link": DemoSystem(
-        "config/quad_link.yaml",
-        _pipeline(
-            NodeSpec("pendulum_sim", "pendulum_sim"), image=True, joints=False, command=False
-        ),
-        "launch/pendulum_sim.launch.py",
-    ),
-    "pneumatic": DemoSystem(
-        "config/pneumatic.yaml",
-        _pipeline(
-            NodeSpec("pneumatic_sim", "pneumatic_sim"), image=False, joints=True, command=True
-        ),
-        "launch/pneumatic_sim.launch.py",
-    ),
-    "pam": DemoSystem(
-        "config/pam.yaml",
-        _pipeline(NodeSpec("pam_replay", "pam_replay"), image=False, joints=True, command=True),
-        "launch/pneumatic_sim.launch.py",
-    ),
-}
+def configured_model_path(system: DemoSystem) -> str:
+    """The estimator's ``model_path`` in the system's parameter file."""
+    data = yaml.safe_load(resolve_share_path(system.config).read_text())
+    return str(node_parameters(data, ESTIMATOR)["model_path"])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,18 +68,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def node_command(spec: NodeSpec, config: Path, extra: dict | None = None) -> list[str]:
-    """The command line that starts ``spec`` with the parameter file and its remappings."""
-    executable = Path(sys.executable).parent / spec.executable
-    program = str(executable) if executable.exists() else shutil.which(spec.executable)
+    """The command line that starts ``spec`` with the parameter file and its remappings.
+
+    The console script is looked for next to the interpreter (pip), next to the running
+    ``rkn-ros`` (colcon's lib/rkn_ros, as ``ros2 run rkn_ros rkn-ros demo`` starts it), then on
+    PATH."""
+    folders = (Path(sys.executable).parent, Path(sys.argv[0]).resolve().parent)
+    found = [str(f / spec.executable) for f in folders if (f / spec.executable).is_file()]
+    program = found[0] if found else shutil.which(spec.executable)
     if program is None:
         raise FileNotFoundError(
-            f"console script '{spec.executable}' not found next to {sys.executable} or on PATH; "
-            "install the package (pip install -e .)"
+            f"console script '{spec.executable}' not found next to {sys.executable}, next to "
+            f"{sys.argv[0]} or on PATH; install the package (pip install -e ., or colcon build)"
         )
     command = [program, "--ros-args", "--params-file", str(config)]
     for source, target in spec.remappings:
         command += ["-r", f"{source}:={target}"]
-    for key, value in {**spec.parameters, **(extra or {})}.items():
+    for key, value in (extra or {}).items():
         command += ["-p", f"{key}:={_param_text(value)}"]
     return command
 
@@ -178,7 +106,7 @@ def demo_environment(domain_id: int | None) -> dict[str, str]:
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     env["PYTHONUNBUFFERED"] = "1"
-    # line by line into the log files, where the demo looks for the start-up lines (also when
+    # line by line into the log files, shown when a node fails (also when
     # RCUTILS_LOGGING_USE_STDOUT sends the log to a stream a file would fully buffer)
     env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "1"
     return env
@@ -202,26 +130,15 @@ def _stop(processes: list[tuple[NodeSpec, subprocess.Popen]]) -> None:
         stop_process(process)
 
 
-def _fmt(value: object, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return value
-    return f"{float(value):.{digits}f}"
-
-
 def _row(elapsed: float, summary: dict) -> str:
     position = summary.get("position") or {}
     estimator = summary.get("estimator") or {}
     age = summary.get("estimate_age_ms") or {}
     return (
-        f"{elapsed:6.1f} {estimator.get('ticks', '-'):>7} {_fmt(position.get('rmse'), 4):>8} "
-        f"{_fmt(position.get('nll')):>8} {_fmt(position.get('coverage_2sigma')):>6} "
-        f"{_fmt(estimator.get('step_latency_p50_ms')):>8} "
-        f"{_fmt(estimator.get('step_latency_p99_ms')):>8} {_fmt(age.get('p50_ms')):>8}"
+        f"{elapsed:6.1f} {estimator.get('ticks', '-'):>7} {fmt(position.get('rmse'), 4):>8} "
+        f"{fmt(position.get('nll')):>8} {fmt(position.get('coverage_2sigma')):>6} "
+        f"{fmt(estimator.get('step_latency_p50_ms')):>8} "
+        f"{fmt(estimator.get('step_latency_p99_ms')):>8} {fmt(age.get('p50_ms')):>8}"
     )
 
 
@@ -239,23 +156,25 @@ def _read_json(path: Path) -> dict:
 
 
 def _wait_for_ready(
-    processes: list[tuple[NodeSpec, subprocess.Popen]], logs: dict[str, Path], deadline: float
+    processes: list[tuple[NodeSpec, subprocess.Popen]],
+    consumers: list[NodeSpec],
+    watcher: GraphWatcher,
+    deadline: float,
 ) -> NodeSpec | None:
-    """Wait until each log in ``logs`` (node name -> log) has its node's start-up line (model
+    """Wait until the graph holds each consumer's subscriptions, publishers and services (model
     loaded, subscribed); returns the node that exited meanwhile, if any."""
-    waiting = dict(logs)
-    while waiting and time.monotonic() < deadline:
+    missing: dict[str, list[str]] = {}
+    while time.monotonic() < deadline:
         failed = next((s for s, p in processes if p.poll() is not None), None)
         if failed is not None:
             return failed
-        for name, log in list(waiting.items()):
-            try:
-                if READY_TEXT[name] in log.read_text():
-                    del waiting[name]
-            except OSError:
-                pass  # not created yet
+        missing = {spec.name: watcher.missing(spec) for spec in consumers}
+        if not any(missing.values()):
+            return None
         time.sleep(0.1)
-    return None  # the source starts anyway; _wait_for_flow reports what does not flow
+    print(f"rkn-ros demo: not in the ROS graph yet: {missing}; starting the source anyway",
+          file=sys.stderr)
+    return None  # _wait_for_flow reports what does not flow
 
 
 def _wait_for_flow(
@@ -280,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     if not config.is_file():
         print(f"rkn-ros demo: parameter file {system.config} not found", file=sys.stderr)
         return 1
-    model = args.model or system.model_path()
+    model = args.model or configured_model_path(system)
     model_dir = resolve_share_path(model)
     if not model_dir.exists():
         print(
@@ -304,6 +223,9 @@ def run(args: argparse.Namespace) -> int:
     }
     processes: list[tuple[NodeSpec, subprocess.Popen]] = []
     logs = {}
+    # this process's graph watcher discovers the nodes the way they discover each other
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "RMW_IMPLEMENTATION")})
+    watcher = GraphWatcher(int(env["ROS_DOMAIN_ID"]))
     print(
         f"rkn-ros demo {args.system}: {config} (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}), "
         f"model {model_dir}, {args.duration:.0f} s; logs in {out}/"
@@ -321,16 +243,14 @@ def run(args: argparse.Namespace) -> int:
         # estimator loads its model: seconds). Started together, the pendulum had swung for
         # 3.5 s (70 frames) before the first estimate, and which part of the trajectory was
         # scored depended on the machine.
-        source, *consumers = system.nodes
+        source, *consumers = system.nodes()
         for spec in reversed(consumers):
             launch(spec)
         deadline = time.monotonic() + args.startup_timeout
-        failed = _wait_for_ready(
-            processes, {s.name: out / f"{args.system}_{s.name}.log" for s in consumers}, deadline
-        )
+        failed = _wait_for_ready(processes, consumers, watcher, deadline)
         if failed is None:
             launch(source)
-            # its own budget if the start-up lines never showed: the data may flow all the same
+            # its own budget if the graph never showed them: the data may flow all the same
             flow_deadline = max(deadline, time.monotonic() + 30.0)
             failed = _wait_for_flow(processes, summary_file, flow_deadline, args.startup_timeout)
         print(HEADER)
@@ -343,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
             print(_row(time.monotonic() - start, _read_json(summary_file)), flush=True)
     finally:
         _stop(processes)
+        watcher.close()
         for log in logs.values():
             log.close()
     if failed is not None:
@@ -368,143 +289,3 @@ def run(args: argparse.Namespace) -> int:
         print("rkn-ros demo: no estimate was matched with the truth; no plot", file=sys.stderr)
         return 1
     return 0
-
-
-def offline_reference(model_dir: Path) -> tuple[dict, float | None]:
-    """The checkpoint's offline figures (``evaluation.json``, else the metadata's metrics) and
-    the offline RMSE in the demo's units: radians of the joint positions.
-
-    Sin/cos models record that as ``angle_rmse``; for direct models it is the root mean square
-    of ``rmse_per_output`` over the position outputs (velocities are in other units).
-    """
-    from rkn_ros.core.checkpoint import CheckpointError, read_metadata
-
-    try:
-        meta = read_metadata(model_dir)
-    except CheckpointError:
-        meta = None
-    report: dict = dict(meta.metrics) if meta else {}
-    evaluation = model_dir / "evaluation.json"
-    if evaluation.is_file():
-        report = json.loads(evaluation.read_text())
-    offline = {k: v for k, v in report.items() if isinstance(v, int | float)}
-    if meta and meta.outputs.kind == "sincos":
-        return offline, offline.get("angle_rmse")
-    per_output = report.get("rmse_per_output")
-    units = list(meta.outputs.units) if meta else []
-    if isinstance(per_output, list) and len(per_output) == len(units):
-        positions = [
-            float(r) for r, u in zip(per_output, units, strict=True) if not u.endswith("/s")
-        ]
-        if positions:
-            return offline, float(np.sqrt(np.mean(np.square(positions))))
-    return offline, None
-
-
-def make_summary(system: str, model_dir: Path, monitor: dict, duration: float) -> dict:
-    """The demo's result: online metrics, latencies and the model's offline figures."""
-    position = monitor.get("position") or {}
-    estimator = monitor.get("estimator") or {}
-    age = monitor.get("estimate_age_ms") or {}
-    offline, comparable = offline_reference(model_dir)
-
-    def num(value: object) -> float | None:
-        try:
-            return float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return None
-
-    return {
-        "system": system,
-        "model": str(model_dir),
-        "duration_s": duration,
-        "ticks": num(estimator.get("ticks")),
-        "matched": monitor.get("matched", 0),
-        "rmse": position.get("rmse"),
-        "rmse_per_joint": dict(
-            zip(monitor.get("joints", []), position.get("rmse_per_dim", []), strict=False)
-        ),
-        "nll": position.get("nll"),
-        "coverage_1sigma": position.get("coverage_1sigma"),
-        "coverage_2sigma": position.get("coverage_2sigma"),
-        "velocity": monitor.get("velocity"),
-        "step_latency_p50_ms": num(estimator.get("step_latency_p50_ms")),
-        "step_latency_p99_ms": num(estimator.get("step_latency_p99_ms")),
-        "publish_to_estimate_p50_ms": num(estimator.get("input_to_publish_p50_ms")),
-        "publish_to_estimate_p99_ms": num(estimator.get("input_to_publish_p99_ms")),
-        "publish_to_monitor_p50_ms": age.get("p50_ms"),
-        "publish_to_monitor_p99_ms": age.get("p99_ms"),
-        "device": estimator.get("device"),
-        "offline": offline,
-        "offline_rmse": comparable,
-        "online_over_offline_rmse": (
-            position["rmse"] / comparable if comparable and position.get("rmse") else None
-        ),
-    }
-
-
-def print_summary(summary: dict) -> None:
-    """The summary as aligned lines."""
-    print("\nsummary")
-    reference = summary["offline_rmse"]
-    lines = [
-        ("estimates matched with truth", summary["matched"], ""),
-        (
-            "RMSE (positions, rad)",
-            _fmt(summary["rmse"], 4),
-            f"offline evaluation {_fmt(reference, 4)}, ratio "
-            f"{_fmt(summary['online_over_offline_rmse'], 2)}"
-            if reference is not None
-            else "",
-        ),
-        ("NLL per tick", _fmt(summary["nll"]), ""),
-        ("2-sigma coverage", _fmt(summary["coverage_2sigma"]), "(ideal 0.954)"),
-        (
-            "step latency p50 / p99 (ms)",
-            f"{_fmt(summary['step_latency_p50_ms'])} / {_fmt(summary['step_latency_p99_ms'])}",
-            f"on {summary['device']}",
-        ),
-        (
-            "publish-to-estimate p50 / p99 (ms)",
-            f"{_fmt(summary['publish_to_estimate_p50_ms'])} / "
-            f"{_fmt(summary['publish_to_estimate_p99_ms'])}",
-            "input stamp -> ~/state publish",
-        ),
-    ]
-    for label, value, note in lines:
-        print(f"  {label:<36} {value!s:>16}  {note}")
-
-
-def plot_trace(trace_file: Path, png: Path, title: str) -> None:
-    """Estimate +- 2 sigma against the truth, one panel per joint."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with np.load(trace_file, allow_pickle=False) as trace:
-        stamps, names = trace["stamp_ns"], [str(n) for n in trace["names"]]
-        mean, std, truth = trace["mean"], trace["std"], trace["truth"]
-    t = (stamps - stamps[0]) * 1e-9
-    fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.2 * len(names) + 0.8), squeeze=False)
-    for k, ax in enumerate(axes[:, 0]):
-        # Show the estimate on the truth's branch of the circle, so wrapping does not draw jumps.
-        shown = truth[:, k] + (np.mod(mean[:, k] - truth[:, k] + np.pi, 2 * np.pi) - np.pi)
-        ax.fill_between(
-            t,
-            shown - 2 * std[:, k],
-            shown + 2 * std[:, k],
-            color="tab:blue",
-            alpha=0.25,
-            label="estimate ± 2σ",
-        )
-        ax.plot(t, truth[:, k], color="black", lw=1.0, label="truth")
-        ax.plot(t, shown, color="tab:blue", lw=1.0, label="estimate")
-        ax.set_ylabel(names[k])
-    axes[0, 0].legend(loc="upper right", ncol=3, fontsize=8)
-    axes[-1, 0].set_xlabel("time (s)")
-    fig.suptitle(f"rkn-ros demo {title}")
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=100)
-    plt.close(fig)

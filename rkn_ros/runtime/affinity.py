@@ -1,7 +1,7 @@
 """Pin every thread of this process to a set of CPUs (Linux), as real-time stacks do.
 
 On the reference machine, pinning shortened the node's wake-up and delivery, not its model step
-(BENCHMARKS.md section 4); with an isolated core (``isolcpus``) nothing else runs there.
+(BENCHMARKS.md, "End to end"); with an isolated core (``isolcpus``) nothing else runs there.
 """
 
 from __future__ import annotations

@@ -332,7 +332,7 @@ class StreamingEstimator:
         ``onnxruntime`` (raise :class:`CheckpointError` if it cannot serve) or ``torchscript``.
         ``split_step``: run an RKN's step in ONNX Runtime as two parts, so that a caller can
         publish before the prediction of the next prior (:meth:`advance`); about 0.1 ms sooner
-        to the estimate and 0.06-0.07 ms more per tick at 50 Hz (BENCHMARKS.md section 4).
+        to the estimate and 0.06-0.07 ms more per tick at 50 Hz (BENCHMARKS.md, "End to end").
         """
         if num_threads is not None:
             torch.set_num_threads(int(num_threads))

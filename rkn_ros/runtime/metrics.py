@@ -1,6 +1,6 @@
 """Online accuracy of estimates against the truth: RMSE, Gaussian NLL, sigma coverage.
 
-Definitions follow the offline evaluation (RKN.md): the NLL per tick is
+Definitions follow the offline evaluation (Becker et al. 2019): the NLL per tick is
 ``0.5 * (log(2 pi) + log var + err^2 / var)`` summed over the dimensions and averaged over
 ticks; RMSE is over all elements; coverage is the share of elements with ``|err| <= k std``.
 Angle errors are wrapped to [-pi, pi) (an estimate of pi - 0.01 for a truth of -pi + 0.01 is

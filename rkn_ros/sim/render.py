@@ -6,6 +6,10 @@ anti-aliases the edges. Links are drawn in chain order, each with its own grey l
 (outer) link covers an earlier one where they cross: occlusion on the quad-link is visible as the
 inner link's grey being replaced. The pivot is the image centre; image rows grow downwards and
 ``theta = 0`` points straight down. Deterministic: no randomness, float32 arithmetic only.
+
+A :class:`CameraView` makes another camera: the pendulum's plane seen from an angle (yaw
+foreshortens the horizontal), turned about the optical axis (roll), smaller (scale) and off
+centre (offset), with a fixed grey occluder in front. Without one, images are as above.
 """
 
 from __future__ import annotations
@@ -88,12 +92,100 @@ class RenderParams:
                          else getattr(self, f.name)) for f in fields(self)}
 
 
+MAX_YAW = 1.4  # rad (80 deg): beyond it the plane is seen nearly edge-on
+
+
+@dataclass(frozen=True)
+class CameraView:
+    """Where a camera sees the pendulum from, relative to the front view of :func:`render`.
+
+    Applied to the chain in output pixels about the image centre: the horizontal is scaled by
+    ``cos(yaw)`` (the plane seen from ``yaw`` rad to the side), then the chain is turned by
+    ``roll`` rad (clockwise on the image), scaled by ``scale`` and moved by ``offset`` (x, row;
+    fractions of the image side). ``occluder`` (x0, row0, x1, row1; fractions) is a rectangle
+    of grey ``occluder_level`` in front of the pendulum; empty: none.
+    """
+
+    yaw: float = 0.0
+    roll: float = 0.0
+    scale: float = 1.0
+    offset: tuple[float, ...] = (0.0, 0.0)
+    occluder: tuple[float, ...] = ()
+    occluder_level: int = 96
+
+    def __post_init__(self) -> None:
+        for name in ("yaw", "roll", "scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                    or not math.isfinite(value):
+                raise ValueError(f"camera view '{name}': expected a number, received {value!r}")
+        if abs(self.yaw) > MAX_YAW:
+            raise ValueError(f"camera view 'yaw': expected |yaw| <= {MAX_YAW} rad, received "
+                             f"{self.yaw!r}")
+        if not 0.1 <= self.scale <= 1.0:
+            raise ValueError(f"camera view 'scale': expected a number in [0.1, 1] (the chain "
+                             f"must not outgrow the front view's fit), received {self.scale!r}")
+        for name, sizes, low, high in (("offset", (2,), -0.5, 0.5),
+                                       ("occluder", (0, 4), 0.0, 1.0)):
+            values = getattr(self, name)
+            if not (isinstance(values, (list, tuple)) and len(values) in sizes and all(
+                    isinstance(v, numbers.Real) and not isinstance(v, bool) and low <= v <= high
+                    for v in values)):
+                raise ValueError(f"camera view '{name}': expected {' or '.join(map(str, sizes))} "
+                                 f"numbers in [{low}, {high}], received {values!r}")
+            object.__setattr__(self, name, tuple(float(v) for v in values))
+        if self.occluder and not (self.occluder[0] < self.occluder[2]
+                                  and self.occluder[1] < self.occluder[3]):
+            raise ValueError(f"camera view 'occluder': expected x0 < x1 and row0 < row1, "
+                             f"received {list(self.occluder)}")
+        if isinstance(self.occluder_level, bool) or not isinstance(self.occluder_level,
+                                                                   numbers.Integral) \
+                or not 0 <= self.occluder_level <= 255:
+            raise ValueError(f"camera view 'occluder_level': expected an integer in [0, 255], "
+                             f"received {self.occluder_level!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> CameraView:
+        """Build from a plain mapping; unknown keys are rejected by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown camera view parameter(s) {unknown}; known: "
+                             f"{sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """Plain mapping for metadata files."""
+        return {f.name: (list(getattr(self, f.name)) if f.name in ("offset", "occluder")
+                         else getattr(self, f.name)) for f in fields(self)}
+
+    def apply(self, points: np.ndarray, image_size: int) -> np.ndarray:
+        """Points ``[..., 2]`` (x, row) of the front view seen from this view."""
+        centre = image_size / 2.0
+        x = (points[..., 0] - centre) * math.cos(self.yaw)
+        row = points[..., 1] - centre
+        cos_r, sin_r = math.cos(self.roll), math.sin(self.roll)
+        out = np.empty_like(points)
+        out[..., 0] = centre + self.offset[0] * image_size + self.scale * (cos_r * x - sin_r * row)
+        out[..., 1] = centre + self.offset[1] * image_size + self.scale * (sin_r * x + cos_r * row)
+        return out
+
+    def occlude(self, images: np.ndarray) -> None:
+        """Paint the occluder onto ``uint8 [frames, H, W]`` images in place."""
+        if not self.occluder:
+            return
+        size = images.shape[-1]
+        x0, r0, x1, r1 = (round(v * size) for v in self.occluder)
+        images[:, r0:r1, x0:x1] = self.occluder_level
+
+
 def link_endpoints(angles: np.ndarray, lengths: tuple[float, ...],
-                   render: RenderParams) -> np.ndarray:
+                   render: RenderParams, view: CameraView | None = None) -> np.ndarray:
     """Joint positions in output-pixel coordinates ``[frames, links + 1, 2]`` as (x, row).
 
     ``angles``: ``[frames, links]`` absolute link angles (rad, 0 = down). The whole chain,
-    stretched, reaches ``image_size / 2 - line_width / 2 - margin`` px from the centre.
+    stretched, reaches ``image_size / 2 - line_width / 2 - margin`` px from the centre (in the
+    front view; ``view`` moves it).
     """
     lengths_arr = np.asarray(lengths, dtype=np.float64)
     radius = render.image_size / 2.0 - render.line_width / 2.0 - render.margin
@@ -105,12 +197,14 @@ def link_endpoints(angles: np.ndarray, lengths: tuple[float, ...],
     points[:, 0] = centre
     points[:, 1:, 0] = centre + np.cumsum(dx, axis=1)
     points[:, 1:, 1] = centre + np.cumsum(drow, axis=1)
-    return points
+    return points if view is None else view.apply(points, render.image_size)
 
 
 def render(angles: np.ndarray, lengths: tuple[float, ...], render_params: RenderParams,
-           chunk: int = 64, progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Render ``[frames, links]`` absolute angles to ``uint8 [frames, H, W]`` grey images.
+           chunk: int = 64, progress: Callable[[int], None] | None = None,
+           view: CameraView | None = None) -> np.ndarray:
+    """Render ``[frames, links]`` absolute angles to ``uint8 [frames, H, W]`` grey images,
+    seen from ``view`` (default: the front view).
 
     Works in chunks of ``chunk`` frames to bound memory; ``progress(n)`` after each chunk.
     """
@@ -122,7 +216,7 @@ def render(angles: np.ndarray, lengths: tuple[float, ...], render_params: Render
         raise ValueError("render: 'angles' contains NaN or inf")
     size, ss = render_params.image_size, render_params.supersample
     levels = render_params.levels(len(lengths))
-    points = link_endpoints(angles, lengths, render_params).astype(np.float32)
+    points = link_endpoints(angles, lengths, render_params, view).astype(np.float32)
     # canvas sample centres in output-pixel units
     grid = ((np.arange(size * ss, dtype=np.float32) + np.float32(0.5)) / np.float32(ss))
     half_sq = np.float32((render_params.line_width / 2.0) ** 2)
@@ -160,6 +254,8 @@ def render(angles: np.ndarray, lengths: tuple[float, ...], render_params: Render
             canvas[f, rows[f, r], cols[f, c]] = levels[i]    # later links cover earlier ones
         small = canvas.reshape(-1, size, ss, size, ss).mean(axis=(2, 4))
         out[start:start + chunk] = np.rint(small * np.float32(255.0)).astype(np.uint8)
+        if view is not None:
+            view.occlude(out[start:start + chunk])
         if progress is not None:
             progress(frames)
     return out
