@@ -197,8 +197,8 @@ def run_one(job: dict) -> dict:
     import torch
     import yaml
 
+    from rkn_ros.core.checkpoint import load_checkpoint
     from rkn_ros.data.dataset import SequenceDataset
-    from rkn_ros.train.checkpoint import load_checkpoint
     from rkn_ros.train.config import recipe_from_dict
     from rkn_ros.train.evaluation import evaluate
     from rkn_ros.train.trainer import STATE_FILE, Trainer
@@ -382,9 +382,9 @@ def cost(args: argparse.Namespace, out: Path) -> tuple[dict, str]:
     import torch
 
     from rkn_ros.core import build_model
+    from rkn_ros.core.checkpoint import resolve_device
     from rkn_ros.data.dataset import SequenceDataset
     from rkn_ros.train.allocator import keep_freed_memory
-    from rkn_ros.train.checkpoint import resolve_device
     from rkn_ros.train.config import recipe_from_dict
     from rkn_ros.train.data import compute_normalization, to_tensors
     from rkn_ros.train.trainer import batch_loss, model_config_for

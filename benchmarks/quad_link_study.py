@@ -227,9 +227,9 @@ def diagnose(checkpoint: Path, data: Path, sequences: int = 100) -> dict:
     import torch
 
     from rkn_ros.core.belief import Belief, kalman_update
+    from rkn_ros.core.checkpoint import load_checkpoint
     from rkn_ros.core.layers import band_indices, elu_plus_one
     from rkn_ros.data.dataset import SequenceDataset
-    from rkn_ros.train.checkpoint import load_checkpoint
     from rkn_ros.train.data import to_tensors
 
     torch.set_num_threads(1)
@@ -309,8 +309,8 @@ def variance_split(checkpoint: Path, data: Path, sequences: int = 200) -> dict:
     """
     import torch
 
+    from rkn_ros.core.checkpoint import load_checkpoint
     from rkn_ros.data.dataset import SequenceDataset
-    from rkn_ros.train.checkpoint import load_checkpoint
     from rkn_ros.train.data import to_tensors
     from rkn_ros.train.evaluation import predict
 
@@ -320,9 +320,9 @@ def variance_split(checkpoint: Path, data: Path, sequences: int = 200) -> dict:
     ds = ds.subset(np.arange(min(sequences, ds.num_sequences)))
     tensors = to_tensors(ds, meta.normalization, [s.name for s in model.config.sensors])
     mean_n, var_n, _ = predict(model, tensors, torch.device("cpu"))
-    stats = meta.normalization["targets"]
-    sd = np.asarray(stats["std"], dtype=np.float64)
-    mu = mean_n.double().numpy() * sd + np.asarray(stats["mean"], dtype=np.float64)
+    stats = meta.normalization.target(meta.model.output_dim)
+    sd = np.asarray(stats.std, dtype=np.float64)
+    mu = mean_n.double().numpy() * sd + np.asarray(stats.mean, dtype=np.float64)
     var = var_n.double().numpy() * sd**2
     target = ds.arrays["targets"].astype(np.float64)
     visible = ds.arrays["link_obs"][..., 2 * LINKS:].astype(bool)        # [N, T, 4]

@@ -33,12 +33,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rkn_ros.core import ModelConfig, SensorSpec, build_model  # noqa: E402
-from rkn_ros.runtime import StreamingEstimator  # noqa: E402
-from rkn_ros.train.checkpoint import (  # noqa: E402
+from rkn_ros.core.checkpoint import (  # noqa: E402
     CheckpointError,
     load_checkpoint,
     save_checkpoint,
 )
+from rkn_ros.runtime import StreamingEstimator  # noqa: E402
 
 BUDGET_MS = {"pendulum": 0.18, "quad_link": 0.5}  # CPU p50 budgets; GPU: 0.3 ms
 ARCHITECTURES = {
@@ -65,7 +65,7 @@ def _metadata(config: ModelConfig, name: str, links: int) -> dict:
             "kind": "sincos",
         },
         "actions": None,
-        "normalization": {},
+        "normalization": {"targets": {"mean": [0.0] * (2 * links), "std": [1.0] * (2 * links)}},
     }
 
 

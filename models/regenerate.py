@@ -1,13 +1,15 @@
 """Regenerate the shipped models from their recipes: train, copy, evaluate.
 
     .venv/bin/python models/regenerate.py [NAME ...] [--device cpu|cuda|auto] [--evaluate-only]
+    .venv/bin/python models/regenerate.py [NAME ...] --upgrade-metadata
 
 For each model NAME (default: all of pendulum, quad_link, pneumatic, pam) this trains
 ``config/train/NAME.yaml`` into ``runs/ship/NAME``, copies ``model.safetensors`` and
 ``model.yaml`` into ``models/NAME/``, and evaluates the copy on the CPU on the data set that
 ``EVALUATION_DATA[NAME]`` describes (fresh data with its own seed, or the PAM validation
 episodes), writing ``models/NAME/evaluation.json``. ``test/test_models_shipped.py`` regenerates
-the same data and checks that the metrics agree.
+the same data and checks that the metrics agree. ``--upgrade-metadata`` rewrites a shipped
+``model.yaml`` in the current checkpoint format without training (see ``upgrade_metadata``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rkn_ros.train.checkpoint import METADATA_FILE, WEIGHTS_FILE  # noqa: E402
+from rkn_ros.core.checkpoint import METADATA_FILE, WEIGHTS_FILE  # noqa: E402
 
 NAMES = ("pendulum", "quad_link", "pneumatic", "pam")
 
@@ -69,7 +71,7 @@ def evaluate_shipped(name: str, plots: Path | None = None) -> dict:
     """Evaluate ``models/NAME`` on its evaluation data (CPU) and write evaluation.json."""
     import torch
 
-    from rkn_ros.train.checkpoint import load_checkpoint
+    from rkn_ros.core.checkpoint import load_checkpoint
     from rkn_ros.train.evaluation import evaluate, write_json
 
     torch.set_num_threads(2)
@@ -100,6 +102,50 @@ def train_shipped(name: str, device: str) -> None:
     shutil.copyfile(out / "log.csv", target / "training_log.csv")
 
 
+def upgrade_metadata(name: str) -> None:
+    """Rewrite ``models/NAME/model.yaml`` in the current checkpoint format, weights unchanged.
+
+    The training data are rebuilt from the recipe the checkpoint records (deterministic in its
+    seeds) to add each statistic's training min and max; the recorded mean and std must come
+    out the same, and the weights file's sha256 must not change.
+    """
+    import dataclasses
+    import hashlib
+
+    import numpy as np
+
+    from rkn_ros.core.checkpoint import load_checkpoint, save_checkpoint
+    from rkn_ros.train.config import recipe_from_dict
+    from rkn_ros.train.data import compute_normalization, load_source
+
+    folder = REPO / "models" / name
+    weights_sha = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()
+    model, meta = load_checkpoint(folder, "cpu")
+    recipe = recipe_from_dict(meta.training.recipe, base_dir=REPO / "config" / "train")
+    fresh = compute_normalization(load_source(recipe.data.train, "train"),
+                                  recipe.training.normalize_targets)
+    old = meta.normalization
+
+    def with_range(recorded, computed, what: str):
+        if recorded is None:
+            return None
+        if not (np.allclose(recorded.mean, computed.mean, rtol=1e-9, atol=1e-12)
+                and np.allclose(recorded.std, computed.std, rtol=1e-9, atol=1e-12)):
+            raise SystemExit(f"{name}: rebuilt training data give another {what} mean/std")
+        return dataclasses.replace(recorded, min=computed.min, max=computed.max)
+
+    normalization = dataclasses.replace(
+        old,
+        inputs={k: with_range(v, fresh.inputs[k], f"inputs.{k}") for k, v in old.inputs.items()},
+        targets=with_range(old.targets, fresh.targets, "targets"),
+        actions=with_range(old.actions, fresh.actions, "actions"),
+    )
+    save_checkpoint(folder, model, dataclasses.replace(meta, normalization=normalization))
+    if hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest() != weights_sha:
+        raise SystemExit(f"{name}: the weights file changed")
+    print(f"{name}: model.yaml upgraded, weights unchanged ({weights_sha[:12]}...)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"models to regenerate (default: {NAMES})")
@@ -107,12 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluate-only", action="store_true",
                         help="only re-evaluate the shipped copies")
     parser.add_argument("--train-only", action="store_true", help="skip the evaluation")
+    parser.add_argument("--upgrade-metadata", action="store_true",
+                        help="only rewrite model.yaml in the current format (weights unchanged)")
     parser.add_argument("--plots", type=Path, default=None, help="also write PNG figures here")
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in NAMES]
     if unknown:
         parser.error(f"unknown model(s) {unknown}; choose from {NAMES}")
     for name in args.names or NAMES:
+        if args.upgrade_metadata:
+            upgrade_metadata(name)
+            continue
         if not args.evaluate_only:
             train_shipped(name, args.device)
         if not args.train_only:

@@ -119,33 +119,32 @@ def test_cli_rejects_bad_numbers(tmp_path, capsys, extra, message):
 def test_cli_rejects_bad_combinations_and_files(tmp_path, capsys):
     out = tmp_path / "d"
     common = ["--sequences", "2", "--steps", "8", "--no-progress"]
-    assert main(["generate", "quad_link", "--links", "3", "--out", str(out), *common]) == 2
+    assert main(["generate", "quad_link", "--links", "3", "--out", str(out), *common]) == 1
     assert "--links: quad_link has 4 links, received 3" in capsys.readouterr().err
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("physics:\n  mass: 2.0\n")
-    assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 2
-    assert "unknown pendulum parameter(s) ['mass']" in capsys.readouterr().err
+    assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 1
+    assert f"{bad}: physics.mass: unknown key" in capsys.readouterr().err
     bad.write_text("physic: {}\n")
-    assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 2
-    assert "unknown key(s) ['physic']" in capsys.readouterr().err
+    assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 1
+    assert f"{bad}: physic: unknown key (allowed: physics, render" in capsys.readouterr().err
     bad.write_text("physics:\n  masses: 1.0\n")
-    assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 2
-    assert f"pendulum config {bad}" in capsys.readouterr().err
+    assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 1
+    assert f"{bad}: physics.masses: expected a list, got 1.0" in capsys.readouterr().err
     missing = tmp_path / "nope.yaml"
     assert main(["generate", "pendulum", "--config", str(missing), "--out", str(out),
-                 *common]) == 2
-    assert f"pendulum config {missing}: cannot read" in capsys.readouterr().err
+                 *common]) == 1
+    assert f"{missing}: cannot read" in capsys.readouterr().err
     bad.write_text("joint:\n  inertia: heavy\n")
-    assert main(["generate", "pneumatic", "--config", str(bad), "--out", str(out), *common]) == 2
-    assert "'joint.inertia': expected a finite number, received 'heavy'" in \
-        capsys.readouterr().err
+    assert main(["generate", "pneumatic", "--config", str(bad), "--out", str(out), *common]) == 1
+    assert "joint.inertia: expected a number, got 'heavy'" in capsys.readouterr().err
     bad.write_text("physics: 3\n")
-    assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 2
-    assert "section 'physics' must be a mapping, received int" in capsys.readouterr().err
+    assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 1
+    assert "physics: expected a mapping, got 3" in capsys.readouterr().err
     bad.write_text("noise: 'false'\n")           # a quoted YAML string, truthy for bool()
-    assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 2
-    assert "'noise' expected true or false, received 'false'" in capsys.readouterr().err
+    assert main(["generate", "pendulum", "--config", str(bad), "--out", str(out), *common]) == 1
+    assert "noise: expected true or false, got 'false'" in capsys.readouterr().err
     assert not out.exists()
     # an --out that cannot be created: one line naming it, no traceback
     blocker = tmp_path / "a_file"
@@ -183,7 +182,7 @@ def test_cli_writes_a_reproducible_pneumatic_data_set(tmp_path, capsys):
     assert np.array_equal(a["targets"][..., 0], a["joint_angles"][..., 0])
 
     assert main(["generate", "pneumatic", "--noise", "--out", str(tmp_path / "c"),
-                 "--sequences", "1", "--steps", "10"]) == 2
+                 "--sequences", "1", "--steps", "10"]) == 1
     assert "--noise applies to the pendulums" in capsys.readouterr().err
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rkn_ros.train.checkpoint import METADATA_FILE, WEIGHTS_FILE, load_checkpoint
+from rkn_ros.core.checkpoint import METADATA_FILE, WEIGHTS_FILE, load_checkpoint
 from rkn_ros.train.evaluation import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,13 +48,13 @@ def test_metadata_says_what_the_model_is(name):
     sensors, kind, outputs, dt, conditioned = EXPECTED[name]
     model, meta = load_checkpoint(folder / WEIGHTS_FILE, "cpu", sensors=list(sensors), dt=dt)
     assert meta.name == name
-    assert {s: spec["shape"] for s, spec in meta.inputs.items()} == sensors
-    assert meta.outputs["kind"] == kind and meta.outputs["names"] == outputs
+    assert {s: list(spec.shape) for s, spec in meta.inputs.items()} == sensors
+    assert meta.outputs.kind == kind and list(meta.outputs.names) == outputs
     assert (meta.actions is not None) == conditioned
-    assert (meta.model["action_dim"] > 0) == conditioned
+    assert (meta.model.action_dim > 0) == conditioned
     assert len(meta.data_hash) == 64
-    for stats in meta.normalization["targets"].values():
-        assert len(stats) == meta.model["output_dim"]
+    targets = meta.normalization.targets
+    assert len(targets.mean) == len(targets.std) == meta.model.output_dim
     assert not model.training
 
 

@@ -20,6 +20,8 @@ from test_runtime_support import (
     make_pendulum_checkpoint,
 )
 
+from rkn_ros.core.checkpoint import CheckpointError
+from rkn_ros.core.decode import UNIFORM_ANGLE_STD, chain_points, sincos_pairs
 from rkn_ros.runtime import (
     InputError,
     LatencyStats,
@@ -27,10 +29,8 @@ from rkn_ros.runtime import (
     OutputLayoutError,
     StreamingEstimator,
 )
-from rkn_ros.runtime.decode import UNIFORM_ANGLE_STD, chain_points, sincos_pairs
 from rkn_ros.runtime.metrics import OnlineMetrics, wrapped_error
 from rkn_ros.runtime.onnx_backend import OnnxSplitStep
-from rkn_ros.train.checkpoint import CheckpointError
 
 torch.set_num_threads(1)
 
@@ -350,7 +350,7 @@ def test_checkpoint_problems_are_one_clear_error(checkpoints, tmp_path):
 
 
 def test_device_strings_that_cannot_serve_are_one_clear_error(monkeypatch):
-    from rkn_ros.train.checkpoint import resolve_device
+    from rkn_ros.core.checkpoint import resolve_device
 
     for text in ("gpu", "cudafoo", "cuda:x", "mps"):
         with pytest.raises(ValueError, match="device must be 'cpu', 'cuda', 'cuda:N' or 'auto'"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from rkn_ros.core import ModelConfig, SensorSpec, build_model
-from rkn_ros.train.checkpoint import save_checkpoint
+from rkn_ros.core.checkpoint import save_checkpoint
 
 
 def pendulum_metadata(config: ModelConfig, name: str = "pendulum_test") -> dict:

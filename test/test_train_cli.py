@@ -15,9 +15,9 @@ import torch
 import yaml
 
 from rkn_ros.cli import main as cli
+from rkn_ros.core.checkpoint import METADATA_FILE, WEIGHTS_FILE, load_checkpoint
 from rkn_ros.data.dataset import SequenceDataset
 from rkn_ros.runtime import StreamingEstimator
-from rkn_ros.train.checkpoint import METADATA_FILE, WEIGHTS_FILE, load_checkpoint
 from rkn_ros.train.config import load_recipe
 from rkn_ros.train.data import generate_dataset
 from rkn_ros.train.trainer import Trainer, drop_observations
@@ -162,7 +162,8 @@ def _one_error_line(capsys, prefix: str) -> str:
         (lambda d: d["data"]["train"]["generate"].update(sequences=3),
          "data.train.generate.sequences"),
         (lambda d: d["data"].update(validation_fraction=1.5), "data.validation_fraction"),
-        (lambda d: d["training"].update(drop_gap=-3), "training.drop_gap: expected >= 0"),
+        (lambda d: d["training"].update(drop_gap=-3),
+         "training.drop_gap: expected an integer >= 0"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, capsys, edit, message):
@@ -170,7 +171,7 @@ def test_bad_config_is_one_clear_line(tmp_path, capsys, edit, message):
     edit(data)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data))
-    assert cli(["train", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert cli(["train", str(path), "--out", str(tmp_path / "out")]) == 1
     err = _one_error_line(capsys, "rkn-ros train: error:")
     assert message in err and str(path) in err
     assert not (tmp_path / "out").exists()  # rejected before any work
@@ -260,8 +261,8 @@ def test_pam_recipe_trains_and_reports_horizons(tmp_path):
     out = tmp_path / "out"
     assert cli(["train", str(recipe), "--out", str(out), "--no-progress"]) == 0
     _model, meta = load_checkpoint(out)
-    assert meta.model["action_dim"] == 8 and meta.actions["names"][0] == "muscle_1"
-    assert meta.outputs["kind"] == "direct" and meta.outputs["units"] == ["rad"] * 4
+    assert meta.model.action_dim == 8 and meta.actions.names[0] == "muscle_1"
+    assert meta.outputs.kind == "direct" and meta.outputs.units == ("rad",) * 4
     # the next 24 episodes of the recording, re-based as a file of their own
     first, end = int(arrays["episode_starts"][episodes]), episodes * 2
     stop2 = int(arrays["episode_starts"][end - 1] + arrays["episode_lengths"][end - 1])

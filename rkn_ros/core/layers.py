@@ -51,8 +51,10 @@ def band_indices(m: int, bandwidth: int) -> tuple[Tensor, Tensor]:
     Returns the flat indices into the row-major 2m x 2m matrix [nnz] and the initial values
     [nnz] of the paper's basis `[[I, 0.2 I], [-0.2 I, I]]`.
     """
-    rows = torch.arange(m).unsqueeze(1)
-    cols = torch.arange(m).unsqueeze(0)
+    # Index arithmetic stays on the CPU, so a model can be laid out on the meta device (to
+    # check a weights file's shapes before any memory is spent).
+    rows = torch.arange(m, device="cpu").unsqueeze(1)
+    cols = torch.arange(m, device="cpu").unsqueeze(0)
     in_band = (rows - cols).abs() <= bandwidth
     r, c = torch.nonzero(in_band, as_tuple=True)
     on_diag = (r == c).to(torch.float32)

@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from rkn_ros.core.typed_config import ConfigError, load_yaml
+from rkn_ros.data import npz
+
 DATA_FILE = "data.npz"
 METADATA_FILE = "metadata.yaml"
 FORMAT_VERSION = 1
@@ -83,9 +86,9 @@ class SequenceDataset:
             if not path.is_file():
                 raise DatasetError(f"data set folder {folder}: missing file {path.name}")
         try:
-            metadata = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise DatasetError(f"{meta_path}: not valid YAML ({err})") from err
+            metadata = load_yaml(meta_path)
+        except ConfigError as err:
+            raise DatasetError(str(err)) from err
         arrays = read_npz(data_path)
         dataset = cls(arrays=arrays, metadata=metadata)
         dataset.validate(source=str(folder))
@@ -337,18 +340,12 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` file, never unpickling; :class:`DatasetError` otherwise."""
-    # np.load takes any non-zip file for a pickle and would report that instead.
-    if not zipfile.is_zipfile(path):
-        raise DatasetError(f"{path}: not a readable .npz file (not a zip archive)")
+    """All arrays of an ``.npz`` file, sizes checked before memory is spent and never
+    unpickling (see :mod:`rkn_ros.data.npz`); :class:`DatasetError` otherwise."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except ValueError as err:
-        # numpy raises ValueError for object arrays when pickles are refused.
-        raise DatasetError(f"{path}: cannot read arrays without unpickling ({err})") from err
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise DatasetError(f"{path}: not a readable .npz file ({err})") from err
+        return npz.read_npz(path)
+    except npz.NpzError as err:
+        raise DatasetError(str(err)) from err
 
 
 def atomic_write(path: Path, payload: bytes) -> None:

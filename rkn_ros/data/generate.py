@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from rkn_ros import __version__
+from rkn_ros.core.typed_config import ConfigError, from_mapping, load_config, load_yaml
 from rkn_ros.data import generate_sensors
 from rkn_ros.data.dataset import FORMAT_VERSION, SequenceDataset
 from rkn_ros.sim import image_noise, pendulum, pneumatic
@@ -46,6 +46,8 @@ from rkn_ros.sim.pneumatic import PneumaticParams
 from rkn_ros.sim.render import RenderParams, render
 
 PENDULUM_KINDS = ("pendulum", "quad_link")
+DEFAULT_MEMORY_BUDGET = 8 << 30  # bytes a generated data set may take at its peak
+PNEUMATIC_BYTES_PER_STEP = 512  # about 20 float64 states, commands and outputs, and copies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,49 +81,47 @@ def default_pendulum_config(kind: str) -> PendulumConfig:
     raise ValueError(f"pendulum kind: expected one of {PENDULUM_KINDS}, received {kind!r}")
 
 
-def _reject_unknown(section: str, values: Any, known: tuple[str, ...], source: str) -> dict:
-    if not isinstance(values, dict):
-        raise ValueError(f"{source}: section '{section}' must be a mapping, received "
-                         f"{type(values).__name__}")
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown} in '{section}'; known: {list(known)}")
-    return values
+@dataclasses.dataclass(frozen=True)
+class _PendulumFile:
+    """The top level of a ``config/sim/pendulum.yaml``-style file (sections as read)."""
+
+    physics: dict | None = None
+    render: dict | None = None
+    noise: bool | None = None
+    drop_prob: float | None = None
+    # the sensor sections (generate_sensors.CONFIG_KEYS), checked by generate_sensors
+    sensors: tuple[str, ...] | None = None
+    image_side: dict | None = None
+    imu: dict | None = None
+    encoder: dict | None = None
 
 
 def load_pendulum_config(path: str | Path, kind: str) -> PendulumConfig:
     """Read a ``config/sim/pendulum.yaml``-style file: sections physics, render, noise, drop_prob.
 
-    Missing keys keep the defaults of ``kind``; unknown keys are rejected by name.
+    Missing keys keep the defaults of ``kind``; unknown keys and wrong types are rejected by
+    name (ConfigError, a ValueError).
     """
     path = Path(path)
+    values = load_yaml(path)
+    values = {} if values is None else values
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"pendulum config {path}: cannot read ({err})") from err
-    values = _reject_unknown("top level", values, ("physics", "render", "noise", "drop_prob",
-                                                   *generate_sensors.CONFIG_KEYS), str(path))
-    base = default_pendulum_config(kind)
-    # an empty YAML section ("physics:") reads as None: it keeps the defaults
-    sections = {name: {} if values.get(name) is None else values[name]
-                for name in ("physics", "render")}
-    for name, section in sections.items():
-        if not isinstance(section, dict):
-            raise ValueError(f"pendulum config {path}: section '{name}' must be a mapping, "
-                             f"received {type(section).__name__}")
-    noise = values.get("noise", base.noise)
-    if not isinstance(noise, bool):
-        # bool("false") is True: a quoted YAML value must not switch the noise on
-        raise ValueError(f"pendulum config {path}: 'noise' expected true or false, received "
-                         f"{noise!r}")
-    try:
-        physics = PendulumParams.from_dict({**base.physics.to_dict(), **sections["physics"]})
-        render_params = RenderParams.from_dict({**base.render.to_dict(), **sections["render"]})
-        sensors = generate_sensors.load_sensors_config(values, base.sensors)
-        return PendulumConfig(physics=physics, render=render_params, noise=noise,
-                              drop_prob=values.get("drop_prob", base.drop_prob), sensors=sensors)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"pendulum config {path}: {err}") from err
+        sections = from_mapping(_PendulumFile, values)
+        base = default_pendulum_config(kind)
+        # an empty YAML section ("physics:") reads as None: it keeps the defaults
+        physics = from_mapping(PendulumParams, {**base.physics.to_dict(),
+                                                **(sections.physics or {})}, "physics")
+        render_params = from_mapping(RenderParams, {**base.render.to_dict(),
+                                                    **(sections.render or {})}, "render")
+        sensors = generate_sensors.load_sensors_config(
+            {k: values[k] for k in generate_sensors.CONFIG_KEYS if k in values}, base.sensors)
+        return PendulumConfig(
+            physics=physics, render=render_params,
+            noise=base.noise if sections.noise is None else sections.noise,
+            drop_prob=base.drop_prob if sections.drop_prob is None else sections.drop_prob,
+            sensors=sensors)
+    except ValueError as err:
+        raise ConfigError(f"{path}: {err}") from err
 
 
 def _progress_bar(enabled: bool, total: int, desc: str,
@@ -137,13 +137,23 @@ def _callback(bar: Any) -> Callable[[int], None] | None:
 
 
 def generate_pendulum(kind: str, config: PendulumConfig, num_sequences: int, steps: int,
-                      seed: int, progress: bool = False) -> SequenceDataset:
-    """Simulate, render and (optionally) corrupt pendulum sequences; see the module docstring."""
+                      seed: int, progress: bool = False,
+                      memory_budget: int = DEFAULT_MEMORY_BUDGET) -> SequenceDataset:
+    """Simulate, render and (optionally) corrupt pendulum sequences; see the module docstring.
+
+    ``memory_budget``: bytes the arrays may take at their peak (checked before allocating).
+    """
     if kind not in PENDULUM_KINDS:
         raise ValueError(f"generate_pendulum: 'kind' expected one of {PENDULUM_KINDS}, "
                          f"received {kind!r}")
     _check_size(num_sequences, steps, seed)
     physics, render_params = config.physics, config.render
+    pixels = render_params.image_size**2
+    # noise blends in float64 (about 32 bytes a pixel at its peak); clean frames are kept
+    # beside the corrupted ones
+    per_pixel = 34 if config.noise else 3
+    check_memory(num_sequences, steps, per_pixel * pixels + 64 * physics.links, memory_budget,
+                 f"{render_params.image_size}x{render_params.image_size} images")
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
     rng_physics, rng_factors, rng_pixels, rng_drop = streams
     n = physics.links
@@ -233,6 +243,18 @@ def _add_sensors(arrays: dict[str, np.ndarray], metadata: dict, config: Pendulum
     metadata["parameters"]["units"].update(generate_sensors.UNITS)
 
 
+def check_memory(num_sequences: int, steps: int, bytes_per_step: int, budget: int,
+                 what: str) -> None:
+    """Refuse (ConfigError naming num_sequences) a data set whose arrays would not fit
+    ``budget`` bytes, before anything is allocated."""
+    need = int(num_sequences) * int(steps) * int(bytes_per_step)
+    if need > budget:
+        raise ConfigError(
+            f"num_sequences: {num_sequences} sequences x {steps} steps of {what} need about "
+            f"{need / 2**20:.0f} MiB, more than the memory budget of {budget / 2**20:.0f} MiB "
+            "(memory_budget_mb / --memory-budget-mb)")
+
+
 def _check_size(num_sequences: int, steps: int, seed: int) -> None:
     for name, value, low in (("num_sequences", num_sequences, 1), ("steps", steps, 1),
                              ("seed", seed, 0)):
@@ -247,22 +269,21 @@ PNEUMATIC_OBSERVATIONS = ["pam_joint", "pam_flexor", "pam_extensor"]
 
 
 def load_pneumatic_params(path: str | Path) -> PneumaticParams:
-    """Read a ``config/sim/pneumatic.yaml``-style file; unknown keys are rejected by name."""
-    path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"pneumatic config {path}: cannot read ({err})") from err
-    try:
-        return PneumaticParams.from_dict(values)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"pneumatic config {path}: {err}") from err
+    """Read a ``config/sim/pneumatic.yaml``-style file; unknown keys and wrong types are
+    rejected by name (ConfigError, a ValueError)."""
+    return load_config(PneumaticParams, path)
 
 
 def generate_pneumatic(params: PneumaticParams, num_sequences: int, steps: int, seed: int,
-                       drop_prob: float = 0.0, progress: bool = False) -> SequenceDataset:
-    """Excite and simulate the pneumatic joint; see the module docstring for the arrays."""
+                       drop_prob: float = 0.0, progress: bool = False,
+                       memory_budget: int = DEFAULT_MEMORY_BUDGET) -> SequenceDataset:
+    """Excite and simulate the pneumatic joint; see the module docstring for the arrays.
+
+    ``memory_budget``: bytes the arrays may take at their peak (checked before allocating).
+    """
     _check_size(num_sequences, steps, seed)
+    check_memory(num_sequences, steps, PNEUMATIC_BYTES_PER_STEP, memory_budget,
+                 "pneumatic joint states")
     if not (isinstance(drop_prob, (int, float)) and 0.0 <= drop_prob < 1.0):
         raise ValueError(f"pneumatic data set option 'drop_prob': expected a number in [0, 1), "
                          f"received {drop_prob!r}")

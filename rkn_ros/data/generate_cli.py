@@ -83,6 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "parameters in the config's sections image_side, imu, encoder)")
     parser.add_argument("--excitation", choices=EXCITATIONS,
                         help="pneumatic: command generator (default from the config: mixed)")
+    parser.add_argument("--memory-budget-mb", type=_int_at_least(1),
+                        default=generate.DEFAULT_MEMORY_BUDGET >> 20,
+                        help="refuse a data set whose arrays would take more (default "
+                             "%(default)s MiB)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing data set in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -114,7 +118,8 @@ def _pendulum_config(args: argparse.Namespace) -> generate.PendulumConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Generate and write the data set; errors go to stderr with exit code 2."""
+    """Generate and write the data set. A refused option or config file is one line on stderr
+    and exit code 1; an --out that cannot take the data set, exit code 2."""
     out: Path = args.out
     if out.exists() and not out.is_dir():
         return _fail(f"--out {out} exists and is not a folder")
@@ -125,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         if args.kind in generate.PENDULUM_KINDS:
             config = _pendulum_config(args)
             dataset = generate.generate_pendulum(args.kind, config, args.sequences, args.steps,
-                                                 args.seed, progress=not args.no_progress)
+                                                 args.seed, progress=not args.no_progress,
+                                                 memory_budget=args.memory_budget_mb << 20)
         else:
             for flag, value in (("--noise", args.noise), ("--image-size", args.image_size),
                                 ("--links", args.links), ("--sensors", args.sensors)):
@@ -139,9 +145,10 @@ def run(args: argparse.Namespace) -> int:
                                                            kind=args.excitation))
             dataset = generate.generate_pneumatic(params, args.sequences, args.steps, args.seed,
                                                   drop_prob=args.drop_prob or 0.0,
-                                                  progress=not args.no_progress)
-    except ValueError as err:
-        return _fail(str(err))
+                                                  progress=not args.no_progress,
+                                                  memory_budget=args.memory_budget_mb << 20)
+    except ValueError as err:  # a refused option or config file
+        return _fail(str(err), code=1)
     try:
         dataset.save(out)
     except OSError as err:
@@ -157,6 +164,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = 2) -> int:
     print(f"rkn-ros generate: error: {message}", file=sys.stderr)
-    return 2
+    return code

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from rkn_ros.core.checkpoint import CheckpointError, read_metadata
 
 
 def fmt(value: object, digits: int = 3) -> str:
@@ -30,19 +31,19 @@ def offline_reference(model_dir: Path) -> tuple[dict, float | None]:
     Sin/cos models record that as ``angle_rmse``; for direct models it is the root mean square
     of ``rmse_per_output`` over the position outputs (velocities are in other units).
     """
-    meta_file = model_dir / "model.yaml"
-    meta = yaml.safe_load(meta_file.read_text()) if meta_file.is_file() else {}
-    meta = meta or {}
-    report: dict = meta.get("metrics") or {}
+    try:
+        meta = read_metadata(model_dir)
+    except CheckpointError:
+        meta = None
+    report: dict = dict(meta.metrics) if meta else {}
     evaluation = model_dir / "evaluation.json"
     if evaluation.is_file():
         report = json.loads(evaluation.read_text())
     offline = {k: v for k, v in report.items() if isinstance(v, int | float)}
-    outputs = meta.get("outputs") or {}
-    if outputs.get("kind") == "sincos":
+    if meta and meta.outputs.kind == "sincos":
         return offline, offline.get("angle_rmse")
     per_output = report.get("rmse_per_output")
-    units = outputs.get("units") or []
+    units = list(meta.outputs.units) if meta else []
     if isinstance(per_output, list) and len(per_output) == len(units):
         positions = [
             float(r) for r, u in zip(per_output, units, strict=True) if not u.endswith("/s")

@@ -14,9 +14,9 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
+from rkn_ros.core.decode import chain_points
 from rkn_ros.nodes.conversions import fill_joint_state, make_joint_state, make_trajectory
 from rkn_ros.runtime import EstimatorOutput, StreamingEstimator
-from rkn_ros.runtime.decode import chain_points
 
 # reliable, volatile: what rviz, rqt_plot and `ros2 bag record` take with either reliability
 DEPTH = 10

@@ -7,12 +7,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from rkn_ros.core.checkpoint import CheckpointError
 from rkn_ros.nodes.conversions import parse_joint_entries
 from rkn_ros.nodes.estimator_params import EstimatorSettings
 from rkn_ros.runtime import StreamingEstimator
 from rkn_ros.runtime.affinity import pin_process
 from rkn_ros.runtime.ticks import TIMER, TickConfig
-from rkn_ros.train.checkpoint import CheckpointError
 
 # The inputs the node can tick on besides the timer, by the topic they come from.
 TICK_INPUTS = ("image", "joint_states")

@@ -1,6 +1,6 @@
 """rkn_ros.runtime: the streaming estimator used at every tick; no ROS import."""
 
-from rkn_ros.runtime.decode import OutputLayout, OutputLayoutError
+from rkn_ros.core.decode import OutputLayout, OutputLayoutError
 from rkn_ros.runtime.estimator import (
     EstimatorOutput,
     InputError,

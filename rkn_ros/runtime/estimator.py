@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from rkn_ros.core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint
+from rkn_ros.core.decode import OutputLayout, OutputLayoutError
 from rkn_ros.core.export import export_step_onnx
-from rkn_ros.runtime.decode import OutputLayout, OutputLayoutError
 from rkn_ros.runtime.latency import LatencyStats
 from rkn_ros.runtime.onnx_backend import OnnxRuntimeStep, OnnxSplitStep, onnxruntime_available
-from rkn_ros.train.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint
 
 _IMAGE_SCALE = {np.dtype(np.uint8): 1.0 / 255.0, np.dtype(np.uint16): 1.0 / 65535.0}
 # Inputs are written into float32 buffers: a finite float64 beyond this would become inf there.
@@ -178,10 +178,6 @@ def _state_tensors(state: Any) -> list[torch.Tensor]:
     return tensors
 
 
-def _as_tuple(values: Any) -> tuple:
-    return tuple(values) if values is not None else ()
-
-
 class StreamingEstimator:
     """Holds a model and its belief; ``step`` consumes one tick of inputs (see module doc)."""
 
@@ -212,7 +208,6 @@ class StreamingEstimator:
         self.split_error: str | None = None  # why split_step could not be had
         config = model.config
         self.inputs: dict[str, InputSpec] = {}
-        normalization = metadata.normalization.get("inputs", {}) or {}
         for sensor in config.sensors:
             entry = metadata.inputs.get(sensor.name)
             if entry is None:
@@ -223,11 +218,9 @@ class StreamingEstimator:
             shape = tuple(int(v) for v in sensor.shape)
             mean = std = None
             if sensor.kind == "vector":
-                stats = normalization.get(sensor.name) or {}
-                mean = np.asarray(stats.get("mean", np.zeros(shape)), dtype=np.float32).reshape(
-                    shape
-                )
-                std = np.asarray(stats.get("std", np.ones(shape)), dtype=np.float32).reshape(shape)
+                stats = metadata.normalization.input(sensor.name, shape[0])
+                mean = np.asarray(stats.mean, dtype=np.float32).reshape(shape)
+                std = np.asarray(stats.std, dtype=np.float32).reshape(shape)
                 if np.any(std <= 0) or not np.all(np.isfinite(mean)):
                     raise CheckpointError(
                         f"checkpoint '{metadata.name}': normalization of '{sensor.name}' is invalid"
@@ -242,21 +235,18 @@ class StreamingEstimator:
                 name=sensor.name,
                 kind=sensor.kind,
                 shape=shape,
-                names=tuple(str(n) for n in _as_tuple(entry.get("names"))),
-                units=tuple(str(u) for u in _as_tuple(entry.get("units"))),
+                names=entry.names,
+                units=entry.units,
                 mean=mean,
                 std=std,
             )
         self.action_dim = int(getattr(config, "action_dim", 0) or 0)
-        actions = metadata.actions or {}
-        self.action_names = tuple(str(n) for n in _as_tuple(actions.get("names")))
-        action_stats = metadata.normalization.get("actions") or {}
-        self._action_mean = np.asarray(
-            action_stats.get("mean", np.zeros(self.action_dim)), dtype=np.float32
-        ).reshape(self.action_dim)
-        self._action_std = np.asarray(
-            action_stats.get("std", np.ones(self.action_dim)), dtype=np.float32
-        ).reshape(self.action_dim)
+        self.action_names = metadata.actions.names if metadata.actions else ()
+        action_stats = metadata.normalization.action(self.action_dim)
+        self._action_mean = np.asarray(action_stats.mean, dtype=np.float32).reshape(
+            self.action_dim)
+        self._action_std = np.asarray(action_stats.std, dtype=np.float32).reshape(
+            self.action_dim)
         self.uses_dt = bool(getattr(config, "use_dt", False))
         try:
             self.layout = OutputLayout.from_metadata(

@@ -10,21 +10,76 @@ data set's sensors once the data are known, and with a placeholder sensor right 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import types
-import typing
 from collections.abc import Mapping
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
+from rkn_ros.core.typed_config import (
+    ConfigError,
+    PlainValue,
+    from_mapping,
+    limits,
+    load_yaml,
+    to_plain,
+)
 
 DEVICES = ("cpu", "cuda", "auto")
+MAX_SEQUENCES = 10**7  # per generated data set (the generator also checks its memory budget)
+MAX_STEPS = 10**6
+CPU_CORES = os.cpu_count() or 1
 
 
-class ConfigError(ValueError):
-    """A recipe is invalid; the message names the key."""
+def _at_least(low: float, default: Any = dataclasses.MISSING, **bounds: float) -> Any:
+    return field(default=default, metadata=limits(ge=low, **bounds))
+
+PENDULUM_GENERATORS = ("pendulum", "quad_link")
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateSpec:
+    """A data set generated on the fly, deterministically in its ``seed``.
+
+    ``config``: a ``config/sim/<generator>.yaml``-style file; ``noise``, ``physics`` and
+    ``render`` (pendulums only) override it; ``memory_budget_mb``: the most the generated
+    arrays may take (the generator refuses a larger ``num_sequences x steps`` before it
+    allocates).
+    """
+
+    generator: Literal["pendulum", "quad_link", "pneumatic"]
+    num_sequences: int = field(metadata=limits(ge=1, le=MAX_SEQUENCES))
+    steps: int = field(metadata=limits(ge=1, le=MAX_STEPS))
+    seed: int = field(default=0, metadata=limits(ge=0))
+    config: str | None = None
+    noise: bool | None = None
+    drop_prob: float | None = field(default=None, metadata=limits(ge=0.0, lt=1.0))
+    physics: dict | None = None
+    render: dict | None = None
+    memory_budget_mb: int | None = field(default=None, metadata=limits(ge=1))
+
+    def __post_init__(self) -> None:
+        if self.generator not in PENDULUM_GENERATORS:
+            for key in ("noise", "physics", "render"):
+                if getattr(self, key) is not None:
+                    raise ConfigError(f"{key}: unknown key for generator {self.generator} "
+                                      "(only the pendulums take it)")
+            return
+        from rkn_ros.sim.pendulum import PendulumParams
+        from rkn_ros.sim.render import RenderParams
+
+        # the values are checked with the config file they override, when generating
+        for key, params in (("physics", PendulumParams), ("render", RenderParams)):
+            known = [f.name for f in dataclasses.fields(params)]
+            unknown = sorted(set(getattr(self, key) or {}) - set(known))
+            if unknown:
+                raise ConfigError(f"{key}.{unknown[0]}: unknown key (allowed: "
+                                  f"{', '.join(known)})")
+
+    def options(self) -> dict[str, PlainValue]:
+        """The keys the recipe set (None means the generator's default)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,20 +91,13 @@ class DataSource:
     ``pam``: options for the PAM loader when ``path`` is an ``.npz`` (window, split, ...).
     """
 
-    generate: dict | None = None
+    generate: GenerateSpec | None = None
     path: str | None = None
     pam: dict | None = None
 
     def check(self, where: str) -> None:
         if (self.generate is None) == (self.path is None):
             raise ConfigError(f"{where}: give exactly one of 'generate' or 'path'")
-        if self.generate is not None:
-            from rkn_ros.train.data import check_generate_spec
-
-            try:
-                check_generate_spec(self.generate, f"{where}.generate")
-            except ValueError as err:
-                raise ConfigError(str(err)) from err
         if self.pam is not None and (self.path is None or not self.path.endswith(".npz")):
             raise ConfigError(f"{where}.pam: only valid with a PAM-format .npz 'path'")
 
@@ -67,7 +115,7 @@ class DataConfig:
     validation: DataSource | None = None
     test: DataSource | None = None
     validation_fraction: float = 0.1
-    split_seed: int = 0
+    split_seed: int = _at_least(0, 0)
 
     def check(self, where: str) -> None:
         self.train.check(f"{where}.train")
@@ -86,59 +134,34 @@ class DataConfig:
 class TrainingConfig:
     """Optimisation settings (paper defaults: Adam lr 1e-3, gradient-norm clip 5)."""
 
-    epochs: int = 10
-    batch_size: int = 50
-    lr: float = 1e-3
-    grad_clip: float = 5.0
-    weight_decay: float = 0.0
-    early_stopping_patience: int = 5  # epochs without a better validation NLL; 0 = off
-    max_steps: int | None = None  # stop after this many optimiser steps (for tests, resume)
-    max_time_s: float | None = None  # wall-clock budget for the whole run
+    epochs: int = _at_least(1, 10)
+    batch_size: int = _at_least(1, 50)
+    lr: float = field(default=1e-3, metadata=limits(gt=0.0))
+    grad_clip: float = field(default=5.0, metadata=limits(gt=0.0))
+    weight_decay: float = _at_least(0.0, 0.0)
+    # epochs without a better validation NLL; 0 = off
+    early_stopping_patience: int = _at_least(0, 5)
+    # stop after this many optimiser steps (for tests, resume)
+    max_steps: int | None = _at_least(1, None)
+    max_time_s: float | None = field(default=None, metadata=limits(gt=0.0))  # whole run
     device: Literal["cpu", "cuda", "auto"] = "auto"
-    num_threads: int = 1  # torch CPU threads
-    observation_drop: float = 0.0  # share of observations hidden during training (first kept)
-    keep_first: int = 5  # first steps never dropped
+    # torch CPU threads: at most this machine's cores (more only oversubscribes, and absurd
+    # counts crash torch's thread pool)
+    num_threads: int = _at_least(1, 1, le=CPU_CORES)
+    # share of observations hidden during training (first kept)
+    observation_drop: float = field(default=0.0, metadata=limits(ge=0.0, lt=1.0))
+    keep_first: int = _at_least(0, 5)  # first steps never dropped
     # also hide one run of consecutive steps per sequence, 1 to drop_gap steps long (0 = off):
     # random drops alone almost never hide 20 steps in a row, so a model never learns how far
     # its uncertainty must grow in a sensor outage of that length
-    drop_gap: int = 0
+    drop_gap: int = _at_least(0, 0)
     loss: Literal["gaussian", "bernoulli"] = "gaussian"
     normalize_targets: bool = True
-    log_every: int = 10  # optimiser steps between progress-bar updates
+    log_every: int = _at_least(1, 10)  # optimiser steps between progress-bar updates
 
     def check(self, where: str) -> None:
-        positive_int = ("epochs", "batch_size", "num_threads", "log_every")
-        for key in positive_int:
-            if getattr(self, key) < 1:
-                raise ConfigError(
-                    f"{where}.{key}: expected an integer >= 1, got {getattr(self, key)}"
-                )
-        for key in ("lr", "grad_clip"):
-            value = getattr(self, key)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{where}.{key}: expected a number > 0, got {value}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ConfigError(
-                f"{where}.weight_decay: expected a number >= 0, got {self.weight_decay}"
-            )
-        if self.early_stopping_patience < 0:
-            raise ConfigError(
-                f"{where}.early_stopping_patience: expected >= 0, "
-                f"got {self.early_stopping_patience}"
-            )
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"{where}.max_steps: expected an integer >= 1, got {self.max_steps}")
-        if self.max_time_s is not None and not self.max_time_s > 0:
-            raise ConfigError(f"{where}.max_time_s: expected a number > 0, got {self.max_time_s}")
-        if not 0.0 <= self.observation_drop < 1.0:
-            raise ConfigError(
-                f"{where}.observation_drop: expected a number in [0, 1), "
-                f"got {self.observation_drop}"
-            )
-        if self.keep_first < 0:
-            raise ConfigError(f"{where}.keep_first: expected >= 0, got {self.keep_first}")
-        if self.drop_gap < 0:
-            raise ConfigError(f"{where}.drop_gap: expected >= 0, got {self.drop_gap}")
+        """Check every field again (after ``dataclasses.replace``); ConfigError naming it."""
+        from_mapping(TrainingConfig, to_plain(self), where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,14 +172,14 @@ class RecipeConfig:
     data: DataConfig
     model: dict = dataclasses.field(default_factory=dict)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
-    seed: int = 0
+    seed: int = _at_least(0, 0)
     output_kind: Literal["auto", "sincos", "direct"] = "auto"
 
     def check(self) -> None:
+        """Check every field (again, after ``dataclasses.replace``) and how they combine."""
+        from_mapping(RecipeConfig, self.to_dict(), "")
         if not self.name or "/" in self.name:
             raise ConfigError(f"name: expected a non-empty name without '/', got {self.name!r}")
-        if self.seed < 0:
-            raise ConfigError(f"seed: expected an integer >= 0, got {self.seed}")
         self.data.check("data")
         self.training.check("training")
         for key in ("sensors", "output_dim", "action_dim"):
@@ -174,6 +197,9 @@ class RecipeConfig:
         data = self.to_dict()
         for part in ("train", "validation", "test"):
             source = data["data"].get(part)
+            spec = getattr(self.data, part)
+            if source and spec.generate is not None:
+                source["generate"] = spec.generate.options()  # the keys the recipe set
             if source and source.get("path"):
                 path = source["path"]
                 if os.path.isabs(path) and path.startswith(str(repo.parent) + os.sep):
@@ -207,85 +233,9 @@ def _listless(model: Mapping[str, Any]) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in model.items()}
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` (no silent coercion except int -> float)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None:
-            if type(None) in options:
-                return None
-            raise ConfigError(f"{where}: must not be null")
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(value, option, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: invalid value {value!r}")
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{where}: expected one of {list(allowed)}, got {value!r}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _from_mapping(tp, value, where)
-    if tp is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(float(value)):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")
-
-
-def _from_mapping(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where or 'recipe'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    prefix = f"{where}." if where else ""
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown key (allowed: {', '.join(sorted(fields))})"
-        )
-    values = {}
-    for name, field in fields.items():
-        if name not in data:
-            required = field.default is dataclasses.MISSING
-            if required and field.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{prefix}{name}: missing required key")
-            continue
-        values[name] = _convert(data[name], hints[name], prefix + name)
-    return cls(**values)
-
-
 def recipe_from_dict(data: Mapping[str, Any], base_dir: Path | None = None) -> RecipeConfig:
     """Build and check a recipe; relative data paths are resolved against ``base_dir``."""
-    recipe = _from_mapping(RecipeConfig, data, "")
+    recipe = from_mapping(RecipeConfig, data, "")
     if base_dir is not None:
         recipe = _resolve_paths(recipe, base_dir)
     recipe.check()
@@ -320,10 +270,7 @@ def load_recipe(path: str | Path) -> RecipeConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+    data = load_yaml(path)
     try:
         return recipe_from_dict(data if data is not None else {}, base_dir=path.resolve().parent)
     except ConfigError as err:

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from rkn_ros.core.checkpoint import Normalization, NormStats
+from rkn_ros.core.typed_config import ConfigError, from_mapping
 from rkn_ros.data.dataset import DatasetError, SequenceDataset
-from rkn_ros.train.config import DataSource
+from rkn_ros.train.config import DataSource, GenerateSpec
 
 MIN_STD = 1e-6
 
@@ -25,7 +27,7 @@ MIN_STD = 1e-6
 def load_source(source: DataSource, default_part: str = "train") -> SequenceDataset:
     """Generate or read the data set that ``source`` describes."""
     if source.generate is not None:
-        return generate_dataset(dict(source.generate))
+        return generate_dataset(source.generate)
     assert source.path is not None  # DataSource.check guarantees one of the two
     path = Path(source.path)
     if path.suffix == ".npz":
@@ -45,79 +47,45 @@ def load_pam_part(
     options = dict(options)
     part = options.pop("part", default_part)
     if part not in ("train", "validation", "all"):
-        raise ValueError(f"pam.part: expected train, validation or all, got {part!r}")
+        raise ConfigError(f"pam.part: expected train, validation or all, got {part!r}")
     if part == "all":
         options["validation_fraction"] = 0.0
-    try:
-        config = PamConfig(**options)
-    except TypeError as err:
-        raise ValueError(f"pam options: {err}") from err
+    config = from_mapping(PamConfig, options, "pam")
     train, validation = load_pam(path, config)
     return validation if part == "validation" else train
 
 
-GENERATE_KEYS = {
-    "pendulum": ("generator", "num_sequences", "steps", "seed", "config", "noise", "drop_prob",
-                 "physics", "render"),
-    "quad_link": ("generator", "num_sequences", "steps", "seed", "config", "noise", "drop_prob",
-                  "physics", "render"),
-    "pneumatic": ("generator", "num_sequences", "steps", "seed", "config", "drop_prob"),
-}
-
-
-def check_generate_spec(spec: Mapping[str, Any], where: str) -> None:
-    """Reject unknown generators and keys by name (ValueError) before anything runs."""
-    name = spec.get("generator")
-    if name not in GENERATE_KEYS:
-        raise ValueError(
-            f"{where}.generator: expected one of {sorted(GENERATE_KEYS)}, got {name!r}"
-        )
-    unknown = sorted(set(spec) - set(GENERATE_KEYS[name]))
-    if unknown:
-        raise ValueError(
-            f"{where}.{unknown[0]}: unknown key for generator {name} "
-            f"(allowed: {', '.join(GENERATE_KEYS[name][1:])})"
-        )
-    for key in ("num_sequences", "steps"):
-        value = spec.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{where}.{key}: expected an integer >= 1, got {value!r}")
-    seed = spec.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"{where}.seed: expected an integer >= 0, got {seed!r}")
-
-
-def generate_dataset(spec: dict) -> SequenceDataset:
-    """Generate a data set from ``{generator: name, **options}`` (deterministic in its seed)."""
+def generate_dataset(spec: GenerateSpec | Mapping[str, Any]) -> SequenceDataset:
+    """Generate the data set ``spec`` (or its recipe mapping) describes, deterministic in its
+    seed; ConfigError names a bad key."""
     from rkn_ros.data import generate
 
-    check_generate_spec(spec, "generate")
-    spec = dict(spec)
-    name = spec.pop("generator")
-    if name in generate.PENDULUM_KINDS:
-        if spec.get("config"):
-            base = generate.load_pendulum_config(_repo_path(spec["config"]), name)
+    if not isinstance(spec, GenerateSpec):
+        spec = from_mapping(GenerateSpec, spec, "generate")
+
+    budget = {} if spec.memory_budget_mb is None else {
+        "memory_budget": spec.memory_budget_mb * 2**20}
+    if spec.generator in generate.PENDULUM_KINDS:
+        if spec.config:
+            base = generate.load_pendulum_config(_repo_path(spec.config), spec.generator)
         else:
-            base = generate.default_pendulum_config(name)
+            base = generate.default_pendulum_config(spec.generator)
         config = generate.PendulumConfig(
-            physics=type(base.physics).from_dict(
-                {**base.physics.to_dict(), **spec.get("physics", {})}
-            ),
-            render=type(base.render).from_dict({**base.render.to_dict(), **spec.get("render", {})}),
-            noise=bool(spec.get("noise", base.noise)),
-            drop_prob=float(spec.get("drop_prob", base.drop_prob)),
+            physics=from_mapping(type(base.physics),
+                                 {**base.physics.to_dict(), **(spec.physics or {})}, "physics"),
+            render=from_mapping(type(base.render),
+                                {**base.render.to_dict(), **(spec.render or {})}, "render"),
+            noise=base.noise if spec.noise is None else spec.noise,
+            drop_prob=base.drop_prob if spec.drop_prob is None else spec.drop_prob,
         )
-        return generate.generate_pendulum(
-            name, config, spec["num_sequences"], spec["steps"], int(spec.get("seed", 0))
-        )
+        return generate.generate_pendulum(spec.generator, config, spec.num_sequences,
+                                          spec.steps, spec.seed, **budget)
     from rkn_ros.sim.pneumatic import PneumaticParams
 
-    params = (generate.load_pneumatic_params(_repo_path(spec["config"])) if spec.get("config")
+    params = (generate.load_pneumatic_params(_repo_path(spec.config)) if spec.config
               else PneumaticParams())
-    return generate.generate_pneumatic(
-        params, spec["num_sequences"], spec["steps"], int(spec.get("seed", 0)),
-        drop_prob=float(spec.get("drop_prob", 0.0)),
-    )
+    return generate.generate_pneumatic(params, spec.num_sequences, spec.steps, spec.seed,
+                                       drop_prob=spec.drop_prob or 0.0, **budget)
 
 
 def _repo_path(path: str) -> Path:
@@ -128,16 +96,23 @@ def _repo_path(path: str) -> Path:
 
 
 # ---------------------------------------------------------------------- normalization
-def _stats(values: np.ndarray, mask: np.ndarray | None = None) -> dict[str, list[float]]:
+def _stats(values: np.ndarray, mask: np.ndarray | None = None,
+           given: Mapping[str, Any] | None = None) -> NormStats:
+    """Mean, std (``given`` ones when the data set ships them), min and max per column."""
     flat = values.reshape(-1, values.shape[-1]).astype(np.float64)
     if mask is not None:
         flat = flat[mask.reshape(-1)]
     if flat.shape[0] == 0:
         raise DatasetError("cannot compute normalization statistics: no valid rows")
-    mean = flat.mean(axis=0)
-    std = flat.std(axis=0)
-    std[std < MIN_STD] = 1.0
-    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+    if given:
+        mean, std = np.asarray(given["mean"]), np.asarray(given["std"])
+    else:
+        mean = flat.mean(axis=0)
+        std = flat.std(axis=0)
+        std[std < MIN_STD] = 1.0
+    return NormStats(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),
+                     min=tuple(float(v) for v in flat.min(axis=0)),
+                     max=tuple(float(v) for v in flat.max(axis=0)))
 
 
 def is_sincos(target_names: list[str]) -> bool:
@@ -149,37 +124,37 @@ def is_sincos(target_names: list[str]) -> bool:
     return all({a[:3], b[:3]} == {"sin", "cos"} and a[4:] == b[4:] for a, b in pairs)
 
 
-def compute_normalization(dataset: SequenceDataset, normalize_targets: bool = True) -> dict:
-    """Statistics of the training data, in the checkpoint's ``normalization`` layout.
+def compute_normalization(dataset: SequenceDataset, normalize_targets: bool = True
+                          ) -> Normalization:
+    """Statistics of the training data (the checkpoint's ``normalization``), in raw units.
 
     Vector inputs use valid rows only. Sin/cos targets are not scaled (they are already
-    bounded and the runtime decodes angles from them); other targets are z-normalized.
+    bounded and the runtime decodes angles from them); other targets are z-normalized. Each
+    record also keeps the training min and max, which range checks downstream compare with.
     """
     meta = dataset.metadata
     given = meta.get("normalization") or {}
-    norm: dict[str, Any] = {"inputs": {}}
+    inputs = {}
     for sensor, spec in meta["inputs"].items():
         if spec["kind"] != "vector":
             continue
-        if sensor in (given.get("inputs") or {}):
-            norm["inputs"][sensor] = given["inputs"][sensor]
-            continue
         valid = dataset.arrays[spec["valid"]] if spec.get("valid") else None
-        norm["inputs"][sensor] = _stats(dataset.arrays[spec["array"]], valid)
+        inputs[sensor] = _stats(dataset.arrays[spec["array"]], valid,
+                                (given.get("inputs") or {}).get(sensor))
     targets = dataset.arrays[meta["targets"]["array"]]
-    dim = targets.shape[-1]
+    target_stats = _stats(targets, None, given.get("targets"))
     if not normalize_targets or is_sincos(meta["targets"].get("names", [])):
-        norm["targets"] = {"mean": [0.0] * dim, "std": [1.0] * dim}
-    else:
-        norm["targets"] = given.get("targets") or _stats(targets)
+        dim = targets.shape[-1]
+        target_stats = dataclasses.replace(target_stats, mean=(0.0,) * dim, std=(1.0,) * dim)
+    actions = None
     if meta.get("actions"):
-        norm["actions"] = given.get("actions") or _stats(dataset.arrays[meta["actions"]["array"]])
-    return norm
+        actions = _stats(dataset.arrays[meta["actions"]["array"]], None, given.get("actions"))
+    return Normalization(inputs=inputs, targets=target_stats, actions=actions)
 
 
-def _apply(values: np.ndarray, stats: Mapping[str, Any], what: str) -> np.ndarray:
-    mean = np.asarray(stats["mean"], dtype=np.float32)
-    std = np.asarray(stats["std"], dtype=np.float32)
+def _apply(values: np.ndarray, stats: NormStats, what: str) -> np.ndarray:
+    mean = np.asarray(stats.mean, dtype=np.float32)
+    std = np.asarray(stats.std, dtype=np.float32)
     if mean.shape[-1] != values.shape[-1] or std.shape[-1] != values.shape[-1]:
         raise DatasetError(
             f"{what}: data have {values.shape[-1]} columns but the normalization has "
@@ -233,7 +208,7 @@ class TensorData:
         )
 
 
-def to_tensors(dataset: SequenceDataset, normalization: Mapping[str, Any],
+def to_tensors(dataset: SequenceDataset, normalization: Normalization,
                sensors: list[str] | None = None) -> TensorData:
     """Normalize ``dataset`` with ``normalization`` (the checkpoint's) into a TensorData.
 
@@ -256,24 +231,21 @@ def to_tensors(dataset: SequenceDataset, normalization: Mapping[str, Any],
         if spec["kind"] == "image":
             observations[name] = torch.from_numpy(np.ascontiguousarray(values))
         else:
-            stats = normalization.get("inputs", {}).get(name)
-            if stats is None:
-                raise DatasetError(f"normalization has no statistics for input {name!r}")
+            stats = normalization.input(name, values.shape[-1])
             scaled = _apply(values, stats, f"input {name!r}")
             scaled[~mask] = 0.0  # invalid rows must be finite zeros, never NaN
             observations[name] = torch.from_numpy(scaled)
         valid[name] = torch.from_numpy(np.ascontiguousarray(mask))
     tmeta = meta["targets"]
-    targets = _apply(arrays[tmeta["array"]], normalization["targets"], "targets")
+    raw_targets = arrays[tmeta["array"]]
+    targets = _apply(raw_targets, normalization.target(raw_targets.shape[-1]), "targets")
     target_valid = (
         arrays[tmeta["valid"]] if tmeta.get("valid") else np.ones((S, T), dtype=bool)
     )
     actions = None
     if meta.get("actions"):
-        stats = normalization.get("actions")
-        if stats is None:
-            raise DatasetError("normalization has no statistics for the actions")
-        actions = torch.from_numpy(_apply(arrays[meta["actions"]["array"]], stats, "actions"))
+        raw = arrays[meta["actions"]["array"]]
+        actions = torch.from_numpy(_apply(raw, normalization.action(raw.shape[-1]), "actions"))
     clean = arrays.get("images_clean")
     return TensorData(
         observations=observations,

@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rkn_ros.core.checkpoint import CheckpointError, load_checkpoint, resolve_device
     from rkn_ros.data.dataset import DatasetError
-    from rkn_ros.train.checkpoint import CheckpointError, load_checkpoint, resolve_device
     from rkn_ros.train.evaluation import evaluate, load_data, write_json
 
     try:

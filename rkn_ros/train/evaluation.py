@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from rkn_ros.core.checkpoint import CheckpointMetadata, NormStats
+from rkn_ros.core.decode import sincos_pairs
 from rkn_ros.data.dataset import DatasetError, SequenceDataset
-from rkn_ros.runtime.decode import sincos_pairs
-from rkn_ros.train.checkpoint import CheckpointMetadata
 from rkn_ros.train.data import TensorData, to_tensors
 
 HORIZONS = (1, 3, 5, 7, 10)
@@ -105,24 +105,25 @@ def check_compatible(metadata: CheckpointMetadata, dataset: SequenceDataset) -> 
                 f"(data inputs: {list(meta['inputs'])})"
             )
         have = list(dataset.arrays[meta["inputs"][name]["array"]].shape[2:])
-        if have != list(spec["shape"]):
+        if have != list(spec.shape):
             raise DatasetError(
-                f"input {name!r}: data set has shape {have}, the checkpoint expects {spec['shape']}"
+                f"input {name!r}: data set has shape {have}, the checkpoint expects "
+                f"{list(spec.shape)}"
             )
-    target_dim = int(metadata.model["output_dim"])
+    target_dim = metadata.model.output_dim
     have_dim = int(dataset.arrays[meta["targets"]["array"]].shape[-1])
     if have_dim != target_dim:
         raise DatasetError(f"targets: data set has {have_dim} columns, the checkpoint {target_dim}")
-    if int(metadata.model.get("action_dim", 0)) > 0 and not meta.get("actions"):
+    if metadata.model.action_dim > 0 and not meta.get("actions"):
         raise DatasetError("the checkpoint is action-conditioned but the data set has no actions")
     if abs(float(meta["dt"]) - metadata.dt) > 1e-9:
         raise DatasetError(f"dt: data set has {meta['dt']} s, the checkpoint {metadata.dt} s")
 
 
-def _denormalize(mean: torch.Tensor, var: torch.Tensor, stats: dict) -> tuple[np.ndarray,
-                                                                            np.ndarray]:
-    mu = np.asarray(stats["mean"], dtype=np.float64)
-    sd = np.asarray(stats["std"], dtype=np.float64)
+def _denormalize(mean: torch.Tensor, var: torch.Tensor, stats: NormStats
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    mu = np.asarray(stats.mean, dtype=np.float64)
+    sd = np.asarray(stats.std, dtype=np.float64)
     return mean.double().numpy() * sd + mu, var.double().numpy() * sd**2
 
 
@@ -151,7 +152,7 @@ def _gaussian_report(mean: np.ndarray, var: np.ndarray, target: np.ndarray, mask
     }
 
 
-def _horizon_rmse(model, data: TensorData, device, stats: dict, target: np.ndarray,
+def _horizon_rmse(model, data: TensorData, device, stats: NormStats, target: np.ndarray,
                   keep_first: int, horizons: Sequence[int]) -> dict[str, float]:
     T = target.shape[1]
     h_max = max(horizons)
@@ -190,7 +191,7 @@ def evaluate(model: torch.nn.Module, metadata: CheckpointMetadata, dataset: Sequ
     sensors = list(metadata.inputs)
     data = to_tensors(dataset, metadata.normalization, sensors)
     mean_n, var_n, image = predict(model, data, device)
-    tstats = metadata.normalization["targets"]
+    tstats = metadata.normalization.target(metadata.model.output_dim)
     mean, var = _denormalize(mean_n, var_n, tstats)
     tmeta = dataset.metadata["targets"]
     target = dataset.arrays[tmeta["array"]].astype(np.float64)
@@ -203,8 +204,8 @@ def evaluate(model: torch.nn.Module, metadata: CheckpointMetadata, dataset: Sequ
         **_gaussian_report(mean, var, target, mask),
         "output_names": list(tmeta.get("names", [])),
     }
-    if metadata.outputs.get("kind") == "sincos":
-        n = target.shape[-1] - len(metadata.outputs["names"])  # angles from 2n of the targets
+    if metadata.outputs.kind == "sincos":
+        n = target.shape[-1] - len(metadata.outputs.names)  # angles from 2n of the targets
         sin_idx, cos_idx = sincos_pairs(tmeta.get("names", []), n)
         diff = _angles(mean, sin_idx, cos_idx) - _angles(target, sin_idx, cos_idx)
         wrapped = (diff + math.pi) % (2 * math.pi) - math.pi
@@ -242,7 +243,7 @@ def load_data(path: str | Path, metadata: CheckpointMetadata | None = None,
     if path.suffix == ".npz":
         options: dict[str, Any] = {}
         if metadata is not None:
-            params = metadata.training.get("data_parameters", {})
+            params = metadata.training.data_parameters
             for key in ("window", "include_pressures", "targets", "seed", "keep_first",
                         "validation_fraction"):
                 if key in params:

@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rkn_ros.core.checkpoint import CheckpointError
     from rkn_ros.data.dataset import DatasetError
-    from rkn_ros.train.checkpoint import CheckpointError
     from rkn_ros.train.config import load_recipe
 
     try:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             recipe.check()
     except ConfigError as err:
         print(f"rkn-ros train: error: {err}", file=sys.stderr)
-        return 2
+        return 1
 
     from rkn_ros.train.trainer import Trainer, resume_run_folder
 

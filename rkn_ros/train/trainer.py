@@ -33,17 +33,19 @@ from tqdm import tqdm
 
 from rkn_ros import __version__
 from rkn_ros.core import build_model
-from rkn_ros.core.config import ModelConfig, SensorSpec
-from rkn_ros.data.dataset import DatasetError, SequenceDataset
-from rkn_ros.train import evaluation
-from rkn_ros.train.allocator import keep_freed_memory
-from rkn_ros.train.checkpoint import (
+from rkn_ros.core.checkpoint import (
     CheckpointError,
     CheckpointMetadata,
+    metadata_from_dict,
     read_weights,
     resolve_device,
     save_checkpoint,
 )
+from rkn_ros.core.config import ModelConfig, SensorSpec
+from rkn_ros.core.typed_config import load_yaml
+from rkn_ros.data.dataset import DatasetError, SequenceDataset
+from rkn_ros.train import evaluation
+from rkn_ros.train.allocator import keep_freed_memory
 from rkn_ros.train.config import RecipeConfig, _listless
 from rkn_ros.train.data import TensorData, compute_normalization, is_sincos, load_source, to_tensors
 
@@ -195,7 +197,7 @@ def build_metadata(
     """Checkpoint metadata for a model trained on ``train``."""
     meta = train.metadata
     actions = meta.get("actions")
-    return CheckpointMetadata(
+    return metadata_from_dict(dict(
         name=recipe.name,
         model=config.to_dict(),
         dt=float(meta["dt"]),
@@ -213,7 +215,7 @@ def build_metadata(
             "rkn_ros_version": __version__,
             **(training or {}),
         },
-    )
+    ))
 
 
 def drop_observations(valid: dict[str, torch.Tensor], rate: float, keep_first: int,
@@ -443,11 +445,11 @@ class Trainer:
 
     def _restore(self, model, optimizer, config: ModelConfig) -> dict:
         folder = resume_state_folder(self.resume)
-        state = yaml.safe_load((folder / STATE_FILE).read_text())
-        from rkn_ros.train.checkpoint import load_weights_into, read_metadata
+        state = load_yaml(folder / STATE_FILE)
+        from rkn_ros.core.checkpoint import load_weights_into, read_metadata
 
         metadata = read_metadata(folder)
-        if metadata.model != config.to_dict():
+        if metadata.model != config:
             raise CheckpointError(
                 f"resume: {folder} was trained with a different model config than this recipe"
             )
@@ -465,7 +467,7 @@ class Trainer:
         return progress
 
     def _final_test(self, test_ds: SequenceDataset) -> None:
-        from rkn_ros.train.checkpoint import load_checkpoint
+        from rkn_ros.core.checkpoint import load_checkpoint
 
         model, metadata = load_checkpoint(self.out_dir, self.device)
         report = evaluation.evaluate(model, metadata, test_ds, self.device)

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rkn_ros.core.checkpoint_schema import Normalization, OutputsSpec, TargetsSpec
+from rkn_ros.core.typed_config import ConfigError, from_mapping
+
 UNIFORM_ANGLE_STD = math.pi / math.sqrt(3.0)
 UNIFORM_ANGLE_VAR = math.pi**2 / 3.0
 VELOCITY_SUFFIXES = ("_velocity", "_vel", "_dot", "/velocity")
@@ -33,6 +36,11 @@ VELOCITY_SUFFIXES = ("_velocity", "_vel", "_dot", "/velocity")
 
 class OutputLayoutError(ValueError):
     """Checkpoint metadata that does not describe its outputs consistently."""
+
+
+def _record(cls: type, value: object) -> object:
+    names = {"OutputsSpec": "outputs", "TargetsSpec": "targets", "Normalization": "normalization"}
+    return value if isinstance(value, cls) else from_mapping(cls, value, names[cls.__name__])
 
 
 def _vector(values: Sequence[float] | None, dim: int, fill: float, what: str) -> np.ndarray:
@@ -102,20 +110,29 @@ class OutputLayout:
     @classmethod
     def from_metadata(
         cls,
-        outputs: Mapping,
-        targets: Mapping,
+        outputs: OutputsSpec | Mapping,
+        targets: TargetsSpec | Mapping,
         target_dim: int,
-        normalization: Mapping | None = None,
+        normalization: Normalization | Mapping | None = None,
     ) -> OutputLayout:
-        """Build from a checkpoint's ``outputs``, ``targets`` and ``normalization`` entries."""
-        kind = outputs.get("kind", "direct")
-        names = tuple(str(n) for n in outputs.get("names", []))
-        units = tuple(str(u) for u in outputs.get("units", [""] * len(names)))
+        """Build from a checkpoint's ``outputs``, ``targets`` and ``normalization`` records (or
+        their ``model.yaml`` mappings, checked by the schema)."""
+        try:
+            outputs, targets = _record(OutputsSpec, outputs), _record(TargetsSpec, targets)
+            if normalization is not None:
+                normalization = _record(Normalization, normalization)
+        except ConfigError as err:
+            raise OutputLayoutError(str(err)) from err
+        kind = outputs.kind
+        names = tuple(outputs.names)
+        units = tuple(outputs.units) or ("",) * len(names)
         if len(units) != len(names):
             raise OutputLayoutError(f"outputs: {len(names)} names but {len(units)} units")
-        norm = (normalization or {}).get("targets") or {}
-        mean = _vector(norm.get("mean"), target_dim, 0.0, "normalization.targets.mean")
-        std = _vector(norm.get("std"), target_dim, 1.0, "normalization.targets.std")
+        norm = normalization.targets if normalization is not None else None
+        mean = _vector(None if norm is None else norm.mean, target_dim, 0.0,
+                       "normalization.targets.mean")
+        std = _vector(None if norm is None else norm.std, target_dim, 1.0,
+                      "normalization.targets.std")
         if np.any(std <= 0):
             raise OutputLayoutError("normalization.targets.std must be positive")
         if kind == "sincos":
@@ -125,7 +142,7 @@ class OutputLayout:
                     f"outputs.kind sincos: {len(names)} output names do not fit {target_dim} "
                     f"targets (need n angles from 2n sin/cos targets plus the rest one to one)"
                 )
-            names_given = list(targets.get("names", []))
+            names_given = list(targets.names)
             sin_index, cos_index = sincos_pairs(
                 names_given if len(names_given) == target_dim else [], n_angles
             )

@@ -1,0 +1,160 @@
+"""The layer rule, from the bottom up: ``core`` and ``sim``; ``data``; ``train`` and ``runtime``
+side by side; ``nodes``. No module imports a layer above or beside its own, and no import
+cycle exists. The graph comes from the source of every module of ``rkn_ros`` (imports at module
+level and inside functions both count), so it covers whatever modules exist."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import rkn_ros
+
+LAYERS = {"core": 0, "sim": 0, "data": 1, "train": 2, "runtime": 2, "nodes": 3}
+TOP = max(LAYERS.values()) + 1  # rkn_ros.cli and any other module beside the packages
+
+
+def _module_names() -> list[str]:
+    names = ["rkn_ros"]
+    names += [info.name for info in pkgutil.walk_packages(rkn_ros.__path__, "rkn_ros.")]
+    return sorted(names)
+
+
+MODULES = _module_names()
+
+
+def _package_of(name: str) -> str:
+    spec = importlib.util.find_spec(name)
+    is_package = spec is not None and spec.submodule_search_locations is not None
+    return name if is_package else name.rsplit(".", 1)[0]
+
+
+def _imports(name: str) -> set[str]:
+    """The rkn_ros modules ``name`` imports anywhere in its source."""
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.origin, name
+    with open(spec.origin, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read(), spec.origin)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = _package_of(name).split(".")
+                parent = package[: len(package) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            for alias in node.names:
+                child = f"{base}.{alias.name}"
+                found.add(child if child in MODULES else base)
+    # a dotted import names its packages too; the closest module is the one it uses
+    resolved = set()
+    for target in found:
+        while target and target not in MODULES:
+            target = target.rpartition(".")[0]
+        if target.startswith("rkn_ros") and target != name:
+            resolved.add(target)
+    return resolved
+
+
+GRAPH = {name: _imports(name) for name in MODULES}
+
+
+def _layer(name: str) -> tuple[str | None, int]:
+    parts = name.split(".")
+    if name == "rkn_ros":
+        return None, -1  # the package root (its version) sits below everything
+    if parts[1] in LAYERS:
+        return parts[1], LAYERS[parts[1]]
+    return None, TOP
+
+
+def test_the_graph_sees_the_known_layers():
+    """The walk found modules of every layer, and imports between them (so the rule below
+    has something to check)."""
+    groups = {_layer(name)[0] for name in MODULES}
+    assert set(LAYERS) <= groups
+    assert "rkn_ros.core.checkpoint" in GRAPH["rkn_ros.train.trainer"]
+    assert "rkn_ros.data.dataset" in GRAPH["rkn_ros.train.data"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_module_imports(name):
+    importlib.import_module(name)
+
+
+def test_no_module_imports_a_layer_above_or_beside_its_own():
+    wrong = []
+    for name, targets in GRAPH.items():
+        group, level = _layer(name)
+        for target in sorted(targets):
+            other, other_level = _layer(target)
+            if other == group:
+                continue
+            if other_level >= level:
+                wrong.append(f"{name} ({group or 'top'}) imports {target} ({other or 'top'})")
+    assert not wrong, "\n".join(wrong)
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (as a path), or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return [*path[path.index(target):], target]
+            if target not in state:
+                found = visit(target)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle():
+    # a package's __init__ re-exporting its submodules is the package's interface, not a cycle
+    graph = {name: {t for t in targets if not name.startswith(t + ".")}
+             for name, targets in GRAPH.items()}
+    cycle = _cycle(graph)
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_runtime_and_nodes_never_load_the_trainer():
+    """In a fresh interpreter, importing every runtime and nodes module loads no
+    rkn_ros.train module."""
+    serving = [name for name in MODULES if _layer(name)[0] in ("runtime", "nodes")]
+    assert serving
+    code = (
+        "import importlib, sys\n"
+        f"for name in {serving!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('rkn_ros.train')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout
