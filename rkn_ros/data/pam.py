@@ -1,9 +1,9 @@
 """Real pneumatic-muscle arm recordings (PAM) as windowed :class:`SequenceDataset` parts.
 
-Input: any ``.npz`` in the format of ``shared/data/pam/README.md`` (ragged episodes stored back
-to back: ``observations [N, 24]``, ``actions [N, 8]``, ``episode_starts``, ``episode_lengths``,
-``episode_ids``; 100 Hz). Output: a train and a validation data set following the paper's
-protocol (Shaj et al., CoRL 2020):
+Input: any ``.npz`` in the PAM recordings' format (test/fixtures/pam/README.md; ragged
+episodes stored back to back: ``observations [N, 24]``, ``actions [N, 8]``,
+``episode_starts``, ``episode_lengths``, ``episode_ids``; 100 Hz). Output: a train and a
+validation data set following the paper's protocol (Shaj et al., CoRL 2020):
 
 - episodes are split into train/validation *by episode* (seeded), so no window of one
   episode appears on both sides;
@@ -452,7 +452,7 @@ def _mean_std(
 def main(argv: list[str] | None = None) -> int:
     """``python -m rkn_ros.data.pam FILE.npz --out DIR``: write DIR/train and DIR/validation."""
     parser = argparse.ArgumentParser(prog="python -m rkn_ros.data.pam", description=main.__doc__)
-    parser.add_argument("npz", type=Path, help="PAM .npz (format of shared/data/pam/README.md)")
+    parser.add_argument("npz", type=Path, help="PAM .npz (format of test/fixtures/pam/README.md)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     defaults = PamConfig()
     parser.add_argument("--window", type=int, default=defaults.window,

@@ -1,4 +1,4 @@
-"""``pam_replay``: the real pneumatic-muscle recordings (``shared/data/pam``) played as topics.
+"""``pam_replay``: the real pneumatic-muscle recordings (``pam_dev.npz``) played as topics.
 
 Each step (``dt`` = 0.01 s, 100 Hz, divided by ``real_time_factor``) of the chosen episodes
 publishes, in this order:
