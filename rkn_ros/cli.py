@@ -23,6 +23,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("rkn_ros.train.train_cli", "train a model from a recipe in config/train/*.yaml"),
     "evaluate": ("rkn_ros.train.evaluate_cli", "evaluate a checkpoint on a data set or PAM .npz"),
+    "dynamics": (
+        "rkn_ros.train.dynamics_cli",
+        "read the dynamics an RKN learned: modes of its locally linear transition",
+    ),
     "demo": ("rkn_ros.nodes.demo", "run a simulator, the estimator and the monitor over DDS"),
 }
 

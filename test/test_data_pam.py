@@ -1,15 +1,17 @@
-"""PAM loader: the real recordings and small synthetic files in the same format."""
+"""PAM loader: the real recordings (the full file, or the fixture's subset of it) and small
+synthetic files in the same format."""
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from pam_recordings import FIXTURE_DIR, FULL_FILE, PAM_FILE, USES_FIXTURE
 
-from rkn_ros.data.dataset import DatasetError, SequenceDataset, npz_bytes
+from rkn_ros.data.dataset import DatasetError, SequenceDataset, npz_bytes, split_indices
 from rkn_ros.data.pam import (
     PamConfig,
     PamRecording,
@@ -19,9 +21,6 @@ from rkn_ros.data.pam import (
     main,
     normalize,
 )
-
-SHARED = Path(os.environ.get("RKN_ROS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-PAM_FILE = SHARED / "data" / "pam" / "pam_dev.npz"
 
 
 def synthetic_arrays(lengths=(50, 61, 45, 90, 30, 70), seed: int = 0) -> dict[str, np.ndarray]:
@@ -77,7 +76,30 @@ def test_real_file_shapes_and_metadata(real_parts) -> None:
     with np.load(PAM_FILE) as npz:
         lengths = npz["episode_lengths"]
     assert len(train) + len(val) == sum(len(range(0, n - 40, 40)) for n in lengths)
-    assert len(train.metadata["split"]["episodes"]) == round(0.8 * 2301)
+    assert len(train.metadata["split"]["episodes"]) == round(0.8 * len(lengths))
+
+
+def test_fixture_is_small_and_held_out_by_the_shipped_model() -> None:
+    """The fixture: a few dozen real episodes under 2 MB, all from the validation part of the
+    shipped PAM model's split (checked against the full file where it exists)."""
+    fixture = FIXTURE_DIR / "pam_fixture.npz"
+    assert fixture.stat().st_size < 2 * 2**20
+    small = load_recording(fixture)
+    assert 24 <= small.num_episodes <= 100
+    if USES_FIXTURE:
+        return
+    full = load_recording(FULL_FILE)
+    params = yaml.safe_load((FIXTURE_DIR.parents[2] / "models" / "pam" / "model.yaml")
+                            .read_text())["training"]["data_parameters"]
+    _, validation = split_indices(full.num_episodes, params["validation_fraction"],
+                                  params["seed"])
+    ids = list(full.episode_ids)
+    held_out = {ids[i] for i in validation}
+    for e, episode_id in enumerate(small.episode_ids):
+        assert episode_id in held_out
+        for mine, theirs in zip(small.episode(e), full.episode(ids.index(episode_id)),
+                                strict=True):
+            np.testing.assert_array_equal(mine, theirs)
 
 
 def test_real_file_split_has_no_overlap(real_parts) -> None:
@@ -93,7 +115,7 @@ def test_real_file_windows_align_with_source(real_parts, recording: PamRecording
     train, _ = real_parts
     ids = list(recording.episode_ids)
     split = train.metadata["split"]
-    for w in (0, 1, 2, 1000, len(train) - 1):
+    for w in (0, 1, 2, len(train) // 2, len(train) - 1):
         episode = ids.index(split["episodes"][split["window_episode"][w]])
         start = split["window_start"][w]
         obs, act = recording.episode(episode)

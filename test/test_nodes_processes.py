@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 from builtin_interfaces.msg import Time
+from pam_recordings import PAM_FILE
 from rclpy.qos import qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CompressedImage
@@ -204,7 +205,7 @@ def test_use_sim_time_follows_the_pam_replays_clock(probe_node, tmp_path):
     )
     replay = NodeProcess(
         "pam_replay",
-        params={"publish_clock": True, "real_time_factor": 2.0},
+        params={"publish_clock": True, "real_time_factor": 2.0, "file": str(PAM_FILE)},
         params_file=config,
         log=tmp_path / "replay.log",
     )

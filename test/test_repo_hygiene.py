@@ -40,6 +40,8 @@ SHARED_ALLOWED = {
     "test/test_models_shipped.py",
     "test/test_nodes.py",
     "test/test_nodes_processes.py",
+    "test/fixtures/pam/README.md",
+    "test/pam_recordings.py",
     "test/test_train_cli.py",
 }
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from pam_recordings import PAM_FILE
 
 from rkn_ros.cli import main as cli
 from rkn_ros.core.checkpoint import METADATA_FILE, WEIGHTS_FILE, load_checkpoint
@@ -24,7 +25,6 @@ from rkn_ros.train.trainer import Trainer, drop_observations
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "train" / "tiny.yaml"
-PAM = REPO.parent / "shared" / "data" / "pam" / "pam_dev.npz"
 REPORT_KEYS = {"log_likelihood", "rmse", "coverage_1sigma", "coverage_2sigma",
                "calibration_histogram", "angle_rmse"}
 
@@ -236,7 +236,7 @@ def test_training_outages_hide_one_run_of_steps_for_every_sensor():
 def test_pam_recipe_trains_and_reports_horizons(tmp_path):
     """Episodes the model never saw, in a PAM-format file of their own: forward-prediction RMSE
     at 1..10 steps."""
-    with np.load(PAM) as npz:
+    with np.load(PAM_FILE) as npz:
         arrays = {k: npz[k] for k in npz.files}
     episodes = 24
     stop = int(arrays["episode_starts"][episodes - 1] + arrays["episode_lengths"][episodes - 1])
@@ -255,7 +255,7 @@ def test_pam_recipe_trains_and_reports_horizons(tmp_path):
         "data": {"train": {"path": str(train_file), "pam": {"window": 20, "seed": 0}}},
         "model": {"latent_obs_dim": 4, "num_basis": 3, "encoder_hidden": [8],
                   "decoder_hidden": [8], "control_hidden": [8]},
-        "training": {"epochs": 1, "batch_size": 16, "device": "cpu",
+        "training": {"epochs": 10, "batch_size": 16, "lr": 0.01, "device": "cpu",
                      "observation_drop": 0.5},
     }))
     out = tmp_path / "out"

@@ -57,6 +57,21 @@ REQUIRED_ARRAYS = ("observations", "actions", "episode_starts", "episode_lengths
 MIN_STD = 1e-6
 
 
+def default_pam_file() -> Path:
+    """Where the full recordings are looked for: ``$RKN_ROS_SHARED/data/pam/pam_dev.npz``, by
+    default ``../shared`` beside the repository (they are not part of it)."""
+    shared = os.environ.get("RKN_ROS_SHARED", str(Path(__file__).resolve().parents[3] / "shared"))
+    return Path(shared) / "data" / "pam" / "pam_dev.npz"
+
+
+def missing_recordings_hint() -> str:
+    """How to get the full recordings (one line, for where they are missing)."""
+    return ("the full PAM recordings are not part of the repository: set RKN_ROS_SHARED to the "
+            "folder that holds data/pam/pam_dev.npz (default: ../shared beside the repository), "
+            "or build pam_dev.npz from the episodes of ALRhub/action-conditional-rkn "
+            "(data/PAMData/Data2) with `python -m rkn_ros.data.pam_convert DATA2_FOLDER OUT.npz`")
+
+
 @dataclass(frozen=True)
 class PamConfig:
     """How to cut a PAM recording into data sets (defaults: the paper's protocol)."""
@@ -131,6 +146,8 @@ def load_recording(path: str | os.PathLike) -> PamRecording:
     path = Path(path)
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        if path.name == default_pam_file().name and not path.exists():
+            what += f"; {missing_recordings_hint()}"
         raise DatasetError(f"PAM file {path} {what}")
     arrays = read_npz(path)
     missing = [name for name in REQUIRED_ARRAYS if name not in arrays]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from rkn_ros.data.pam import default_pam_file, missing_recordings_hint
 from rkn_ros.nodes.demo_report import fmt, make_summary, plot_trace, print_summary
 from rkn_ros.nodes.params import node_parameters, resolve_share_path
 from rkn_ros.nodes.readiness import GraphWatcher
@@ -207,6 +208,10 @@ def run(args: argparse.Namespace) -> int:
             f"`rkn-ros train config/train/{args.system}.yaml` or pass --model",
             file=sys.stderr,
         )
+        return 1
+    if args.system == "pam" and not default_pam_file().is_file():
+        print(f"rkn-ros demo: {default_pam_file()} not found; {missing_recordings_hint()}",
+              file=sys.stderr)
         return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

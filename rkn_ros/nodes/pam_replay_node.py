@@ -1,4 +1,4 @@
-"""``pam_replay``: the real pneumatic-muscle recordings (``shared/data/pam``) played as topics.
+"""``pam_replay``: the real pneumatic-muscle recordings (``pam_dev.npz``) played as topics.
 
 Each step (``dt`` = 0.01 s, 100 Hz, divided by ``real_time_factor``) of the chosen episodes
 publishes, in this order:
@@ -22,9 +22,7 @@ estimator's sensor timeout to see a new episode as a gap.
 from __future__ import annotations
 
 import math
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -41,19 +39,15 @@ from rkn_ros.data.pam import (
     JOINT_NAMES,
     MUSCLE_NAMES,
     PRESSURE_COLUMNS,
+    default_pam_file,
     load_recording,
+    missing_recordings_hint,
 )
 from rkn_ros.nodes.conversions import SIM_CLOCK_START_NS, make_joint_state, ns_to_stamp
 from rkn_ros.nodes.params import declare, resolve_share_path, run_node
 
 NODE_NAME = "pam_replay"
 SPLITS = ("validation", "train", "all")
-
-
-def default_pam_file() -> str:
-    """``$RKN_ROS_SHARED/data/pam/pam_dev.npz``, by default ``../shared`` beside the repository."""
-    shared = os.environ.get("RKN_ROS_SHARED", str(Path(__file__).resolve().parents[3] / "shared"))
-    return str(Path(shared) / "data" / "pam" / "pam_dev.npz")
 
 
 class PamReplayNode(Node):
@@ -88,12 +82,11 @@ class PamReplayNode(Node):
         self.frame_id = declare(self, "frame_id", "pam_base", "frame_id of the messages")
         if split not in SPLITS:
             raise ValueError(f"parameter split must be one of {SPLITS}, got {split!r}")
-        path = resolve_share_path(file) if file else Path(default_pam_file())
+        path = resolve_share_path(file) if file else default_pam_file()
         if not file and not path.is_file():
             raise ValueError(
-                f"no PAM recording at {path} (the default): set the parameter 'file' "
-                "(pam_file:= with pneumatic_sim.launch.py) or RKN_ROS_SHARED to the folder "
-                "that holds data/pam/pam_dev.npz"
+                f"no PAM recording at {path} (the default; or set the parameter 'file', "
+                f"pam_file:= with pneumatic_sim.launch.py): {missing_recordings_hint()}"
             )
         self.recording = load_recording(path)
         train, validation = split_indices(self.recording.num_episodes, fraction, seed)
