@@ -164,7 +164,7 @@ def test_resizing_only_when_configured(checkpoints):
 def test_steps_reuse_their_buffers_without_growing(checkpoints):
     est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
     frames = _frames(30, seed=4)
-    pointer = est._obs["image"].data_ptr()
+    pointer = est.buffers.obs["image"].data_ptr()
     for frame in frames * 10:
         est.step({"image": frame})
     tracemalloc.start()
@@ -175,7 +175,7 @@ def test_steps_reuse_their_buffers_without_growing(checkpoints):
     tracemalloc.stop()
     growth = sum(s.size_diff for s in after.compare_to(before, "filename"))
     assert growth < 64 * 1024, f"{growth} bytes retained over 600 steps"
-    assert est._obs["image"].data_ptr() == pointer
+    assert est.buffers.obs["image"].data_ptr() == pointer
     assert est.latency.total == 900 and est.latency.count == 900  # every step timed
 
 
@@ -320,7 +320,7 @@ def test_a_split_step_that_cannot_be_built_leaves_the_whole_onnx_step(checkpoint
         def __init__(self, *args, **kwargs) -> None:
             raise RuntimeError("no split here")
 
-    monkeypatch.setattr("rkn_ros.runtime.estimator.OnnxSplitStep", Refused)
+    monkeypatch.setattr("rkn_ros.runtime.backends.onnx.OnnxSplitStep", Refused)
     est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu",
                                              split_step=True)
     assert est.backend == "onnxruntime" and not est.splits_step
@@ -392,7 +392,7 @@ def test_cpu_backends_agree(checkpoints, name):
     def tick(est: StreamingEstimator, k: int):
         if name == "pendulum":
             return est.step({"image": _frames(30, seed=6)[k]})
-        reading = None if k % 4 == 3 else np.array([0.3 * k, 2.0, 1.0 + 0.1 * k])
+        reading = None if k % 4 == 3 else np.array([0.1 * (k % 10), 2.0, 1.0 + 0.1 * k])
         return est.step({"joints": reading}, action=[1.0 + k % 3, 2.0])
 
     for k in range(30):
@@ -411,7 +411,7 @@ def test_cpu_backend_choice_and_fallback(checkpoints, monkeypatch):
         StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu",
                                            cpu_backend="tensorrt")
     # Where onnxruntime is not installed: auto falls back and says why; asking for it fails.
-    monkeypatch.setattr("rkn_ros.runtime.estimator.onnxruntime_available", lambda: False)
+    monkeypatch.setattr("rkn_ros.runtime.backends.onnxruntime_available", lambda: False)
     est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
     assert est.backend == "torchscript" and "not installed" in est.backend_error
     with pytest.raises(CheckpointError, match=r"cannot run in ONNX Runtime: .*not installed"):
