@@ -10,6 +10,7 @@ import torch
 from rkn_ros.core import Belief, ModelConfig, SensorSpec, build_model
 from rkn_ros.core.belief import kalman_update
 from rkn_ros.core.model import SequenceModel
+from rkn_ros.core.step_contract import StepContract
 
 IMAGE = SensorSpec("image", "image", (24, 24))
 JOINTS = SensorSpec("joints", "vector", (3,))
@@ -63,6 +64,35 @@ def test_forward_equals_loop_of_steps(kind: str) -> None:
     rest = model({k: v[:, 5:] for k, v in obs.items()}, {k: v[:, 5:] for k, v in valid.items()},
                  actions[:, 5:], dt[:, 5:], state=first.state)
     torch.testing.assert_close(rest.mean, seq.mean[:, 5:], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["rkn", "lstm", "gru"])
+def test_the_step_contract_parts_compose_to_step(kind: str) -> None:
+    """encode, update, decode and advance, called one by one as the runtime and the exported
+    graphs call them, give `step`'s estimate and next state; flatten/unflatten round-trip."""
+    model = make(kind, action_dim=2, use_dt=True)
+    assert isinstance(model, StepContract) and model.splits_step == (kind == "rkn")
+    obs, valid, actions, dt = inputs(3, 6, seed=5, action_dim=2, use_dt=True)
+    with torch.no_grad():
+        state = reference = model.initial_state(3)
+        for t in range(6):
+            tick = {k: torch.where(valid[k][:, t].view(-1, *(1,) * (v.dim() - 2)), v[:, t], 0.0)
+                    for k, v in obs.items()}
+            mask = {k: v[:, t] for k, v in valid.items()}
+            out = model.step(reference, tick, mask, actions[:, t], dt[:, t])
+            encoded = [(w, var, mask[s.name])
+                       for s, (w, var) in zip(model.sensors, model.encode(tick), strict=True)]
+            posterior, mean_features, var_features = model.update(state, encoded)
+            mean, var, image = model.decode(mean_features, var_features, image=False)
+            state = model.unflatten_state(model.flatten_state(
+                model.advance(posterior, actions[:, t], dt[:, t])))
+            reference = out.state
+            assert image is None
+            torch.testing.assert_close(mean, out.mean, atol=1e-12, rtol=0)
+            torch.testing.assert_close(var, out.var, atol=1e-12, rtol=0)
+            for got, want in zip(model.flatten_state(state), model.flatten_state(reference),
+                                 strict=True):
+                torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("options", [

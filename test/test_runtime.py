@@ -633,3 +633,23 @@ def test_pin_process_covers_threads_before_and_after_and_names_the_allowed_cpus(
     assert got["pinned"] == got["earlier"] == got["later"] == [cpu]
     assert got["errors"][0] == "no CPUs given"
     assert f"[4096] are not available to this process (it may use [{cpu}])" in got["errors"][1]
+
+
+def test_the_runtime_reads_no_private_attribute_of_another_object():
+    """The runtime drives the model through its public step contract only (and every other
+    object through its public API): no `x._name` where x is not `self`."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "rkn_ros" / "runtime"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            own = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (
+                node.value.id in ("self", "cls"))
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__") and not own):
+                found.append(f"{path.relative_to(root)}:{node.lineno} .{node.attr}")
+    assert not found, found
+    assert len(list(root.rglob("*.py"))) > 10  # the scan saw the package
+    long = [p.name for p in root.rglob("*.py") if len(p.read_text().splitlines()) > 400]
+    assert not long, f"runtime files over 400 lines: {long}"

@@ -191,9 +191,12 @@ class InputCodec:
         if self.spec.action.dim == 0:
             raise InputError("unexpected_action", f"model '{self.spec.name}' takes no action input")
         try:
-            return np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError, OverflowError) as err:
+            array = np.asarray(values)
+        except (TypeError, ValueError, OverflowError) as err:  # e.g. a ragged list
             raise InputError("wrong_dtype", f"{what}: not an array of numbers ({err})") from None
+        if array.dtype.kind not in "biuf":  # strings, objects, complex numbers, dates
+            raise InputError("wrong_dtype", f"{what}: dtype {array.dtype} is not a real number")
+        return array.astype(np.float64)
 
     # ------------------------------------------------------------------ writes
     def write(self, tick: CheckedTick) -> dict[str, bool]:
