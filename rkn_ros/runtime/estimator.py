@@ -263,7 +263,6 @@ class StreamingEstimator:
         advance_s = self._run_advance()
         used = self.codec.write(tick)
         model_start = time.perf_counter()
-        self._guard.before_step()
         mean, var, guarded = self._guard.check(*self._backend.run())
         self._advance_pending = self._backend.splits_step and not guarded
         self.model_latency.add(time.perf_counter() - model_start + advance_s)

@@ -39,12 +39,13 @@ class StepBackend(Protocol):
         """The prior for the next tick, as the model's state (do not modify it)."""
         ...
 
-    def new_slot(self) -> StateSlot:
-        """A slot holding a copy of the current prior."""
+    def rollback(self) -> None:
+        """Put back the prior the last `run` read, as if it had not run (call before
+        `advance`). Cheap on every backend: the run wrote its result elsewhere."""
         ...
 
-    def save_state(self, slot: StateSlot) -> None:
-        """Copy the current prior into ``slot``."""
+    def new_slot(self) -> StateSlot:
+        """A slot holding a copy of the current prior."""
         ...
 
     def load_state(self, slot: StateSlot) -> None:

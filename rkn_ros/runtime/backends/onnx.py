@@ -51,9 +51,9 @@ class OnnxBackend:
     def new_slot(self) -> StateSlot:
         return tuple(a.copy() for a in self._runner.state)
 
-    def save_state(self, slot: StateSlot) -> None:
-        for dst, src in zip(slot, self._runner.state, strict=True):
-            np.copyto(dst, src)
+    def rollback(self) -> None:
+        if not self.splits_step:  # the split update leaves the prior alone
+            self._runner.undo()
 
     def load_state(self, slot: StateSlot) -> None:
         self._runner.set_state(slot)

@@ -32,6 +32,7 @@ class _TorchStateBackend:
         self._buffers = buffers
         with torch.inference_mode():
             self._state: ModelState = model.initial_state(1, device=model.device)
+        self._previous = self._state  # what the last run read (runs replace, never write)
 
     def advance(self) -> None:
         """The step does not split: nothing left to run."""
@@ -43,10 +44,8 @@ class _TorchStateBackend:
         with torch.inference_mode():
             return tuple(t.detach().clone() for t in self._model.flatten_state(self._state))
 
-    def save_state(self, slot: StateSlot) -> None:
-        with torch.inference_mode():
-            for dst, src in zip(slot, self._model.flatten_state(self._state), strict=True):
-                dst.copy_(src)
+    def rollback(self) -> None:
+        self._state = self._previous
 
     def load_state(self, slot: StateSlot) -> None:
         with torch.inference_mode():
@@ -67,7 +66,7 @@ class TorchScriptBackend(_TorchStateBackend):
         with torch.inference_mode():
             out = self._compiled(self._state, buffers.obs, buffers.valid, buffers.model_action,
                                  buffers.model_dt)
-            self._state = out.state
+            self._previous, self._state = self._state, out.state
             return _to_host(out.mean, out.var)
 
 
@@ -97,13 +96,15 @@ class EagerBackend(_TorchStateBackend):
     def run(self) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
             self._buffers.to_device()
+            self._previous = self._state
             mean, var, self._state = eager_step(self._model, self._buffers, self._state)
             return _to_host(mean, var)
 
 
 class CudaGraphBackend:
     """The step and the belief hand-over captured once in a CUDA graph, replayed every tick
-    (only the buffer copies and one graph launch run per step). Raises RuntimeError where the
+    (only the buffer copies and one graph launch run per step); the graph also keeps a copy of
+    the prior it read, for `rollback`. Raises RuntimeError where the
     model cannot be captured (one that syncs to the host inside its step)."""
 
     name = "cuda_graph"
@@ -116,6 +117,7 @@ class CudaGraphBackend:
         with torch.inference_mode():
             self._static = tuple(t.detach().clone() for t in
                                  model.flatten_state(model.initial_state(1, device=device)))
+            self._previous = tuple(t.clone() for t in self._static)
             state = model.unflatten_state(self._static)
             side = torch.cuda.Stream(device)
             side.wait_stream(torch.cuda.current_stream(device))
@@ -132,6 +134,8 @@ class CudaGraphBackend:
         self.load_state(self._initial)
 
     def _step_in_place(self, state: ModelState) -> tuple[Tensor, Tensor]:
+        for dst, src in zip(self._previous, self._static, strict=True):  # for `rollback`
+            dst.copy_(src)
         mean, var, next_state = eager_step(self._model, self._buffers, state)
         for dst, src in zip(self._static, self._model.flatten_state(next_state), strict=True):
             dst.copy_(src)
@@ -153,10 +157,8 @@ class CudaGraphBackend:
         with torch.inference_mode():
             return tuple(t.clone() for t in self._static)
 
-    def save_state(self, slot: StateSlot) -> None:
-        with torch.inference_mode():
-            for dst, src in zip(slot, self._static, strict=True):
-                dst.copy_(src)
+    def rollback(self) -> None:
+        self.load_state(self._previous)
 
     def load_state(self, slot: StateSlot) -> None:
         with torch.inference_mode():  # in place: the graph reads and writes these tensors
