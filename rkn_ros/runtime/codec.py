@@ -17,6 +17,7 @@ normalized form would overflow float32 are refused regardless.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -99,8 +100,8 @@ class InputCodec:
 
     def __init__(self, spec: EstimatorSpec, buffers: StepBuffers, *, resize_images: bool = False,
                  range_sigmas: float = DEFAULT_RANGE_SIGMAS) -> None:
-        if not (isinstance(range_sigmas, int | float) and range_sigmas > 0
-                and not math.isnan(range_sigmas)):
+        if (not isinstance(range_sigmas, numbers.Real) or isinstance(range_sigmas, bool)
+                or math.isnan(range_sigmas) or range_sigmas <= 0):
             raise ValueError(f"range_sigmas: expected a positive number of standard deviations "
                              f"(inf: no range check), got {range_sigmas!r}")
         self.spec = spec
@@ -110,7 +111,8 @@ class InputCodec:
         self._bounds = {n: value_bounds(s.stats, self.range_sigmas)
                         for n, s in spec.inputs.items() if s.stats is not None}
         self._action_bounds = value_bounds(spec.action.stats, self.range_sigmas)
-        self._anything = Bounds(np.full(spec.action.dim, -np.inf), np.full(spec.action.dim, np.inf))
+        dim = spec.action.dim
+        self._unbounded = Bounds(np.full(dim, -np.inf), np.full(dim, np.inf))
 
     # ------------------------------------------------------------------ checks
     def check_tick(self, inputs: Any, action: Any = None, dt: Any = None) -> CheckedTick:
@@ -229,7 +231,7 @@ class InputCodec:
         dim = self.spec.action.dim
         if dim:  # no range check: zero may lie outside a trained command range
             buffers.action_np[0, :dim] = normalize("action", np.zeros(dim), self.spec.action.stats,
-                                                   self._anything)
+                                                   self._unbounded)
         buffers.dt_np[0, 0] = self.spec.dt
 
     @property

@@ -263,9 +263,10 @@ class StreamingEstimator:
         advance_s = self._run_advance()
         used = self.codec.write(tick)
         model_start = time.perf_counter()
-        mean, var, guarded = self._guard.check(*self._backend.run())
-        self._advance_pending = self._backend.splits_step and not guarded
+        mean, var = self._backend.run()
         self.model_latency.add(time.perf_counter() - model_start + advance_s)
+        mean, var, guarded = self._guard.check(mean, var)
+        self._advance_pending = self._backend.splits_step and not guarded
         out_mean, out_std = self.layout.decode(mean, var)
         self._steps += 1
         latency = time.perf_counter() - start
