@@ -104,8 +104,8 @@ class EagerBackend(_TorchStateBackend):
 class CudaGraphBackend:
     """The step and the belief hand-over captured once in a CUDA graph, replayed every tick
     (only the buffer copies and one graph launch run per step); the graph also keeps a copy of
-    the prior it read, for `rollback`. Raises RuntimeError where the
-    model cannot be captured (one that syncs to the host inside its step)."""
+    the prior it read, for `rollback`. Raises RuntimeError where the model cannot be captured
+    (one that syncs to the host inside its step)."""
 
     name = "cuda_graph"
     splits_step = False
@@ -118,6 +118,7 @@ class CudaGraphBackend:
             self._static = tuple(t.detach().clone() for t in
                                  model.flatten_state(model.initial_state(1, device=device)))
             self._previous = tuple(t.clone() for t in self._static)
+            self._initial = tuple(t.clone() for t in self._static)  # warm-up runs change static
             state = model.unflatten_state(self._static)
             side = torch.cuda.Stream(device)
             side.wait_stream(torch.cuda.current_stream(device))
@@ -129,7 +130,6 @@ class CudaGraphBackend:
             with torch.cuda.graph(graph):
                 self._out = self._step_in_place(state)
             torch.cuda.synchronize(device)
-            self._initial = tuple(t.clone() for t in self._static)
         self._graph = graph
         self.load_state(self._initial)
 
