@@ -16,7 +16,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from test_runtime_support import make_joint_checkpoint, make_pendulum_checkpoint
+from test_runtime_support import (
+    make_joint_checkpoint,
+    make_pam_checkpoint,
+    make_pendulum_checkpoint,
+)
 
 from rkn_ros.runtime import InputError, StreamingEstimator, rejection_key
 from rkn_ros.runtime.codec import REASONS, value_bounds
@@ -45,7 +49,8 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("codec")
     joint = make_joint_checkpoint(root / "joint")
     return {"joint": joint, "ranged": _with_ranges(joint, root / "ranged"),
-            "pendulum": make_pendulum_checkpoint(root / "pendulum")}
+            "pendulum": make_pendulum_checkpoint(root / "pendulum"),
+            "unnormalized": make_pam_checkpoint(root / "unnormalized")}
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +122,16 @@ def test_values_that_overflow_float32_once_normalized_are_refused(checkpoints):
     assert _reason(lambda: free.predict(1, actions=[[1e300, 0.0]])) == "out_of_range"
     out = free.step({"joints": np.array([0.1, 2.0, 3e38])})  # fits, normalized as well
     assert np.all(np.isfinite(out.mean)) and np.all(np.isfinite(out.std))
+
+
+def test_a_checkpoint_without_statistics_has_no_range_to_check(checkpoints):
+    """Trained on raw values (no normalization recorded): nothing to judge a range by, so only
+    what would overflow float32 is refused."""
+    est = StreamingEstimator.from_checkpoint(checkpoints["unnormalized"], device="cpu")
+    out = est.step({"joints": np.array([50.0, 0.0, 0.0, 0.0])}, action=np.full(8, -40.0))
+    assert not out.guarded and _finite(out)
+    assert _reason(lambda: est.check_input("joints", [1e39, 0, 0, 0])) == "out_of_range"
+    assert _reason(lambda: est.check_action(np.full(8, -1e39))) == "out_of_range"
 
 
 def test_every_reason_is_documented_with_its_counter_key() -> None:

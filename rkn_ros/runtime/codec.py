@@ -6,16 +6,18 @@ tick changes nothing.
 
 Range checks (raw units, from the checkpoint's training statistics): a vector reading or a
 command element beyond ``range_sigmas`` training standard deviations outside the training
-``[min, max]`` is ``out_of_range``; a checkpoint without min and max gives ``mean +- range_sigmas
-std``. The default, 6, keeps every value a sensor in the trained regime gives (training data
-spans about +-2-4 std around its mean, noise included) with room for excursions the model
-extrapolates sensibly, and refuses readings the model has no basis for: a unit error (mbar
-sent as bar), a sensor fault, a spoofed message. ``inf`` turns the check off; values whose
-normalized form would overflow float32 are refused regardless.
+``[min, max]`` is ``out_of_range``; a checkpoint without min and max gives ``mean +-
+range_sigmas std``, one that records no statistics no range. The default, 6, keeps every value
+a sensor in the trained regime gives (training data spans about +-2-4 std around its mean,
+noise included) with room for excursions the model extrapolates sensibly, and refuses readings
+the model has no basis for: a unit error (mbar sent as bar), a sensor fault, a spoofed
+message. ``inf`` turns the check off; values whose normalized form would overflow float32 are
+refused regardless.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Mapping
@@ -60,7 +62,10 @@ class Bounds:
 
 
 def value_bounds(stats: ValueStats, sigmas: float) -> Bounds:
-    """``[min - k std, max + k std]``, or ``mean +- k std`` without min/max (k = ``sigmas``)."""
+    """``[min - k std, max + k std]``, or ``mean +- k std`` without min/max (k = ``sigmas``);
+    unbounded where the checkpoint records no statistics."""
+    if not stats.recorded:
+        return Bounds(np.full(stats.mean.shape, -np.inf), np.full(stats.mean.shape, np.inf))
     margin = sigmas * stats.std
     if stats.minimum is not None and stats.maximum is not None:
         return Bounds(stats.minimum - margin, stats.maximum + margin)
@@ -111,8 +116,8 @@ class InputCodec:
         self._bounds = {n: value_bounds(s.stats, self.range_sigmas)
                         for n, s in spec.inputs.items() if s.stats is not None}
         self._action_bounds = value_bounds(spec.action.stats, self.range_sigmas)
-        dim = spec.action.dim
-        self._unbounded = Bounds(np.full(dim, -np.inf), np.full(dim, np.inf))
+        self._unbounded = value_bounds(dataclasses.replace(spec.action.stats, recorded=False),
+                                       self.range_sigmas)
 
     # ------------------------------------------------------------------ checks
     def check_tick(self, inputs: Any, action: Any = None, dt: Any = None) -> CheckedTick:

@@ -27,12 +27,15 @@ class ValueStats:
 
     ``mean``/``std`` normalize (``(x - mean) / std``); ``minimum``/``maximum`` are the
     training extremes, None where the checkpoint does not record them (older checkpoints).
+    ``recorded`` is False where the checkpoint holds no statistics at all (a model trained on
+    raw values): mean 0 and std 1 then, and no training range to check against.
     """
 
     mean: Vector  # [dim]
     std: Vector  # [dim], > 0
     minimum: Vector | None = None  # [dim]
     maximum: Vector | None = None  # [dim]
+    recorded: bool = True
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,8 @@ def _stats(entry: Mapping, dim: int, what: str) -> ValueStats:
     if (minimum is None) != (maximum is None) or (
             minimum is not None and np.any(minimum > maximum)):
         raise CheckpointError(f"{what}: min and max must both be given, min <= max")
-    return ValueStats(mean, std, minimum, maximum)
+    recorded = any(entry.get(key) is not None for key in ("mean", "std", "min", "max"))
+    return ValueStats(mean, std, minimum, maximum, recorded)
 
 
 def _strings(values: object) -> tuple[str, ...]:
