@@ -140,7 +140,7 @@ def bench_training(batches: int, rounds: int, missing: float, batch: int = 50,
     for kind in ("rkn", "gru", "rkn_cell_loop"):
         model = make(kind[:3], 24, 2, dict(latent_obs_dim=15)).train()
         if kind == "rkn_cell_loop":
-            # the reference for RKN._run (batch last): the per-tick `_cell` loop, as `step` runs
+            # the reference for RKN._run (batch last): the per-tick `cell` loop, as `step` runs
             model._run = partial(SequenceModel._run, model)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
@@ -170,7 +170,7 @@ def bench_training(batches: int, rounds: int, missing: float, batch: int = 50,
 
 def bench_filter_loop(rounds: int, batch: int = 50, steps: int = 75) -> None:
     """The RKN's recurrence alone (forward + backward of `_run` on given encodings, 30% of
-    the frames missing): its batch-last loop against the per-tick `_cell` loop."""
+    the frames missing): its batch-last loop against the per-tick `cell` loop."""
     print(f"\n-- RKN filter loop alone (forward + backward), batch {batch}, {steps} steps, "
           f"30% missing, {torch.get_num_threads()} thread(s): ms per batch, median of "
           f"{rounds * 3} runs")

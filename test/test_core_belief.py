@@ -178,7 +178,7 @@ def test_beliefs_stay_finite_and_positive_over_10000_steps() -> None:
         var_obs = torch.rand(10_000, 2, 8, generator=gen) * 2 + 1e-4
         valid = torch.rand(10_000, 2, generator=gen) > 0.3
         for t in range(10_000):
-            state, _, _, posterior = model._cell(state, [(encoded_w[t], var_obs[t], valid[t])],
+            state, _, _, posterior = model.cell(state, [(encoded_w[t], var_obs[t], valid[t])],
                                                  None, None)
             if t % 500 == 0 or t == 9_999:
                 for tensor in (*state.tensors(), *posterior.tensors()):

@@ -49,7 +49,7 @@ def _buffers_and_state(model: torch.nn.Module) -> tuple[dict[str, np.ndarray], o
         buffers["dt"] = np.zeros((1, 1), dtype=np.float32)
     with torch.inference_mode():
         state = model.initial_state(1)
-        initial = [t.numpy() for t in model._state_tensors(state)]
+        initial = [t.numpy() for t in model.flatten_state(state)]
     return buffers, state, initial
 
 
@@ -101,7 +101,7 @@ def test_onnx_step_equals_the_torch_step_over_a_sequence(case: str) -> None:
         np.testing.assert_allclose(var, expected.var.numpy(), atol=2e-5, rtol=1e-4,
                                    err_msg=f"var at tick {tick}")
         state = expected.state
-        for got, want in zip(runner.state, model._state_tensors(state), strict=True):
+        for got, want in zip(runner.state, model.flatten_state(state), strict=True):
             np.testing.assert_allclose(got, want.numpy(), atol=2e-5, rtol=1e-4)
     runner.set_state(initial)
     for got, want in zip(runner.state, initial, strict=True):
@@ -129,7 +129,7 @@ def test_split_onnx_step_equals_the_torch_step(case: str) -> None:
         np.testing.assert_allclose(var, expected.var.numpy(), atol=2e-5, rtol=1e-4)
         runner.advance()
         state = expected.state
-        for got, want in zip(runner.state, model._state_tensors(state), strict=True):
+        for got, want in zip(runner.state, model.flatten_state(state), strict=True):
             np.testing.assert_allclose(got, want.numpy(), atol=2e-5, rtol=1e-4)
 
 
@@ -156,7 +156,7 @@ def test_missing_buffer_is_named() -> None:
     model = _model("gru", (JOINTS,))
     graph = export_step_onnx(model)
     with torch.inference_mode():
-        initial = [t.numpy() for t in model._state_tensors(model.initial_state(1))]
+        initial = [t.numpy() for t in model.flatten_state(model.initial_state(1))]
     with pytest.raises(ValueError, match=r"no buffer for inputs \['valid_joints'\]"):
         OnnxRuntimeStep(graph, {"obs_joints": np.zeros((1, 3), np.float32)}, initial)
     with pytest.raises(ValueError, match="batch_size"):

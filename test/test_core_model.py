@@ -10,6 +10,7 @@ import torch
 from rkn_ros.core import Belief, ModelConfig, SensorSpec, build_model
 from rkn_ros.core.belief import kalman_update
 from rkn_ros.core.model import SequenceModel
+from rkn_ros.core.step_contract import StepContract
 
 IMAGE = SensorSpec("image", "image", (24, 24))
 JOINTS = SensorSpec("joints", "vector", (3,))
@@ -65,6 +66,35 @@ def test_forward_equals_loop_of_steps(kind: str) -> None:
     torch.testing.assert_close(rest.mean, seq.mean[:, 5:], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("kind", ["rkn", "lstm", "gru"])
+def test_the_step_contract_parts_compose_to_step(kind: str) -> None:
+    """encode, update, decode and advance, called one by one as the runtime and the exported
+    graphs call them, give `step`'s estimate and next state; flatten/unflatten round-trip."""
+    model = make(kind, action_dim=2, use_dt=True)
+    assert isinstance(model, StepContract) and model.splits_step == (kind == "rkn")
+    obs, valid, actions, dt = inputs(3, 6, seed=5, action_dim=2, use_dt=True)
+    with torch.no_grad():
+        state = reference = model.initial_state(3)
+        for t in range(6):
+            tick = {k: torch.where(valid[k][:, t].view(-1, *(1,) * (v.dim() - 2)), v[:, t], 0.0)
+                    for k, v in obs.items()}
+            mask = {k: v[:, t] for k, v in valid.items()}
+            out = model.step(reference, tick, mask, actions[:, t], dt[:, t])
+            encoded = [(w, var, mask[s.name])
+                       for s, (w, var) in zip(model.sensors, model.encode(tick), strict=True)]
+            posterior, mean_features, var_features = model.update(state, encoded)
+            mean, var, image = model.decode(mean_features, var_features, image=False)
+            state = model.unflatten_state(model.flatten_state(
+                model.advance(posterior, actions[:, t], dt[:, t])))
+            reference = out.state
+            assert image is None
+            torch.testing.assert_close(mean, out.mean, atol=1e-12, rtol=0)
+            torch.testing.assert_close(var, out.var, atol=1e-12, rtol=0)
+            for got, want in zip(model.flatten_state(state), model.flatten_state(reference),
+                                 strict=True):
+                torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+
+
 @pytest.mark.parametrize("options", [
     {},
     {"action_dim": 2, "use_dt": True, "coefficient_hidden": (8,)},
@@ -74,7 +104,7 @@ def test_forward_equals_loop_of_steps(kind: str) -> None:
      "control_hidden": (4, 4), "coefficient_hidden": (5, 6)},
 ], ids=["paper", "action-dt-hidden", "state-noise-initial", "decoder-inputs", "combined"])
 def test_rkn_sequence_loop_equals_the_cell_loop_with_gradients(options: dict) -> None:
-    """The RKN's `forward` filters with the batch last (`RKN._run`); `step` runs `_cell`.
+    """The RKN's `forward` filters with the batch last (`RKN._run`); `step` runs `cell`.
     Both must be the same function of the inputs, the state and the weights, derivatives
     included. (Batch 5 against 4 bases and m = 6, so no two dimensions can be confused.)"""
     model = make(**options)

@@ -164,7 +164,7 @@ def test_resizing_only_when_configured(checkpoints):
 def test_steps_reuse_their_buffers_without_growing(checkpoints):
     est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
     frames = _frames(30, seed=4)
-    pointer = est._obs["image"].data_ptr()
+    pointer = est.buffers.obs["image"].data_ptr()
     for frame in frames * 10:
         est.step({"image": frame})
     tracemalloc.start()
@@ -175,7 +175,7 @@ def test_steps_reuse_their_buffers_without_growing(checkpoints):
     tracemalloc.stop()
     growth = sum(s.size_diff for s in after.compare_to(before, "filename"))
     assert growth < 64 * 1024, f"{growth} bytes retained over 600 steps"
-    assert est._obs["image"].data_ptr() == pointer
+    assert est.buffers.obs["image"].data_ptr() == pointer
     assert est.latency.total == 900 and est.latency.count == 900  # every step timed
 
 
@@ -320,7 +320,7 @@ def test_a_split_step_that_cannot_be_built_leaves_the_whole_onnx_step(checkpoint
         def __init__(self, *args, **kwargs) -> None:
             raise RuntimeError("no split here")
 
-    monkeypatch.setattr("rkn_ros.runtime.estimator.OnnxSplitStep", Refused)
+    monkeypatch.setattr("rkn_ros.runtime.backends.onnx.OnnxSplitStep", Refused)
     est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu",
                                              split_step=True)
     assert est.backend == "onnxruntime" and not est.splits_step
@@ -392,7 +392,7 @@ def test_cpu_backends_agree(checkpoints, name):
     def tick(est: StreamingEstimator, k: int):
         if name == "pendulum":
             return est.step({"image": _frames(30, seed=6)[k]})
-        reading = None if k % 4 == 3 else np.array([0.3 * k, 2.0, 1.0 + 0.1 * k])
+        reading = None if k % 4 == 3 else np.array([0.1 * (k % 10), 2.0, 1.0 + 0.1 * k])
         return est.step({"joints": reading}, action=[1.0 + k % 3, 2.0])
 
     for k in range(30):
@@ -411,7 +411,7 @@ def test_cpu_backend_choice_and_fallback(checkpoints, monkeypatch):
         StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu",
                                            cpu_backend="tensorrt")
     # Where onnxruntime is not installed: auto falls back and says why; asking for it fails.
-    monkeypatch.setattr("rkn_ros.runtime.estimator.onnxruntime_available", lambda: False)
+    monkeypatch.setattr("rkn_ros.runtime.backends.onnxruntime_available", lambda: False)
     est = StreamingEstimator.from_checkpoint(checkpoints["pendulum"], device="cpu")
     assert est.backend == "torchscript" and "not installed" in est.backend_error
     with pytest.raises(CheckpointError, match=r"cannot run in ONNX Runtime: .*not installed"):
@@ -633,3 +633,23 @@ def test_pin_process_covers_threads_before_and_after_and_names_the_allowed_cpus(
     assert got["pinned"] == got["earlier"] == got["later"] == [cpu]
     assert got["errors"][0] == "no CPUs given"
     assert f"[4096] are not available to this process (it may use [{cpu}])" in got["errors"][1]
+
+
+def test_the_runtime_reads_no_private_attribute_of_another_object():
+    """The runtime drives the model through its public step contract only (and every other
+    object through its public API): no `x._name` where x is not `self`."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "rkn_ros" / "runtime"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            own = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and (
+                node.value.id in ("self", "cls"))
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__") and not own):
+                found.append(f"{path.relative_to(root)}:{node.lineno} .{node.attr}")
+    assert not found, found
+    assert len(list(root.rglob("*.py"))) > 10  # the scan saw the package
+    long = [p.name for p in root.rglob("*.py") if len(p.read_text().splitlines()) > 400]
+    assert not long, f"runtime files over 400 lines: {long}"

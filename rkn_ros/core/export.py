@@ -3,8 +3,8 @@
 At batch 1 on a CPU a step is about a hundred tiny ops, and the time goes to dispatching them,
 not to arithmetic: TorchScript spends ~4 us per op, ONNX Runtime ~2 us per node (measured on
 the pendulum model: 0.54 vs 0.16 ms per step; BENCHMARKS.md, "Step latency"). The graph is
-`model.step(..., check=False)` exactly (`model.FlatStep`), with the weights folded in as
-constants: a snapshot, like `compile_step`.
+`model.step(..., check=False)` exactly (`step_graph.FlatStep`, on the step contract), with the
+weights folded in as constants: a snapshot, like `compile_step`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from rkn_ros.core.model import SequenceModel, flat_step
+from rkn_ros.core.model import SequenceModel
+from rkn_ros.core.step_graph import flat_step
 
 # Opset 17 has LayerNormalization (the encoders' one-group norm exports as one node) and is
 # supported by every ONNX Runtime since 1.13.

@@ -110,34 +110,37 @@ class RKN(SequenceModel):
 
     splits_step = True
 
-    def _update(self, state: Belief, encoded: list[Encoded]) -> tuple[Belief, Tensor, Tensor]:
+    def update(self, state: Belief, encoded: list[Encoded]) -> tuple[Belief, Tensor, Tensor]:
+        """Successive Kalman updates of the prior, one per sensor in config order (Sec. 3.2)."""
         mean, upper, lower, side = state.mean, state.var_upper, state.var_lower, state.var_side
         for w, var_obs, valid in encoded:  # several sensors: successive updates
             mean, upper, lower, side = kalman_update(mean, upper, lower, side, w, var_obs, valid)
         posterior = Belief(mean, upper, lower, side)
         return posterior, self._mean_features(posterior), self._var_features(posterior)
 
-    def _advance(self, posterior: Belief, action: Tensor | None, dt: Tensor | None) -> Belief:
+    def advance(self, posterior: Belief, action: Tensor | None, dt: Tensor | None) -> Belief:
+        """The prior of the next tick through the transition (`transition_step`)."""
         return self.transition_step(posterior, action, dt)
 
-    def _cell(self, state: Belief, encoded: list[Encoded], action: Tensor | None,
-              dt: Tensor | None,
-              constants: tuple[Tensor, Tensor] | None = None
-              ) -> tuple[Belief, Tensor, Tensor, Belief]:
-        posterior, mean_features, var_features = self._update(state, encoded)
+    def cell(self, state: Belief, encoded: list[Encoded], action: Tensor | None,
+             dt: Tensor | None,
+             constants: tuple[Tensor, Tensor] | None = None
+             ) -> tuple[Belief, Tensor, Tensor, Belief]:
+        """`update` then `advance`; constants: `sequence_constants()` when already computed."""
+        posterior, mean_features, var_features = self.update(state, encoded)
         prior = self.transition_step(posterior, action, dt, constants)
         return prior, mean_features, var_features, posterior
 
     def _run(self, state: Belief, encoded: list[tuple[Tensor, Tensor]],
              valid: dict[str, Tensor], actions: Tensor | None,
              dt: Tensor | None) -> tuple[Belief, Tensor, Tensor]:
-        """The filter over a sequence: the same math as a loop over `_cell` (`step` runs
+        """The filter over a sequence: the same math as a loop over `cell` (`step` runs
         that), with the batch as the last dimension of every per-tick tensor.
 
         At training sizes (batch 50, m = 15) each tick's products and sums then run over
         contiguous rows of the batch, not over rows of the band width: the loop's forward
         and backward take 11-20% less time (BENCHMARKS.md, "Training cost").
-        test_core_model checks outputs, final state and gradients against `_cell`'s loop.
+        test_core_model checks outputs, final state and gradients against `cell`'s loop.
         """
         transition = self.transition
         noise, band_basis = self.sequence_constants()
@@ -200,10 +203,11 @@ class RKN(SequenceModel):
     def _sequence_constants(self) -> dict[str, Any]:
         return {"constants": self.sequence_constants()}
 
-    def _state_tensors(self, state: Belief) -> tuple[Tensor, ...]:
+    def flatten_state(self, state: Belief) -> tuple[Tensor, ...]:
+        """(mean [batch, 2m], var_upper, var_lower, var_side [batch, m])."""
         return state.tensors()
 
-    def _state_from_tensors(self, tensors: tuple[Tensor, ...]) -> Belief:
+    def unflatten_state(self, tensors: tuple[Tensor, ...]) -> Belief:
         return Belief(*tensors)
 
     def _check_state(self, state: Any, batch: int) -> None:

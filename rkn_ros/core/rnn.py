@@ -68,18 +68,31 @@ class RecurrentBaseline(SequenceModel):
         out, h_n = self.rnn(x, state[0].unsqueeze(0))
         return out, (h_n[0],)
 
-    def _cell(self, state: tuple[Tensor, ...], encoded: list[Encoded], action: Tensor | None,
-              dt: Tensor | None) -> tuple[tuple[Tensor, ...], Tensor, Tensor, None]:
-        h, carry = state[0], state[-1]
+    def update(self, state: tuple[Tensor, ...], encoded: list[Encoded]
+               ) -> tuple[tuple[Tensor, ...], Tensor, Tensor]:
+        """One LSTM/GRU step on this tick's inputs and the carried command; the posterior is
+        the new hidden state with the carry as it was (`advance` replaces it)."""
+        carry = state[-1]
         x = torch.cat([*self._inputs(encoded), carry], -1).unsqueeze(1)
         out, hidden = self._recur(x, state)
         mean_features, var_features = self._split(out[:, 0])
-        return (*hidden, self._carry(action, dt, h)), mean_features, var_features, None
+        return (*hidden, carry), mean_features, var_features
+
+    def advance(self, posterior: tuple[Tensor, ...], action: Tensor | None,
+                dt: Tensor | None) -> tuple[Tensor, ...]:
+        """The next tick's state: the hidden state, carrying this tick's action and dt."""
+        return (*posterior[:-1], self._carry(action, dt, posterior[0]))
+
+    def cell(self, state: tuple[Tensor, ...], encoded: list[Encoded], action: Tensor | None,
+             dt: Tensor | None) -> tuple[tuple[Tensor, ...], Tensor, Tensor, None]:
+        """`update` then `advance`; no posterior is reported (it is not a belief)."""
+        posterior, mean_features, var_features = self.update(state, encoded)
+        return self.advance(posterior, action, dt), mean_features, var_features, None
 
     def _run(self, state: Any, encoded: list[tuple[Tensor, Tensor]], valid: dict[str, Tensor],
              actions: Tensor | None, dt: Tensor | None) -> tuple[Any, Tensor, Tensor]:
         # The whole sequence in one nn.LSTM/GRU call: the same weights and equations as the
-        # one-tick `_cell` (the carry is just the inputs shifted by one tick), only faster.
+        # one-tick `cell` (the carry is just the inputs shifted by one tick), only faster.
         carry = state[-1]
         masks = [valid[s.name] for s in self.sensors]
         parts = self._inputs([(w, v, mask) for (w, v), mask in zip(encoded, masks, strict=True)])
@@ -91,10 +104,11 @@ class RecurrentBaseline(SequenceModel):
         mean_features, var_features = self._split(out)
         return (*hidden, carries[:, -1]), mean_features, var_features
 
-    def _state_tensors(self, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    def flatten_state(self, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """LSTM (h, c, carry), GRU (h, carry): already flat."""
         return state
 
-    def _state_from_tensors(self, tensors: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    def unflatten_state(self, tensors: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         return tuple(tensors)
 
     def _check_state(self, state: Any, batch: int) -> None:
@@ -126,7 +140,7 @@ class RecurrentBaseline(SequenceModel):
         encoded = [(zeros, zeros, missing)] * len(self.sensors)
         mean_features, var_features = [], []
         for j in range(steps):
-            state, mf, vf, _ = self._cell(state, encoded,
+            state, mf, vf, _ = self.cell(state, encoded,
                                           actions[:, j] if actions is not None else None,
                                           dt[:, j] if dt is not None else None)
             mean_features.append(mf)

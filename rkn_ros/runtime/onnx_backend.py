@@ -65,6 +65,11 @@ class OnnxRuntimeStep:
         self._current = 1 - self._current
         return self.mean, self.var
 
+    def undo(self) -> None:
+        """Make the state the last :meth:`run` read current again (that run wrote the other
+        set, so it is intact): as if the run had not happened."""
+        self._current = 1 - self._current
+
     @property
     def state(self) -> list[np.ndarray]:
         """The current state arrays (the prior for the next step); views, not copies."""
