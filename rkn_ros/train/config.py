@@ -105,6 +105,10 @@ class TrainingConfig:
     loss: Literal["gaussian", "bernoulli"] = "gaussian"
     normalize_targets: bool = True
     log_every: int = 10  # optimiser steps between progress-bar updates
+    # how a step runs (rkn_ros.train.step): eager, or cuda_graph (CUDA only); precision fp32,
+    # tf32 (CUDA only) or bf16 (autocast)
+    step: Literal["eager", "cuda_graph"] = "eager"
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
 
     def check(self, where: str) -> None:
         positive_int = ("epochs", "batch_size", "num_threads", "log_every")
