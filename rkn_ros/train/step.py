@@ -155,6 +155,31 @@ def static_forward(model: torch.nn.Module, observations: dict[str, torch.Tensor]
     return SequenceOutput(mean.view(batch, steps, -1), var.view(batch, steps, -1), state, image)
 
 
+class EagerStep:
+    """The training step as the model's forward runs it (any device, any world size).
+    ``net`` is the model or its DDP wrapper, ``model`` the bare model (clipping)."""
+
+    def __init__(self, net: torch.nn.Module, model: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer, loss_kind: str, grad_clip: float,
+                 precision: str) -> None:
+        self.net, self.model, self.optimizer = net, model, optimizer
+        self.loss_kind, self.grad_clip, self.precision = loss_kind, grad_clip, precision
+
+    def __call__(self, batch: Batch, weight: float = 1.0) -> torch.Tensor:
+        """One step on ``batch``, its loss scaled by ``weight`` (a rank's share weight)."""
+        obs, valid, targets, target_valid, actions, clean = batch
+        with autocast(self.precision, targets.device):
+            out = self.net(obs, valid, actions=actions)
+        loss = loss_of(out, targets, target_valid, clean, self.loss_kind)
+        if weight != 1.0:
+            loss = loss * weight
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return loss.detach()
+
+
 class GraphedStep:
     """The whole training step captured in a CUDA graph, one per batch shape.
 
@@ -182,8 +207,9 @@ class GraphedStep:
         self.optimizer.step()
         return loss.detach()
 
-    def __call__(self, batch: Batch) -> torch.Tensor:
-        """One step on ``batch`` (tensors on the GPU); its loss (a GPU scalar)."""
+    def __call__(self, batch: Batch, weight: float = 1.0) -> torch.Tensor:
+        """One step on ``batch`` (tensors on the GPU); its loss (a GPU scalar). One process
+        only: ``weight`` is always 1."""
         key = tuple(tuple(t.shape) for t in _flat(batch))
         if key in self.graphs:
             graph, static, loss = self.graphs[key]

@@ -62,6 +62,7 @@ from rkn_ros.train.state import (
     unflatten_optimizer,
 )
 from rkn_ros.train.step import (
+    EagerStep,
     GraphedStep,
     batch_loss,
     check_step_options,
@@ -166,8 +167,11 @@ class Trainer:
                                       f"from {self.resume}: give every one the same folder")
         self.cluster, self.model, self.net = cluster, model, cluster.wrap(model)
         self.optimizer, self.train, self.val = optimizer, train, val
-        self.graphed = (GraphedStep(model, optimizer, cfg.loss, cfg.grad_clip, cfg.precision)
-                        if cfg.step == "cuda_graph" else None)
+        self.stepper = (
+            GraphedStep(model, optimizer, cfg.loss, cfg.grad_clip, cfg.precision)
+            if cfg.step == "cuda_graph"
+            else EagerStep(self.net, model, optimizer, cfg.loss, cfg.grad_clip, cfg.precision)
+        )
         self.log_path = self.out_dir / LOG_FILE
         if cluster.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -225,7 +229,8 @@ class Trainer:
         seed, epoch, n = self.recipe.seed, progress["epoch"], self.train.num_sequences
         order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(n))
         self.net.train()
-        running, count = 0.0, 0
+        # summed on the device: reading each loss back would stall a GPU every step
+        running, count = torch.zeros((), dtype=torch.float64, device=self.device), 0
         clocked = cfg.max_time_s is not None or self.time_budget_s is not None
         for b in range(progress["batch"], batches):
             index = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
@@ -239,36 +244,25 @@ class Trainer:
             )
             loss = self._step(share, drops, weight)
             progress["step"] += 1
-            running += float(loss) / cluster.world_size
+            running += loss.double() / cluster.world_size
             count += 1
             self.bar.update(1)
             if count % cfg.log_every == 0 or b == batches - 1:
-                shown = running * cluster.world_size / count  # rank 0's shares, rescaled
+                shown = float(running) * cluster.world_size / count  # rank 0's, rescaled
                 self.bar.set_postfix_str(f"loss {shown:.4f}{self.val_text}")
             progress["batch"] = b + 1
             if cfg.max_steps is not None and progress["step"] >= cfg.max_steps:
-                return running, count, "max_steps"
+                return float(running), count, "max_steps"
             if clocked:
                 why = cluster.agree(CLOCK_STOPS.index(self._clock_stop(mid_epoch=True)))
                 if why:
-                    return running, count, CLOCK_STOPS[why]
-        return running, count, ""
+                    return float(running), count, CLOCK_STOPS[why]
+        return float(running), count, ""
 
     def _step(self, share: torch.Tensor, drops: Callable[[dict], dict],
               weight: float) -> torch.Tensor:
-        cfg = self.recipe.training
-        if self.graphed is not None:
-            obs, valid, *rest = self.train.batch(share, self.device)
-            return self.graphed((obs, drops(valid), *rest))
-        loss = batch_loss(self.net, self.train, share, self.device, cfg.loss, drops,
-                          cfg.precision)
-        if weight != 1.0:
-            loss = loss * weight
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        return loss.detach()
+        obs, valid, *rest = self.train.batch(share, self.device)
+        return self.stepper((obs, drops(valid), *rest), weight)
 
     def _clock_stop(self, mid_epoch: bool) -> str:
         cfg, now = self.recipe.training, time.monotonic()
