@@ -52,6 +52,26 @@ RECIPE = {
 }
 
 
+IMPUTATION = {
+    **RECIPE, "name": "ddp_imputation",
+    "data": {"train": {"generate": {"generator": "pendulum", "num_sequences": 9, "steps": 12,
+                                    "seed": 1, "drop_prob": 0.5}},
+             "validation": {"generate": {"generator": "pendulum", "num_sequences": 3,
+                                         "steps": 12, "seed": 2, "drop_prob": 0.5}}},
+    "model": {**RECIPE["model"], "image_decoder": True},
+    "training": {**RECIPE["training"], "epochs": 1, "batch_size": 4, "loss": "bernoulli",
+                 "observation_drop": 0.0, "drop_gap": 0},
+}
+
+
+def _torchrun(recipe_file: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+         "-m", "rkn_ros.cli", "train", str(recipe_file), "--out", str(out), "--no-progress"],
+        capture_output=True, text=True, cwd=REPO, timeout=240,
+    )
+
+
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / WEIGHTS_FILE))
 
@@ -67,11 +87,7 @@ def recipe_file(tmp_path_factory) -> Path:
 def two_processes(recipe_file, tmp_path_factory) -> Path:
     """The recipe trained by `rkn-ros train` in two gloo processes under torchrun."""
     out = tmp_path_factory.mktemp("ddp") / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-         "-m", "rkn_ros.cli", "train", str(recipe_file), "--out", str(out), "--no-progress"],
-        capture_output=True, text=True, cwd=REPO, timeout=240,
-    )
+    proc = _torchrun(recipe_file, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("ddp: 2 epochs") == 1  # rank 0 alone reports
     return out
@@ -97,6 +113,20 @@ def test_two_processes_train_the_weights_of_one(two_processes, one_process):
         dict(RECIPE["data"]["train"]["generate"])))).state_dict()
     moved = max(float((start[k] - v).abs().max()) for k, v in _weights(one_process).items())
     assert moved > 1e-3
+
+
+def test_a_loss_on_the_images_alone_trains_the_same_in_two_processes(tmp_path):
+    """Bernoulli loss: the mean and variance heads get no gradient (DDP must still hear from
+    them), every frame weighs the same, and the last batch (one sequence) leaves rank 1 an
+    empty share."""
+    recipe_file = tmp_path / "imputation.yaml"
+    recipe_file.write_text(yaml.safe_dump(IMPUTATION))
+    proc = _torchrun(recipe_file, tmp_path / "ddp")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    Trainer(recipe_from_dict(IMPUTATION), tmp_path / "single", "cpu", show_progress=False).run()
+    ddp, single = _weights(tmp_path / "ddp" / "last"), _weights(tmp_path / "single" / "last")
+    for key, value in single.items():
+        torch.testing.assert_close(ddp[key], value, rtol=1e-5, atol=1e-6, msg=key)
 
 
 def test_logs_and_metadata_record_the_world_size(two_processes, one_process):

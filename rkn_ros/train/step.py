@@ -171,6 +171,11 @@ class EagerStep:
         with autocast(self.precision, targets.device):
             out = self.net(obs, valid, actions=actions)
         loss = loss_of(out, targets, target_valid, clean, self.loss_kind)
+        if self.net is not self.model:
+            # DDP waits for a gradient of every parameter that produced an output; a loss that
+            # reads only some outputs (Bernoulli: the images) gives the others a zero one
+            loss = loss + 0.0 * sum(x.float().sum() for x in (out.mean, out.var, out.image)
+                                    if x is not None)
         if weight != 1.0:
             loss = loss * weight
         self.optimizer.zero_grad(set_to_none=True)
