@@ -66,10 +66,11 @@ def set_precision(precision: str, device: torch.device) -> None:
 
 
 @contextlib.contextmanager
-def autocast(precision: str, device: torch.device) -> Iterator[None]:
-    """bfloat16 autocast for ``bf16``; nothing otherwise."""
+def autocast(precision: str, device: torch.device, cache: bool = True) -> Iterator[None]:
+    """bfloat16 autocast for ``bf16``; nothing otherwise. ``cache=False`` under CUDA graph
+    capture (a cached cast would outlive the graph's memory)."""
     if precision == "bf16":
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache):
             yield
     else:
         yield
@@ -204,7 +205,7 @@ class GraphedStep:
     def _step(self, batch: Batch) -> torch.Tensor:
         obs, valid, targets, target_valid, actions, clean = batch
         self.optimizer.zero_grad(set_to_none=False)
-        with autocast(self.precision, targets.device):
+        with autocast(self.precision, targets.device, cache=False):
             out = static_forward(self.model, obs, valid, actions)
         loss = loss_of(out, targets, target_valid, clean, self.loss_kind)
         loss.backward()
