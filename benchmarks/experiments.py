@@ -292,6 +292,10 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict]:
                 models["rkn_logvar_mean"] = _rkn(latent_obs_dim=m, variance_from_mean=True,
                                                  log_variance_features=True, **wide)
             models |= {"lstm_50": _rnn("lstm", 50, **wide), "gru_50": _rnn("gru", 50, **wide)}
+            if getattr(args, "matched", False):
+                target = _count(models["rkn"], data)
+                models |= {f"{kind}_matched": _rnn(kind, _param_matched(kind, target, data, wide),
+                                                   **wide) for kind in ("lstm", "gru")}
             groups.append((f"quad_link_{'noisy' if noise else 'clean'}", data, models, {}))
     elif args.experiment == "imputation":
         data = _pendulum_data(out, "pendulum", scale["imputation"], noise=False, drop=0.5,
@@ -315,7 +319,11 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict]:
     else:
         raise ValueError(f"unknown experiment {args.experiment!r}")
     jobs = []
+    # the same step, precision, batch and learning rate for every model (fairness)
+    overrides = {key: getattr(args, key) for key in ("step", "precision", "batch_size", "lr")
+                 if getattr(args, key, None) is not None}
     for group, data, models, training in groups:
+        training = {**training, **overrides}
         for name, model in models.items():
             for seed in range(args.seeds):
                 run_dir = out / "runs" / group / f"{name}_seed{seed}"
@@ -497,6 +505,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rkn-variants", action="store_true",
                         help="quad_link: add the RKN with log-variance features and a "
                              "mean-reading variance decoder")
+    parser.add_argument("--matched", action="store_true",
+                        help="quad_link: add the LSTM and GRU with the RKN's parameter count")
+    parser.add_argument("--step", choices=("eager", "cuda_graph"), default=None,
+                        help="training.step of every run (cuda_graph: CUDA only)")
+    parser.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=None,
+                        help="training.precision of every run")
+    parser.add_argument("--batch-size", type=int, default=None, help="every run's batch size")
+    parser.add_argument("--lr", type=float, default=None, help="every run's learning rate")
     args = parser.parse_args(argv)
     if args.paper_scale:
         args.scale = "paper"

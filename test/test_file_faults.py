@@ -323,6 +323,20 @@ def test_member_expanding_past_its_declared_size_is_cut_off(tmp_path):
         read_npz(path)
 
 
+def test_encrypted_member_is_refused_without_a_password_prompt(tmp_path):
+    """zipfile raises RuntimeError (asking for a password) on a member flagged encrypted."""
+    from rkn_ros.data.dataset import DatasetError, npz_bytes, read_npz
+
+    blob = bytearray(npz_bytes({"a": np.arange(12, dtype=np.float32)}))
+    local, central = blob.index(b"PK\x03\x04"), blob.index(b"PK\x01\x02")
+    blob[local + 6] |= 0x1  # general purpose flag bit 0: encrypted
+    blob[central + 8] |= 0x1
+    path = tmp_path / "encrypted.npz"
+    path.write_bytes(bytes(blob))
+    with pytest.raises(DatasetError, match=r"array 'a': is encrypted"):
+        read_npz(path)
+
+
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=300), st.integers(0, 200))

@@ -211,11 +211,12 @@ def test_data_not_matching_checkpoint_one_line(trained, tmp_path, capsys):
 def test_training_outages_hide_one_run_of_steps_for_every_sensor():
     """``drop_gap``: besides the random drops (each sensor its own), every sequence loses one
     run of 1 to drop_gap consecutive steps, the same for all sensors, never in the first
-    keep_first; without it the random drops are what they always were."""
+    keep_first; without it each row's drops come from its own stream alone."""
     valid = {"image": torch.ones(400, 60, dtype=torch.bool),
              "joints": torch.ones(400, 60, dtype=torch.bool)}
     valid["joints"][:, 50:] = False  # steps already missing stay missing
-    out = drop_observations(valid, 0.0, 5, np.random.default_rng(0), gap=12)
+    streams = [(0, 3, i) for i in range(400)]
+    out = drop_observations(valid, 0.0, 5, streams, gap=12)
     hidden = ~out["image"]
     assert not hidden[:, :5].any()
     np.testing.assert_array_equal(out["joints"].numpy(), (~hidden & valid["joints"]).numpy())
@@ -225,12 +226,18 @@ def test_training_outages_hide_one_run_of_steps_for_every_sensor():
         assert steps.size >= 1 and np.all(np.diff(steps) == 1)  # one contiguous run
         lengths.append(steps.size)
     assert max(lengths) == 12 and min(lengths) == 1  # cut at the end of a sequence too
-    rng_old, rng_new = np.random.default_rng(1), np.random.default_rng(1)
-    plain = drop_observations(valid, 0.5, 5, rng_new)
-    for name, mask in valid.items():
-        expected = mask.numpy() & (rng_old.random((400, 60)) >= 0.5)
-        expected[:, :5] = mask.numpy()[:, :5]
-        np.testing.assert_array_equal(plain[name].numpy(), expected)
+    plain = drop_observations(valid, 0.5, 5, streams)
+    for row, stream in enumerate(streams):
+        rng = np.random.default_rng(list(stream))
+        for name, mask in valid.items():  # each sensor its own draws, in order
+            expected = mask[row].numpy() & (rng.random(60) >= 0.5)
+            expected[:5] = mask[row, :5].numpy()
+            np.testing.assert_array_equal(plain[name][row].numpy(), expected)
+    # a row's drops are its stream's, whatever else is in the batch
+    alone = drop_observations({k: v[7:8] for k, v in valid.items()}, 0.5, 5, streams[7:8], gap=12)
+    both = drop_observations(valid, 0.5, 5, streams, gap=12)
+    for name in valid:
+        np.testing.assert_array_equal(alone[name][0].numpy(), both[name][7].numpy())
 
 
 def test_pam_recipe_trains_and_reports_horizons(tmp_path):

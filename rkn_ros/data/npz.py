@@ -113,6 +113,8 @@ def read_npz(path: str | Path, budget: int | None = None) -> dict[str, np.ndarra
                 if not info.filename.endswith(".npy"):
                     raise NpzError(f"{path}: member {info.filename!r} is not an .npy array")
                 where = f"{path}: array {info.filename[:-4]!r}"
+                if info.flag_bits & 0x1:  # zipfile would ask for a password (RuntimeError)
+                    raise NpzError(f"{where}: is encrypted")
                 arrays[info.filename[:-4]] = _read_member(archive, info, file_size, left, where)
                 left -= arrays[info.filename[:-4]].nbytes
             return arrays

@@ -158,6 +158,10 @@ class TrainingConfig:
     loss: Literal["gaussian", "bernoulli"] = "gaussian"
     normalize_targets: bool = True
     log_every: int = _at_least(1, 10)  # optimiser steps between progress-bar updates
+    # how a step runs (rkn_ros.train.step): eager, or cuda_graph (CUDA only); precision fp32,
+    # tf32 (CUDA only) or bf16 (autocast)
+    step: Literal["eager", "cuda_graph"] = "eager"
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
 
     def check(self, where: str) -> None:
         """Check every field again (after ``dataclasses.replace``); ConfigError naming it."""

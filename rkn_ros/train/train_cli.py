@@ -1,4 +1,8 @@
-"""``rkn-ros train CONFIG.yaml [--device] [--out DIR] [--resume CKPT] [--overwrite]``."""
+"""``rkn-ros train CONFIG.yaml [--device] [--out DIR] [--resume CKPT] [--overwrite]``.
+
+Several processes: ``torchrun --nproc_per_node N $(command -v rkn-ros) train CONFIG.yaml``
+(see ``rkn_ros.train.distributed``); only rank 0 prints the summary.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after this many optimiser steps (resume later)")
     parser.add_argument("--seed", type=int, default=None, help="overrides seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--step", choices=("eager", "cuda_graph"), default=None,
+                        help="overrides training.step (cuda_graph: the step as one CUDA graph)")
+    parser.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=None,
+                        help="overrides training.precision")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
             overrides["epochs"] = args.epochs
         if args.max_steps is not None:
             overrides["max_steps"] = args.max_steps
-        if args.device is not None:
-            overrides["device"] = args.device
+        for key in ("device", "step", "precision"):
+            if getattr(args, key) is not None:
+                overrides[key] = getattr(args, key)
         if overrides:
             training = dataclasses.replace(training, **overrides)
             training.check("training")
@@ -52,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"rkn-ros train: error: {err}", file=sys.stderr)
         return 1
 
+    from rkn_ros.train.distributed import launched_rank
     from rkn_ros.train.trainer import Trainer, resume_run_folder
 
     resumed = None
@@ -93,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
               f"was saved; {out / 'log.csv'} has the losses. Check the data for NaN/inf and "
               "lower training.lr", file=sys.stderr)
         return 1
+    if launched_rank() != 0:
+        return 0
     best = (f"best validation NLL {result.best_val_nll:.4f} after epoch {result.best_epoch}"
             if result.best_epoch else "no epoch finished")
     print(f"{recipe.name}: {result.epochs_done} epochs, {result.steps} steps, {best} "
