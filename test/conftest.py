@@ -66,3 +66,12 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("timeout") is None:
             # func_only: a slow module-scoped fixture (a checkpoint build) is not the test's
             item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_S, func_only=True))
+
+
+@pytest.fixture(scope="session")
+def pam_shared(tmp_path_factory):
+    """RKN_ROS_SHARED for processes that look the PAM recordings up by themselves (the demo,
+    pam_replay in the launch tests): the full recordings where they exist, else the fixture."""
+    from pam_recordings import shared_folder_with
+
+    return str(shared_folder_with(tmp_path_factory.mktemp("pam_shared")))

@@ -18,3 +18,14 @@ PAM_FILE = FIXTURE_DIR / "pam_fixture.npz" if USES_FIXTURE else FULL_FILE
 def fixture_expected() -> dict:
     """The shipped PAM model's figures on the fixture (written by make_fixture.py)."""
     return json.loads((FIXTURE_DIR / "expected.json").read_text())
+
+
+def shared_folder_with(root: Path) -> Path:
+    """A folder laid out as the shared one (``data/pam/pam_dev.npz``) holding PAM_FILE, for
+    processes that look the recordings up themselves (set RKN_ROS_SHARED to it)."""
+    folder = root / "shared"
+    (folder / "data" / "pam").mkdir(parents=True, exist_ok=True)
+    link = folder / "data" / "pam" / "pam_dev.npz"
+    if not link.exists():
+        link.symlink_to(PAM_FILE)
+    return folder

@@ -96,7 +96,9 @@ def test_demo_pneumatic_runs_on_the_simulated_joint(system_checkpoints, tmp_path
     assert list(summary["rmse_per_joint"]) == ["pam_joint"]
 
 
-def test_demo_pam_replays_the_real_recordings(system_checkpoints, tmp_path):
+def test_demo_pam_replays_the_real_recordings(system_checkpoints, tmp_path, pam_shared,
+                                              monkeypatch):
+    monkeypatch.setenv("RKN_ROS_SHARED", pam_shared)  # the full recordings, else the fixture
     summary = _demo("pam", system_checkpoints["pam"], tmp_path)
     assert summary["matched"] > 50
     assert list(summary["rmse_per_joint"]) == ["joint_1", "joint_2", "joint_3", "joint_4"]

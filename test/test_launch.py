@@ -27,6 +27,12 @@ from rkn_ros.nodes.launch_actions import OUTPUT_ARGUMENTS
 from rkn_ros.nodes.params import node_parameters
 from rkn_ros.nodes.systems import SYSTEMS
 
+
+@pytest.fixture(autouse=True)
+def _pam_recordings(pam_shared, monkeypatch):
+    """pam_replay, built in process here, opens its recording: the full one, else the fixture."""
+    monkeypatch.setenv("RKN_ROS_SHARED", pam_shared)
+
 LAUNCH = REPO / "launch"
 
 
