@@ -17,6 +17,7 @@ from rkn_ros.nodes.sensor_inputs import (
     convert_message,
     message_class,
     sensor_plan,
+    topic_parameters,
 )
 
 FUSED = {
@@ -50,6 +51,18 @@ def test_each_sensor_gets_its_own_topic_and_message_type():
     assert plan["encoder"].inputs[0].fields == ("joint_1",)
     assert message_class(plan["imu"].msg_type) is Imu
     assert message_class(plan["wrist"].msg_type) is WrenchStamped
+
+
+def test_topic_parameters_are_declared_from_the_checkpoints_sensors():
+    params = topic_parameters(FUSED)
+    assert params == {"sensors.image_side.topic": "image_side", "sensors.imu.topic": "imu",
+                      "sensors.encoder.topic": "encoder", "sensors.wrist.topic": "wrist",
+                      "sensors.pressures.topic": "pressures", "sensors.image.topic": "image"}
+    topics = {params["sensors.imu.topic"]: "/robot/imu/data", "image": "/camera/front"}
+    plan = _by_sensor(sensor_plan(FUSED, topics))
+    assert plan["imu"].topic == "/robot/imu/data" and plan["image"].topic == "/camera/front"
+    legacy = {"joints": InputSpec(kind="vector", shape=(1,), names=("a",))}
+    assert topic_parameters(legacy) == {"sensors.joint_states.topic": "joint_states"}
 
 
 def test_a_model_without_sensor_kinds_keeps_image_and_joint_states():

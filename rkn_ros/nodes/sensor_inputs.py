@@ -158,6 +158,19 @@ def _legacy_joints(inputs: Mapping[str, InputSpec], names: list[str], joint_name
     return _subscription(topic, "joint_state", tuple(parts))
 
 
+def topic_parameters(inputs: Mapping[str, InputSpec]) -> dict[str, str]:
+    """The node's per-sensor topic parameters, declared from the checkpoint's list at start-up
+    (as robot_localization declares ``odomN``): parameter name -> the key of ``topics`` in
+    :func:`sensor_plan` it sets (a sensor's name; ``image``/``joint_states`` for models without
+    recorded sensor kinds). An empty value keeps the default topic."""
+    keys = [name for name, spec in inputs.items() if spec.sensor_kind is not None]
+    if any(spec.sensor_kind is None and spec.kind == "image" for spec in inputs.values()):
+        keys.append("image")
+    if any(spec.sensor_kind is None and spec.kind == "vector" for spec in inputs.values()):
+        keys.append("joint_states")
+    return {f"sensors.{key}.topic": key for key in dict.fromkeys(keys)}
+
+
 def convert_message(subscription: SensorSubscription, msg: RosMessage
                     ) -> dict[str, InputArray] | None:
     """One message of ``subscription``'s topic as {model input: raw array}, the inputs
@@ -183,4 +196,4 @@ def message_class(msg_type: str) -> type:
 
 
 __all__ = ["SensorInput", "SensorPlanError", "SensorSubscription", "convert_message",
-           "message_class", "sensor_plan"]
+           "message_class", "sensor_plan", "topic_parameters"]
