@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from rkn_ros.core.checkpoint import METADATA_FILE, WEIGHTS_FILE  # noqa: E402
 
-NAMES = ("pendulum", "quad_link", "pneumatic", "pam")
+NAMES = ("pendulum", "quad_link", "pneumatic", "pam", "fusion")
 
 # How each shipped model is evaluated (generator specs as in recipes; PAM: file + part).
 # The pendulum set is generated like the demo's stream (config/pendulum.yaml): noisy frames,
@@ -39,6 +39,9 @@ EVALUATION_DATA: dict[str, dict] = {
                                "seed": 9003, "config": "config/sim/pneumatic.yaml"}},
     "pam": {"path": "../shared/data/pam/pam_dev.npz", "pam_part": "validation",
             "max_sequences": 300},
+    # the test set of benchmarks/results/fusion_2026-12-07.md (all four sensors)
+    "fusion": {"generate": {"generator": "pendulum", "config": "config/sim/pendulum_fusion.yaml",
+                            "num_sequences": 100, "steps": 100, "seed": 9004}},
 }
 
 

@@ -26,6 +26,8 @@ EXPECTED = {
                   False),
     "pneumatic": ({"joints": [3]}, "direct", ["pam_joint", "pam_joint_velocity"], 0.01, True),
     "pam": ({"joints": [4]}, "direct", [f"joint_{i}" for i in range(1, 5)], 0.01, True),
+    "fusion": ({"image": [24, 24], "image_side": [16, 16], "imu": [3], "encoder": [1]},
+               "sincos", ["joint_1"], 0.05, False),
 }
 TOLERANCE = 0.2
 
@@ -70,6 +72,7 @@ def test_metadata_says_what_the_model_is(name):
     model, meta = load_checkpoint(folder / WEIGHTS_FILE, "cpu", sensors=list(sensors), dt=dt)
     assert meta.name == name
     assert {s: list(spec.shape) for s, spec in meta.inputs.items()} == sensors
+    assert list(meta.inputs) == list(sensors)
     assert meta.outputs.kind == kind and list(meta.outputs.names) == outputs
     assert (meta.actions is not None) == conditioned
     assert (meta.model.action_dim > 0) == conditioned
@@ -103,6 +106,20 @@ def test_evaluation_reproduces_recorded_metrics(name):
         assert np.isfinite(report["log_likelihood"]) and report["log_likelihood"] > 1.0
 
 
+def _readings(dataset, sensors) -> dict:
+    """Per model sensor: (samples [sequence, time, ...], valid [sequence, time] or None)."""
+    inputs = dataset.metadata["inputs"]
+    return {name: (dataset.arrays[inputs[name]["array"]],
+                   dataset.arrays[inputs[name]["valid"]] if inputs[name].get("valid") else None)
+            for name in sensors}
+
+
+def _tick(readings: dict, sequence: int, t: int, seen: bool) -> dict:
+    """One tick's inputs: every sensor's sample where it has one, none at all when not seen."""
+    return {name: samples[sequence, t] if seen and (valid is None or valid[sequence, t])
+            else None for name, (samples, valid) in readings.items()}
+
+
 GAP = (30, 50)  # steps without any sensor reading
 # An angle known only to lie on the circle (uniform) has this standard deviation: the most a
 # (sin, cos) model can report, so an output already near it cannot grow by half again.
@@ -124,13 +141,12 @@ def test_the_standard_deviation_grows_through_a_dropout_and_falls_after(name):
     est = StreamingEstimator.from_checkpoint(MODELS / name, device="cpu")
     _, meta = load_checkpoint(MODELS / name, "cpu")
     dataset = regenerate.evaluation_dataset(_evaluation_data(name, regenerate), meta)
-    (sensor,) = est.inputs
-    readings = dataset.arrays[dataset.metadata["inputs"][sensor]["array"]][0]
+    readings = _readings(dataset, est.inputs)
     actions = dataset.arrays["actions"][0] if est.action_dim else None
     stds = []
     for t in range(GAP[1] + 30):
         seen = t < GAP[0] or t >= GAP[1]
-        out = est.step({sensor: readings[t] if seen else None},
+        out = est.step(_tick(readings, 0, t, seen),
                        action=None if actions is None else actions[t])
         stds.append(np.concatenate([out.position_std, out.velocity_std if out.velocity_std
                                     is not None else []]))
@@ -169,8 +185,7 @@ def test_estimates_after_a_long_outage_are_not_overconfident(name):
     est = StreamingEstimator.from_checkpoint(MODELS / name, device="cpu")
     _, meta = load_checkpoint(MODELS / name, "cpu")
     dataset = regenerate.evaluation_dataset(_evaluation_data(name, regenerate), meta)
-    (sensor,) = est.inputs
-    readings = dataset.arrays[dataset.metadata["inputs"][sensor]["array"]]
+    readings = _readings(dataset, est.inputs)
     actions = dataset.arrays["actions"] if est.action_dim else None
     angles = EXPECTED[name][1] == "sincos"  # scored on the angles, else on the targets
     truth = dataset.arrays["joint_angles" if angles else "targets"]
@@ -179,7 +194,7 @@ def test_estimates_after_a_long_outage_are_not_overconfident(name):
         est.reset()
         for t in range(OUTAGE[1] + AFTER_OUTAGE):
             seen = not OUTAGE[0] <= t < OUTAGE[1]
-            out = est.step({sensor: readings[sequence, t] if seen else None},
+            out = est.step(_tick(readings, sequence, t, seen),
                            action=None if actions is None else actions[sequence, t])
             value, sigma = (out.position, out.position_std) if angles else (out.mean, out.std)
             error = truth[sequence, t] - value

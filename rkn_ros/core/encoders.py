@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -130,10 +132,30 @@ def _split_heads(out: Tensor, dim: int, normalize: bool) -> tuple[Tensor, Tensor
     return w, elu_plus_one(raw_var)
 
 
-def build_encoder(spec: SensorSpec, config: ModelConfig) -> nn.Module:
-    """Encoder for one sensor, producing `latent_obs_dim`-sized (w, var_obs)."""
-    if spec.kind == "image":
-        return ImageEncoder(spec, config.latent_obs_dim, config.encoder_conv_channels,
-                            config.encoder_dense, config.normalize_latent_obs)
+def _image_encoder(spec: SensorSpec, config: ModelConfig) -> nn.Module:
+    return ImageEncoder(spec, config.latent_obs_dim, config.encoder_conv_channels,
+                        config.encoder_dense, config.normalize_latent_obs)
+
+
+def _vector_encoder(spec: SensorSpec, config: ModelConfig) -> nn.Module:
     return VectorEncoder(spec, config.latent_obs_dim, config.encoder_hidden,
                          config.normalize_latent_obs)
+
+
+# The one place that chooses an encoder, by the sensor's data layout (SensorSpec.kind): camera
+# frames get the conv encoder; every vector sensor kind (joint_state, imu, wrench, vector) the
+# MLP, whose z-normalized input (train/data.py) makes one architecture fit all their units.
+ENCODERS: dict[str, Callable[[SensorSpec, ModelConfig], nn.Module]] = {
+    "image": _image_encoder,
+    "vector": _vector_encoder,
+}
+
+
+def build_encoder(spec: SensorSpec, config: ModelConfig) -> nn.Module:
+    """Encoder for one sensor, producing `latent_obs_dim`-sized (w, var_obs)."""
+    try:
+        choose = ENCODERS[spec.kind]
+    except KeyError:
+        raise ValueError(f"sensor {spec.name!r}: no encoder for kind {spec.kind!r} "
+                         f"(known: {sorted(ENCODERS)})") from None
+    return choose(spec, config)

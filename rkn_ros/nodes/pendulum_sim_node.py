@@ -7,6 +7,8 @@ rad/s). Options: the paper's correlated image noise, frame drops (the image is n
 the truth still is), occlusions (a black square over part of the frame), and a real-time factor.
 With ``publish_clock`` the node publishes ``/clock`` and stamps with its own simulated time, so
 nodes with ``use_sim_time`` follow it faster (or slower) than real time.
+With ``extra_sensors`` it also publishes an IMU (``~/imu``), a joint encoder (``~/encoder``)
+and a second camera (``~/image_side``); see :mod:`rkn_ros.nodes.sim_sensor_outputs`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMsg
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import Image, Imu, JointState
 
 from rkn_ros.nodes.conversions import (
     SIM_CLOCK_START_NS,
@@ -28,6 +30,12 @@ from rkn_ros.nodes.conversions import (
     ns_to_stamp,
 )
 from rkn_ros.nodes.params import declare, run_node
+from rkn_ros.nodes.sim_sensor_outputs import (
+    EXTRA_SENSORS,
+    encoder_message,
+    imu_message,
+    sim_sensors,
+)
 from rkn_ros.sim.pendulum import PendulumParams
 from rkn_ros.sim.pendulum_sim import PendulumSimulator
 from rkn_ros.sim.render import RenderParams
@@ -97,6 +105,14 @@ class PendulumSimNode(Node):
             "names of the links in ~/joint_states_truth; empty = joint_1 .. joint_n",
             array="string[]",
         )
+        extra = declare(self, "extra_sensors", [],
+                        f"also publish these sensors, from {list(EXTRA_SENSORS)}: ~/imu (Imu), "
+                        "~/encoder (JointState), ~/image_side (Image); empty = none",
+                        array="string[]")
+        sensor_config = declare(
+            self, "sensor_config", "",
+            "generator config whose image_side/imu/encoder sections set the extra sensors "
+            "(e.g. config/sim/pendulum_fusion.yaml); empty = their defaults")
         params = (
             PendulumParams()
             if links == 1
@@ -109,13 +125,22 @@ class PendulumSimNode(Node):
         render = RenderParams() if links == 1 else RenderParams.quad_link()
         if size:
             render = dataclasses.replace(render, image_size=size)
-        self.sim = PendulumSimulator(params, render, seed=seed, image_noise=image_noise)
+        self.extra = sim_sensors(list(extra), sensor_config, render, links)
+        self.sim = PendulumSimulator(params, render, seed=seed, image_noise=image_noise,
+                                     imu=self.extra.imu, encoder=self.extra.encoder,
+                                     side_camera=self.extra.side_camera)
         self.joint_names = list(names) or [f"joint_{i + 1}" for i in range(links)]
         if len(self.joint_names) != links:
             raise ValueError(f"joint_names has {len(self.joint_names)} names for {links} links")
         self._rng = np.random.default_rng(seed + 1)
         self.pub_image = self.create_publisher(Image, "~/image", IMAGE_QOS)
         self.pub_truth = self.create_publisher(JointState, "~/joint_states_truth", 10)
+        self.pub_imu = self.create_publisher(Imu, "~/imu", 10) if self.extra.imu else None
+        self.pub_encoder = (self.create_publisher(JointState, "~/encoder", 10)
+                            if self.extra.encoder else None)
+        self.pub_side = (self.create_publisher(Image, "~/image_side", IMAGE_QOS)
+                         if self.extra.side_camera else None)
+        self._side_rng = np.random.default_rng(seed + 2)
         self.pub_clock = (
             self.create_publisher(ClockMsg, "/clock", 10) if self.publish_clock else None
         )
@@ -164,7 +189,20 @@ class PendulumSimNode(Node):
         self.pub_truth.publish(
             make_joint_state(stamp, self.frame_id, self.joint_names, angles, velocities)
         )
+        self._publish_extra(stamp)
         self.steps += 1
+
+    def _publish_extra(self, stamp) -> None:
+        readings = self.sim.readings
+        if self.pub_imu is not None:
+            self.pub_imu.publish(imu_message(stamp, self.frame_id, readings.imu))
+        if self.pub_encoder is not None and readings.encoder_valid:
+            self.pub_encoder.publish(encoder_message(stamp, self.frame_id, self.joint_names,
+                                                     self.extra.encoder, readings.encoder))
+        if self.pub_side is not None and not (
+                self.steps >= self.keep_first
+                and self._side_rng.random() < self.extra.side_drop_prob):
+            self.pub_side.publish(array_to_image(readings.side_image, stamp, self.frame_id))
 
     def _occlude(self, image: np.ndarray) -> np.ndarray:
         side = max(1, round(self.occlusion_size * image.shape[0]))

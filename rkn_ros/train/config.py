@@ -41,8 +41,9 @@ PENDULUM_GENERATORS = ("pendulum", "quad_link")
 class GenerateSpec:
     """A data set generated on the fly, deterministically in its ``seed``.
 
-    ``config``: a ``config/sim/<generator>.yaml``-style file; ``noise``, ``physics`` and
-    ``render`` (pendulums only) override it; ``memory_budget_mb``: the most the generated
+    ``config``: a ``config/sim/<generator>.yaml``-style file; ``noise``, ``physics``,
+    ``render`` and ``sensors`` (pendulums only: the inputs, in model order, from image,
+    image_side, imu, encoder) override it; ``memory_budget_mb``: the most the generated
     arrays may take (the generator refuses a larger ``num_sequences x steps`` before it
     allocates).
     """
@@ -56,11 +57,12 @@ class GenerateSpec:
     drop_prob: float | None = field(default=None, metadata=limits(ge=0.0, lt=1.0))
     physics: dict | None = None
     render: dict | None = None
+    sensors: tuple[str, ...] | None = None
     memory_budget_mb: int | None = field(default=None, metadata=limits(ge=1))
 
     def __post_init__(self) -> None:
         if self.generator not in PENDULUM_GENERATORS:
-            for key in ("noise", "physics", "render"):
+            for key in ("noise", "physics", "render", "sensors"):
                 if getattr(self, key) is not None:
                     raise ConfigError(f"{key}: unknown key for generator {self.generator} "
                                       "(only the pendulums take it)")

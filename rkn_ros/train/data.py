@@ -77,6 +77,8 @@ def generate_dataset(spec: GenerateSpec | Mapping[str, Any]) -> SequenceDataset:
                                 {**base.render.to_dict(), **(spec.render or {})}, "render"),
             noise=base.noise if spec.noise is None else spec.noise,
             drop_prob=base.drop_prob if spec.drop_prob is None else spec.drop_prob,
+            sensors=base.sensors if spec.sensors is None
+            else dataclasses.replace(base.sensors, sensors=tuple(spec.sensors)),
         )
         return generate.generate_pendulum(spec.generator, config, spec.num_sequences,
                                           spec.steps, spec.seed, **budget)
