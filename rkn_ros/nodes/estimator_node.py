@@ -20,10 +20,8 @@ from collections.abc import Callable
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.subscription import Subscription
@@ -47,7 +45,7 @@ from rkn_ros.nodes.estimator_diagnostics import (
 )
 from rkn_ros.nodes.estimator_outputs import EstimatorOutputs
 from rkn_ros.nodes.estimator_params import PARAMETERS, EstimatorSettings
-from rkn_ros.nodes.estimator_runtime_params import RefusedChangeError, changed_settings, replan
+from rkn_ros.nodes.estimator_runtime_params import apply_runtime_parameters
 from rkn_ros.nodes.params import Throttle, declare_table, resolve_share_path, run_node
 from rkn_ros.nodes.startup import StartupError, check_settings, load_estimator, plan_serving
 from rkn_ros.runtime import InputError, StreamingEstimator
@@ -77,13 +75,13 @@ class EstimatorParts:
     def declare_estimator(self) -> None:
         """Declare the parameters (the run-time ones settable) and guard ``/clock``."""
         self.settings = EstimatorSettings(**declare_table(self, PARAMETERS))
-        self._throttle = Throttle(self, self.settings.warn_throttle)
+        self.throttle = Throttle(self, self.settings.warn_throttle)
         self.est: StreamingEstimator | None = None
         self.active = False
         self._subscriptions_by_input: dict[str, Subscription] = {}
         self._tick_timer: Timer | None = None
         self._sim_time = guard_clock(self, self._on_bad_clock, self._on_clock)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(lambda params: apply_runtime_parameters(self, params))
 
     def configure_estimator(self) -> None:
         """Load and check the model, make the publishers, the reset service and the
@@ -295,7 +293,7 @@ class EstimatorParts:
 
     def _warn(self, source: str, reason: str, detail: str) -> None:
         if (source, reason) != ("tick", "repeated_time"):  # a clock standing still: counted only
-            self._throttle.warn(
+            self.throttle.warn(
                 f"{source}/{reason}", f"dropped {source} message ({reason}): {detail}"
             )
 
@@ -305,7 +303,7 @@ class EstimatorParts:
             self._warn(drop.source, drop.reason.value, drop.detail)
         if plan.ahead:
             period = self.plan.period_s
-            self._throttle.warn(
+            self.throttle.warn(
                 "tick/ahead",
                 f"{self.settings.tick_on} messages come faster than the model's 1/dt "
                 f"({1.0 / period:g} Hz): one step of {period:g} s per message runs its "
@@ -319,7 +317,7 @@ class EstimatorParts:
 
     def _reset_belief(self, reset: Reset) -> None:
         if reset.reason is ResetReason.CLOCK_JUMP:
-            self._throttle.warn(
+            self.throttle.warn(
                 "clock/jump",
                 f"the clock jumped back by {reset.by_ns * 1e-9:.3f} s (a restarted simulation "
                 "or a replayed bag): belief reset",
@@ -350,11 +348,11 @@ class EstimatorParts:
         except (RuntimeError, FloatingPointError) as err:  # torch's and ONNX Runtime's failures
             self.step_failures += 1
             self.last_step_error = str(err).splitlines()[0] if str(err) else type(err).__name__
-            self._throttle.warn("tick/step_failed", f"model step failed: {self.last_step_error}")
+            self.throttle.warn("tick/step_failed", f"model step failed: {self.last_step_error}")
             return
         if unusable_estimate(out):
             self.unusable_estimates += 1
-            self._throttle.warn(
+            self.throttle.warn(
                 "tick/nonfinite", "the model's estimate is not finite: not published "
                 "(/diagnostics shows ERROR; check the checkpoint and the inputs' scale)",
             )
@@ -384,30 +382,10 @@ class EstimatorParts:
         """The estimator's status: latency, tick rate, counts of missing and refused inputs."""
         return self._report.status()
 
-    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
-        """``ros2 param set`` of run-time parameters: checked against the model as at
-        start-up, then applied to the scheduler, the outputs and the warnings; else refused
-        with the reason."""
-        try:
-            settings = changed_settings(self.settings, parameters)
-            if settings is None:
-                return SetParametersResult(successful=True)
-            plan = replan(settings, self.est)
-        except RefusedChangeError as err:
-            return SetParametersResult(successful=False, reason=str(err))
-        self.settings = settings
-        self._throttle = Throttle(self, settings.warn_throttle)
-        if plan is not None:
-            self.plan = plan
-            self.scheduler.reconfigure(plan.ticks)
-            self.outputs.set_horizon(settings.prediction_horizon)
-            self.outputs.set_markers(plan.link_lengths if settings.publish_markers else None)
-        return SetParametersResult(successful=True)
-
     def _publish_diagnostics(self) -> None:
         for source, sub in self._subscriptions_by_input.items():
             if not self.received[source]:  # a remapping that missed goes unnoticed otherwise
-                self._throttle.warn(
+                self.throttle.warn(
                     f"{source}/silent",
                     lambda s=source, t=sub: silent_input_message(self, t.topic_name, t.msg_type),
                 )

@@ -9,12 +9,18 @@ the others are declared read-only, so rclpy refuses them before this module sees
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.parameter import Parameter
 
 from rkn_ros.nodes.estimator_params import PARAMETERS, EstimatorSettings
+from rkn_ros.nodes.params import Throttle
 from rkn_ros.nodes.startup import ServingPlan, StartupError, plan_serving
 from rkn_ros.runtime import StreamingEstimator
+
+if TYPE_CHECKING:
+    from rkn_ros.nodes.estimator_node import EstimatorParts
 
 RUNTIME_PARAMETERS = frozenset(spec.name for spec in PARAMETERS if spec.runtime)
 
@@ -52,3 +58,26 @@ def replan(settings: EstimatorSettings, est: StreamingEstimator | None) -> Servi
         return plan_serving(settings, est)
     except StartupError as err:
         raise RefusedChangeError(str(err)) from err
+
+
+def apply_runtime_parameters(
+    node: EstimatorParts, parameters: list[Parameter]
+) -> SetParametersResult:
+    """The estimator's on-set-parameters callback: the run-time ones checked against the model
+    as at start-up, then handed to the scheduler, the outputs and the warnings; else refused
+    with the reason (nothing changed)."""
+    try:
+        settings = changed_settings(node.settings, parameters)
+        if settings is None:
+            return SetParametersResult(successful=True)
+        plan = replan(settings, node.est)
+    except RefusedChangeError as err:
+        return SetParametersResult(successful=False, reason=str(err))
+    node.settings = settings
+    node.throttle = Throttle(node, settings.warn_throttle)
+    if plan is not None:
+        node.plan = plan
+        node.scheduler.reconfigure(plan.ticks)
+        node.outputs.set_horizon(settings.prediction_horizon)
+        node.outputs.set_markers(plan.link_lengths if settings.publish_markers else None)
+    return SetParametersResult(successful=True)
