@@ -80,6 +80,7 @@ def timer_estimator(checkpoints, probe_node, tmp_path_factory):
         "diagnostics_period": 0.2,
         "warn_throttle": 1.0,
         f"qos_overrides./{MANAGED}/state.publisher.reliability": "best_effort",
+        f"qos_overrides./{MANAGED}/image.subscription.reliability": "reliable",
     }
     log = tmp_path_factory.mktemp("logs") / "timer_estimator.log"
     with running_estimator(probe_node, MANAGED, params, log) as running:
@@ -165,9 +166,13 @@ def test_set_parameters_changes_the_run_time_ones_and_refuses_the_rest(timer_est
     assert "read-only" in result.reason
 
 
-def test_qos_overrides_apply_to_the_outputs(timer_estimator):
-    """``qos_overrides./<node>/state.publisher.reliability`` given at start-up (fixture)."""
+def test_qos_overrides_apply_to_the_inputs_and_outputs(timer_estimator):
+    """``qos_overrides./<node>/state.publisher.reliability`` and
+    ``qos_overrides./<node>/image.subscription.reliability`` given at start-up (fixture); the
+    graph shows reliability (not depth) of another process's endpoints."""
     probe, _ = timer_estimator
+    (image,) = probe.t.node.get_subscriptions_info_by_topic(f"/{MANAGED}/image")
+    assert image.qos_profile.reliability == ReliabilityPolicy.RELIABLE  # best effort without
     (state,) = probe.t.node.get_publishers_info_by_topic(f"/{MANAGED}/state")
     (stddev,) = probe.t.node.get_publishers_info_by_topic(f"/{MANAGED}/state_stddev")
     assert state.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT

@@ -78,6 +78,10 @@ class EstimatorParts:
         self.throttle = Throttle(self, self.settings.warn_throttle)
         self.est: StreamingEstimator | None = None
         self.active = False
+        # since start-up (a malformed /clock is counted in any state)
+        self.rejected: Counter[tuple[str, str]] = Counter()  # (input, reason): refused messages
+        self.received: Counter[str] = Counter()
+        self.ignored: Counter[tuple[str, str]] = Counter()
         self._subscriptions_by_input: dict[str, Subscription] = {}
         self._tick_timer: Timer | None = None
         self._sim_time = guard_clock(self, self._on_bad_clock, self._on_clock)
@@ -94,9 +98,6 @@ class EstimatorParts:
         for warning in plan.warnings:
             self.get_logger().warning(warning)
         self.scheduler = TickScheduler(plan.ticks)
-        self.rejected: Counter[tuple[str, str]] = Counter()  # (input, reason): refused messages
-        self.received: Counter[str] = Counter()
-        self.ignored: Counter[tuple[str, str]] = Counter()
         self.heard: dict[str, float] = {}  # input -> monotonic time of its last message
         self.input_to_publish = LatencyStats(s.latency_window)
         self._command: np.ndarray | None = None
