@@ -8,7 +8,10 @@ optionally ``~/prediction``/``~/prediction_stddev`` (JointTrajectory) and ``~/ma
 The node translates and delegates: messages to arrays in :mod:`rkn_ros.nodes.conversions`,
 when to tick in :class:`rkn_ros.runtime.ticks.TickScheduler`, every number in
 :class:`rkn_ros.runtime.StreamingEstimator`, the start-up checks in
-:mod:`rkn_ros.nodes.startup`, the parameters in :mod:`rkn_ros.nodes.estimator_params`.
+:mod:`rkn_ros.nodes.startup`, the parameters in :mod:`rkn_ros.nodes.estimator_params` (those
+set at run time in :mod:`rkn_ros.nodes.estimator_runtime_params`), the statuses in
+:mod:`rkn_ros.nodes.estimator_diagnostics`. Its parts (:class:`EstimatorParts`) are shared with
+the managed node, :mod:`rkn_ros.nodes.lifecycle_estimator`.
 """
 
 from __future__ import annotations
