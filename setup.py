@@ -9,6 +9,7 @@ PACKAGE = "rkn_ros"
 # Through rkn_ros.nodes.entry: a Ctrl-C while a node starts ends it quietly.
 NODES = {
     "rkn_estimator": "rkn_ros.nodes.entry:rkn_estimator",
+    "rkn_lifecycle_estimator": "rkn_ros.nodes.entry:rkn_lifecycle_estimator",
     "pendulum_sim": "rkn_ros.nodes.entry:pendulum_sim",
     "pneumatic_sim": "rkn_ros.nodes.entry:pneumatic_sim",
     "pam_replay": "rkn_ros.nodes.entry:pam_replay",

@@ -24,8 +24,9 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402  (the environment above must be set before rclpy reads it)
+import torch  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -36,10 +37,13 @@ from test_runtime_support import (  # noqa: E402
     make_joint_checkpoint,
     make_monotone_pendulum_checkpoint,
     make_pendulum_checkpoint,
+    pendulum_metadata,
+    save_checkpoint,  # where the checkpoint format lives, as test_runtime_support has it
 )
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
+from rkn_ros.core import ModelConfig, SensorSpec, build_model  # noqa: E402
 from rkn_ros.nodes.conversions import array_to_image, stamp_to_ns  # noqa: E402
 from rkn_ros.sim.render import RenderParams, render  # noqa: E402
 
@@ -160,8 +164,10 @@ class Probe:
         self.stddevs: list[JointState] = []
         self.predictions: list[JointTrajectory] = []
         self.markers: list[MarkerArray] = []
-        self.diagnostics: dict[str, str] = {}
+        self.diagnostics: dict[str, str] = {}  # the estimator's status, by key
         self.level: bytes | None = None
+        # every status of the node by task ("RKN estimator", "image input", ...), newest
+        self.statuses: dict[str, DiagnosticStatus] = {}
         node.create_subscription(JointState, f"/{name}/state", self.states.append, BEST_EFFORT)
         node.create_subscription(
             JointState, f"/{name}/state_stddev", self.stddevs.append, BEST_EFFORT
@@ -175,7 +181,9 @@ class Probe:
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            if status.name.startswith(f"/{self.name}:"):
+            if status.name.startswith(f"/{self.name}: "):
+                self.statuses[status.name.removeprefix(f"/{self.name}: ")] = status
+            if status.name == f"/{self.name}: RKN estimator":
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
                 self.level = status.level
 
@@ -230,6 +238,23 @@ def until_counted(probe: Probe, publisher, msg, key: str, timeout: float = 15.0)
     return False
 
 
+def make_overflowing_pendulum_checkpoint(folder: Path, seed: int = 0) -> Path:
+    """An image pendulum whose weights are all finite but whose estimates are not: every
+    weight outside the decoder scaled by 1e30, so the latent state overflows float32 at the
+    first step (the decoded mean is NaN)."""
+    torch.manual_seed(seed)
+    config = ModelConfig(
+        sensors=(SensorSpec("image", "image", (24, 24)),), output_dim=2, latent_obs_dim=15,
+        decoder_hidden=(),
+    )
+    model = build_model(config)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if not name.startswith("decoder."):
+                weight.mul_(1e30)
+    return save_checkpoint(folder, model, pendulum_metadata(config, name="pendulum_overflow"))
+
+
 class Checkpoints:
     """The test checkpoints of the node tests, each written on first use."""
 
@@ -237,6 +262,7 @@ class Checkpoints:
         "monotone": make_monotone_pendulum_checkpoint,
         "pendulum": make_pendulum_checkpoint,
         "joint": make_joint_checkpoint,
+        "overflowing": make_overflowing_pendulum_checkpoint,
     }
 
     def __init__(self, root: Path) -> None:

@@ -30,6 +30,11 @@ def rkn_estimator() -> int:
     return _run("rkn_ros.nodes.estimator_node")
 
 
+def rkn_lifecycle_estimator() -> int:
+    """``rkn_lifecycle_estimator``."""
+    return _run("rkn_ros.nodes.lifecycle_estimator")
+
+
 def pendulum_sim() -> int:
     """``pendulum_sim``."""
     return _run("rkn_ros.nodes.pendulum_sim_node")

@@ -8,7 +8,10 @@ optionally ``~/prediction``/``~/prediction_stddev`` (JointTrajectory) and ``~/ma
 The node translates and delegates: messages to arrays in :mod:`rkn_ros.nodes.conversions`,
 when to tick in :class:`rkn_ros.runtime.ticks.TickScheduler`, every number in
 :class:`rkn_ros.runtime.StreamingEstimator`, the start-up checks in
-:mod:`rkn_ros.nodes.startup`, the parameters in :mod:`rkn_ros.nodes.estimator_params`.
+:mod:`rkn_ros.nodes.startup`, the parameters in :mod:`rkn_ros.nodes.estimator_params` (those
+set at run time in :mod:`rkn_ros.nodes.estimator_runtime_params`), the statuses in
+:mod:`rkn_ros.nodes.estimator_diagnostics`. Its parts (:class:`EstimatorParts`) are shared with
+the managed node, :mod:`rkn_ros.nodes.lifecycle_estimator`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
@@ -35,12 +41,17 @@ from rkn_ros.nodes.conversions import (
     ns_to_stamp,
     stamp_to_ns,
 )
-from rkn_ros.nodes.estimator_diagnostics import DiagnosticsReport, silent_input_message
+from rkn_ros.nodes.estimator_diagnostics import (
+    DiagnosticsReport,
+    silent_input_message,
+    unusable_estimate,
+)
 from rkn_ros.nodes.estimator_outputs import EstimatorOutputs
 from rkn_ros.nodes.estimator_params import PARAMETERS, EstimatorSettings
+from rkn_ros.nodes.estimator_runtime_params import apply_runtime_parameters
 from rkn_ros.nodes.params import Throttle, declare_table, resolve_share_path, run_node
 from rkn_ros.nodes.startup import StartupError, check_settings, load_estimator, plan_serving
-from rkn_ros.runtime import InputError
+from rkn_ros.runtime import InputError, StreamingEstimator
 from rkn_ros.runtime.latency import LatencyStats
 from rkn_ros.runtime.ticks import Plan, Reset, ResetReason, Tick, TickScheduler
 
@@ -56,59 +67,109 @@ JOINT_QOS = QoSProfile(
 COMMAND_QOS = JOINT_QOS
 
 
-class EstimatorNode(Node):
-    """See the module docstring; parameters are listed in ``config/estimator.yaml``."""
+class EstimatorParts:
+    """The estimator on an rclpy node, in the steps a managed node takes (docs/runtime.md,
+    "Lifecycle"): :meth:`declare_estimator` at construction, :meth:`configure_estimator` loads
+    and checks the model and makes the publishers, :meth:`activate_estimator` subscribes and
+    ticks, :meth:`deactivate_estimator` stops both (the model stays),
+    :meth:`cleanup_estimator` frees the model. Mixed into :class:`EstimatorNode` (all steps at
+    start-up) and the managed node of :mod:`rkn_ros.nodes.lifecycle_estimator`."""
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(NODE_NAME, **kwargs)
-        self.settings = s = EstimatorSettings(**declare_table(self, PARAMETERS))
-        self._throttle = Throttle(self, s.warn_throttle)
-        check_settings(s)
-        self.est, self.cpus = load_estimator(s, resolve_share_path(s.model_path))
-        self.plan = plan = plan_serving(s, self.est)
-        for warning in plan.warnings:
-            self.get_logger().warning(warning)
-        self.scheduler = TickScheduler(plan.ticks)
+    def declare_estimator(self) -> None:
+        """Declare the parameters (the run-time ones settable) and guard ``/clock``."""
+        self.settings = EstimatorSettings(**declare_table(self, PARAMETERS))
+        self.throttle = Throttle(self, self.settings.warn_throttle)
+        self.est: StreamingEstimator | None = None
+        self.active = False
+        # since start-up (a malformed /clock is counted in any state)
         self.rejected: Counter[tuple[str, str]] = Counter()  # (input, reason): refused messages
         self.received: Counter[str] = Counter()
         self.ignored: Counter[tuple[str, str]] = Counter()
+        self._subscriptions_by_input: dict[str, Subscription] = {}
+        self._tick_timer: Timer | None = None
+        self._sim_time = guard_clock(self, self._on_bad_clock, self._on_clock)
+        self.add_on_set_parameters_callback(lambda params: apply_runtime_parameters(self, params))
+
+    def configure_estimator(self) -> None:
+        """Load and check the model, make the publishers, the reset service and the
+        diagnostics; :class:`StartupError` when the model cannot serve."""
+        s = self.settings
+        check_settings(s)
+        est, cpus = load_estimator(s, resolve_share_path(s.model_path))
+        plan = plan_serving(s, est)  # before any part is made: a refusal leaves nothing behind
+        self.est, self.cpus, self.plan = est, cpus, plan
+        for warning in plan.warnings:
+            self.get_logger().warning(warning)
+        self.scheduler = TickScheduler(plan.ticks)
+        self.heard: dict[str, float] = {}  # input -> monotonic time of its last message
         self.input_to_publish = LatencyStats(s.latency_window)
         self._command: np.ndarray | None = None
+        self._measured = False  # no tick before the first input (docs/runtime.md, "Priors")
+        self.unusable_estimates = 0  # non-finite estimates, not published
+        self.step_failures = 0
+        self.last_step_error = ""
         self._other_joints_logged = False
         self._input_joints = frozenset(joint for joint, _ in plan.joint_entries)
-        self._sim_time = guard_clock(self, self._on_bad_clock, self._on_clock)
         self.outputs = EstimatorOutputs(
             self, self.est, plan.joint_names, s.frame_id, s.prediction_horizon,
             plan.link_lengths if s.publish_markers else None,
         )
         self.pub_state = self.outputs.pub_state
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        # The command subscription comes first: when a command and the sample of the same
-        # step are both waiting, the executor serves them in creation order, and the tick that
-        # the sample triggers must already see its command.
-        subscriptions = {}
-        if self.est.action_dim:
-            subscriptions["command"] = self.create_subscription(
-                Float64MultiArray, "~/command", self._on_command, COMMAND_QOS
-            )
-        if plan.image_sensor is not None:
-            subscriptions["image"] = self.create_subscription(
-                Image, "~/image", self._on_image, SENSOR_QOS
-            )
-        if plan.vector_sensors:
-            subscriptions["joint_states"] = self.create_subscription(
-                JointState, "~/joint_states", self._on_joints, JOINT_QOS
-            )
-        # the resolved names, after remapping: what a user checks a remapping against
-        self._subscriptions_by_input = subscriptions
-        self.create_service(Trigger, "~/reset", self._on_reset)
-        self._tick_timer = self.create_timer(plan.period_s, self._on_timer)
+        self._reset_service = self.create_service(Trigger, "~/reset", self._on_reset)
         self._report = DiagnosticsReport(self)
-        self.create_timer(
+        self._diagnostics_timer = self.create_timer(
             s.diagnostics_period, self._publish_diagnostics,
             clock=Clock(clock_type=ClockType.STEADY_TIME),
         )
+
+    def activate_estimator(self) -> None:
+        """Subscribe to the inputs and start ticking."""
+        plan = self.plan
+        qos = QoSOverridingOptions.with_default_policies()
+        # The command subscription comes first: when a command and the sample of the same
+        # step are both waiting, the executor serves them in creation order, and the tick that
+        # the sample triggers must already see its command.
+        wanted = (
+            ("command", Float64MultiArray, self._on_command, COMMAND_QOS, self.est.action_dim),
+            ("image", Image, self._on_image, SENSOR_QOS, plan.image_sensor is not None),
+            ("joint_states", JointState, self._on_joints, JOINT_QOS, plan.vector_sensors),
+        )
+        # the resolved names, after remapping: what a user checks a remapping against
+        self._subscriptions_by_input = {
+            source: self.create_subscription(
+                msg_type, f"~/{source}", callback, profile, qos_overriding_options=qos
+            )
+            for source, msg_type, callback, profile, used in wanted
+            if used
+        }
+        # silence counts from the activation
+        self.heard = dict.fromkeys(self._subscriptions_by_input, time.monotonic())
+        self._tick_timer = self.create_timer(plan.period_s, self._on_timer)
+        self.active = True
         self.get_logger().info(self._startup_line())
+
+    def deactivate_estimator(self) -> None:
+        """Stop ticking and listening; nothing goes out on the estimate topics until the next
+        activation. The belief stays."""
+        self.active = False
+        if self._tick_timer is not None:
+            self.destroy_timer(self._tick_timer)
+            self._tick_timer = None
+        for subscription in self._subscriptions_by_input.values():
+            self.destroy_subscription(subscription)
+        self._subscriptions_by_input = {}
+
+    def cleanup_estimator(self) -> None:
+        """Free the model and everything configure made."""
+        self.deactivate_estimator()
+        if self.est is None:
+            return
+        self.outputs.destroy()
+        self.destroy_publisher(self.pub_diag)
+        self.destroy_service(self._reset_service)
+        self.destroy_timer(self._diagnostics_timer)
+        self.est = None
 
     def _startup_line(self) -> str:
         est = self.est
@@ -136,6 +197,7 @@ class EstimatorNode(Node):
     def _offer(self, source: str, msg: Image | JointState, convert: Callable[[], object]) -> None:
         """Stamp judged by the scheduler, then the message converted (once), then its ticks."""
         self.received[source] += 1
+        self.heard[source] = time.monotonic()
         now = self._now_ns()
         if now == 0:
             return  # use_sim_time before the first /clock message: nothing to judge by
@@ -149,6 +211,7 @@ class EstimatorNode(Node):
         except (MessageError, InputError) as err:
             self._reject(source, err.reason, str(err))
             return
+        self._measured = True
         self._run(self.scheduler.accept(source, stamp_ns, now, sample))
 
     def _on_image(self, msg: Image) -> None:
@@ -205,6 +268,7 @@ class EstimatorNode(Node):
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         self.received["command"] += 1
+        self.heard["command"] = time.monotonic()
         try:
             self._command = self.est.check_action(
                 command_to_vector(msg, self.est.action_dim, self.est.action_names)
@@ -214,7 +278,8 @@ class EstimatorNode(Node):
 
     def _on_clock(self) -> None:
         """A good /clock message: samples stamped ahead of the old time may be due now."""
-        self._run(self.scheduler.on_clock(self._now_ns()))
+        if self.active:
+            self._run(self.scheduler.on_clock(self._now_ns()))
 
     def _on_bad_clock(self, problem: str) -> None:
         self._reject("clock", "malformed", f"{problem}; the clock keeps its last good time")
@@ -222,15 +287,17 @@ class EstimatorNode(Node):
     # ------------------------------------------------------------------ ticking
     def _on_timer(self) -> None:
         now = self._now_ns()
-        if now == 0:
-            return  # use_sim_time before the first /clock message: no time to stamp with
+        if now == 0 or not self._measured:
+            # use_sim_time before the first /clock message: no time to stamp with; before the
+            # first input: no estimate, only the prior (docs/runtime.md, "Priors")
+            return
         until = self._tick_timer.time_until_next_call()
         late = 0 if until is None else self.scheduler.config.period_ns - until
         self._run(self.scheduler.on_timer(now, late))
 
     def _warn(self, source: str, reason: str, detail: str) -> None:
         if (source, reason) != ("tick", "repeated_time"):  # a clock standing still: counted only
-            self._throttle.warn(
+            self.throttle.warn(
                 f"{source}/{reason}", f"dropped {source} message ({reason}): {detail}"
             )
 
@@ -240,7 +307,7 @@ class EstimatorNode(Node):
             self._warn(drop.source, drop.reason.value, drop.detail)
         if plan.ahead:
             period = self.plan.period_s
-            self._throttle.warn(
+            self.throttle.warn(
                 "tick/ahead",
                 f"{self.settings.tick_on} messages come faster than the model's 1/dt "
                 f"({1.0 / period:g} Hz): one step of {period:g} s per message runs its "
@@ -254,7 +321,7 @@ class EstimatorNode(Node):
 
     def _reset_belief(self, reset: Reset) -> None:
         if reset.reason is ResetReason.CLOCK_JUMP:
-            self._throttle.warn(
+            self.throttle.warn(
                 "clock/jump",
                 f"the clock jumped back by {reset.by_ns * 1e-9:.3f} s (a restarted simulation "
                 "or a replayed bag): belief reset",
@@ -274,12 +341,27 @@ class EstimatorNode(Node):
         command, self._command = self._command, None
         dt = tick.dt_ns * 1e-9 if self.est.uses_dt and tick.dt_ns is not None else None
         try:
-            out = self.est.step(inputs, action=command, dt=dt)
-        except InputError as err:
-            # Inputs were checked on arrival (a frame by its decoding), so this guards against
-            # a bug: the tick still runs, with its inputs missing, and its estimate goes out.
-            self._reject("tick", err.reason, str(err))
-            out = self.est.step(dict.fromkeys(inputs), action=command, dt=dt)
+            try:
+                out = self.est.step(inputs, action=command, dt=dt)
+            except InputError as err:
+                # Inputs were checked on arrival (a frame by its decoding), so this guards
+                # against a bug: the tick still runs, with its inputs missing, and its estimate
+                # goes out.
+                self._reject("tick", err.reason, str(err))
+                out = self.est.step(dict.fromkeys(inputs), action=command, dt=dt)
+        except (RuntimeError, FloatingPointError) as err:  # torch's and ONNX Runtime's failures
+            self.step_failures += 1
+            self.last_step_error = str(err).splitlines()[0] if str(err) else type(err).__name__
+            self.throttle.warn("tick/step_failed", f"model step failed: {self.last_step_error}")
+            return
+        if unusable_estimate(out):
+            self.unusable_estimates += 1
+            self.throttle.warn(
+                "tick/nonfinite", "the model's estimate is not finite: not published "
+                "(/diagnostics shows ERROR; check the checkpoint and the inputs' scale)",
+            )
+            self.est.advance()
+            return
         timed = tick.timed and not self._sim_time
 
         def handed(ns: int) -> None:  # input stamp (or the timer's now) to the publish, wall
@@ -307,14 +389,25 @@ class EstimatorNode(Node):
     def _publish_diagnostics(self) -> None:
         for source, sub in self._subscriptions_by_input.items():
             if not self.received[source]:  # a remapping that missed goes unnoticed otherwise
-                self._throttle.warn(
+                self.throttle.warn(
                     f"{source}/silent",
                     lambda s=source, t=sub: silent_input_message(self, t.topic_name, t.msg_type),
                 )
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.status = [self.diagnostics()]
+        msg.status = self._report.statuses()
         self.pub_diag.publish(msg)
+
+
+class EstimatorNode(EstimatorParts, Node):
+    """See the module docstring; parameters are listed in ``config/estimator.yaml``. Configured
+    and active from construction on."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self.declare_estimator()
+        self.configure_estimator()
+        self.activate_estimator()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -10,6 +10,8 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
 from rclpy.node import Node
+from rclpy.publisher import Publisher
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
@@ -38,8 +40,6 @@ class EstimatorOutputs:
         self.est = est
         self.joint_names = list(joint_names)
         self.frame_id = frame_id
-        self.horizon = horizon
-        self.link_lengths = None if link_lengths is None else np.asarray(link_lengths)
         # Built once and refilled at every tick (the publisher serializes on publish).
         no_values = np.zeros(len(joint_names))
         with_velocity = est.layout.velocity_index is not None
@@ -48,18 +48,54 @@ class EstimatorOutputs:
                              no_values if with_velocity else None)
             for _ in range(2)
         )
-        self.pub_state = node.create_publisher(JointState, "~/state", DEPTH)
-        self.pub_stddev = node.create_publisher(JointState, "~/state_stddev", DEPTH)
-        self.pub_prediction = self.pub_prediction_stddev = None
-        if horizon > 0:
-            self.pub_prediction = node.create_publisher(JointTrajectory, "~/prediction", DEPTH)
-            self.pub_prediction_stddev = node.create_publisher(
-                JointTrajectory, "~/prediction_stddev", DEPTH
-            )
-        self.pub_markers = (
-            None if link_lengths is None
-            else node.create_publisher(MarkerArray, "~/markers", DEPTH)
+        self._node = node
+        self.published = 0  # estimates out on ~/state (the rate /diagnostics judges)
+        self.pub_state = self._publisher(JointState, "~/state")
+        self.pub_stddev = self._publisher(JointState, "~/state_stddev")
+        self.pub_prediction = self.pub_prediction_stddev = self.pub_markers = None
+        self.set_horizon(horizon)
+        self.set_markers(link_lengths)
+
+    def _publisher(self, msg_type: type, topic: str) -> Publisher:
+        # `qos_overrides./<node>/state.publisher.reliability` etc. at start-up, as in
+        # robot_localization (QoS parameters are read-only in rclpy)
+        return self._node.create_publisher(
+            msg_type, topic, DEPTH,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies(),
         )
+
+    def _destroy(self, publisher: Publisher | None) -> None:
+        if publisher is not None:
+            self._node.destroy_publisher(publisher)
+
+    def set_horizon(self, horizon: int) -> None:
+        """Predict ``horizon`` ticks ahead from now on: ``~/prediction(_stddev)`` created, or
+        destroyed for 0."""
+        if (horizon > 0) != (self.pub_prediction is not None):
+            if horizon > 0:
+                self.pub_prediction = self._publisher(JointTrajectory, "~/prediction")
+                self.pub_prediction_stddev = self._publisher(JointTrajectory, "~/prediction_stddev")
+            else:
+                self._destroy(self.pub_prediction)
+                self._destroy(self.pub_prediction_stddev)
+                self.pub_prediction = self.pub_prediction_stddev = None
+        self.horizon = horizon
+
+    def set_markers(self, link_lengths: tuple[float, ...] | None) -> None:
+        """``~/markers`` with these link lengths from now on; None: none (publisher destroyed)."""
+        if link_lengths is None:
+            self._destroy(self.pub_markers)
+            self.pub_markers = None
+        elif self.pub_markers is None:
+            self.pub_markers = self._publisher(MarkerArray, "~/markers")
+        self.link_lengths = None if link_lengths is None else np.asarray(link_lengths)
+
+    def destroy(self) -> None:
+        """Every publisher destroyed (a managed node's cleanup)."""
+        self.set_horizon(0)
+        self.set_markers(None)
+        self._destroy(self.pub_state)
+        self._destroy(self.pub_stddev)
 
     def publish(self, out: EstimatorOutput, stamp: Time, handed: Callable[[int], None]) -> None:
         """Every output of one tick; ``handed(ns)`` gets the wall time ``~/state`` went out."""
@@ -68,6 +104,7 @@ class EstimatorOutputs:
         # this process, after the message has already gone out.
         handed_ns = time.time_ns()
         self.pub_state.publish(state)
+        self.published += 1
         handed(handed_ns)
         self.pub_stddev.publish(
             fill_joint_state(self.stddev_msg, stamp, out.position_std, out.velocity_std)

@@ -18,7 +18,8 @@ ParamValue = bool | int | float | str | list
 @dataclass(frozen=True)
 class ParamSpec:
     """One parameter: ``low``/``high`` a range for numbers; ``array`` ("string[]", "double[]",
-    "int[]") types a list whose default is empty."""
+    "int[]") types a list whose default is empty; ``runtime``: settable while the node runs
+    (``ros2 param set``), else read-only (set at start-up)."""
 
     name: str
     default: ParamValue
@@ -26,6 +27,7 @@ class ParamSpec:
     low: float | None = None
     high: float | None = None
     array: str | None = None
+    runtime: bool = False
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -46,13 +48,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "one tick per period; a message after a dropped one first gets the dropped one's "
               "tick)"),
     ParamSpec("sensor_timeout", 0.0, "s; a sample older than this at the tick counts as missing "
-              "(0 = two tick periods)", 0.0, 60.0),
+              "(0 = two tick periods)", 0.0, 60.0, runtime=True),
     ParamSpec("reset_after_gap", 0.0, "s; when the tick_on input resumes after a silence longer "
               "than this, start a fresh belief (a new recording or episode) instead of "
               "continuing the coasted one; 0 = never; tick_on image or joint_states only",
               0.0, 3600.0),
     ParamSpec("max_future", 0.5, "s; samples stamped further ahead of the clock are dropped "
-              "(nearer ones wait until the clock reaches their stamp)", 0.0, 60.0),
+              "(nearer ones wait until the clock reaches their stamp)", 0.0, 60.0,
+              runtime=True),
     ParamSpec("image_height", 0, "expected image height in pixels; 0 = the model's", 0, 8192),
     ParamSpec("image_width", 0, "expected image width in pixels; 0 = the model's", 0, 8192),
     ParamSpec("resize_images", False, "resize images of another size to the model's (area "
@@ -62,19 +65,22 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "'joint:effort', as bag import names them); empty = the checkpoint's names",
               array="string[]"),
     ParamSpec("prediction_horizon", 0, "ticks predicted ahead on ~/prediction and "
-              "~/prediction_stddev (0 = off)", 0, 1000),
-    ParamSpec("publish_markers", False, "publish ~/markers (estimated links, +-2 sigma)"),
+              "~/prediction_stddev (0 = off)", 0, 1000, runtime=True),
+    ParamSpec("publish_markers", False, "publish ~/markers (estimated links, +-2 sigma)",
+              runtime=True),
     ParamSpec("marker_link_lengths", [], "m per link for ~/markers; empty = 1 m each",
               array="double[]"),
     ParamSpec("frame_id", "", "frame_id of the output headers"),
     ParamSpec("output_joint_names", [], "joint names in ~/state; empty = the checkpoint's output "
               "names", array="string[]"),
     ParamSpec("stamp_offset", 0.0, "s added to the tick's time in output stamps (a model trained "
-              "on next-step targets estimates the state one dt after its inputs)", 0.0, 10.0),
+              "on next-step targets estimates the state one dt after its inputs)", 0.0, 10.0,
+              runtime=True),
     ParamSpec("diagnostics_period", 1.0, "s between /diagnostics messages", 0.05, 60.0),
     ParamSpec("warmup_steps", 20, "throw-away model steps at start-up", 0, 10000),
     ParamSpec("latency_window", 1000, "steps in the latency statistics window", 10, 1000000),
-    ParamSpec("warn_throttle", 5.0, "s between repeated warnings of one kind", 0.0, 3600.0),
+    ParamSpec("warn_throttle", 5.0, "s between repeated warnings of one kind", 0.0, 3600.0,
+              runtime=True),
 )
 
 
@@ -139,18 +145,25 @@ def render_yaml() -> str:
     ]
     for spec in PARAMETERS:
         limits = f" [{_range(spec)}]" if spec.low is not None else ""
-        lines += [f"    # {line}" for line in textwrap.wrap(spec.description + limits, 94)]
+        settable = " (settable at run time)" if spec.runtime else ""
+        text = spec.description + limits + settable
+        lines += [f"    # {line}" for line in textwrap.wrap(text, 94)]
         lines.append(f"    {spec.name}: {_yaml_value(spec.default)}")
     return "\n".join(lines) + "\n"
 
 
 def render_markdown() -> str:
     """The parameter table of ``docs/runtime.md``."""
-    lines = ["| parameter | default | range | description |", "| --- | --- | --- | --- |"]
+    lines = [
+        "| parameter | default | range | at run time | description |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for spec in PARAMETERS:
         description = spec.description.replace("|", "\\|")
+        settable = "settable" if spec.runtime else "read-only"
         lines.append(
-            f"| `{spec.name}` | `{_yaml_value(spec.default)}` | {_range(spec)} | {description} |"
+            f"| `{spec.name}` | `{_yaml_value(spec.default)}` | {_range(spec)} | {settable} "
+            f"| {description} |"
         )
     return "\n".join(lines) + "\n"
 

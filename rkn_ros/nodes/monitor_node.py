@@ -89,7 +89,9 @@ class MonitorNode(Node):
         self._pending: dict[int, list] = {}
         self._trace: list[tuple] = []
         self._started = time.monotonic()
-        self.create_subscription(JointState, "~/estimate", self._on_estimate, QOS)
+        self._estimate_sub = self.create_subscription(
+            JointState, "~/estimate", self._on_estimate, QOS
+        )
         self.create_subscription(JointState, "~/estimate_stddev", self._on_stddev, QOS)
         self.create_subscription(JointState, "~/truth", self._on_truth, QOS)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
@@ -229,6 +231,8 @@ class MonitorNode(Node):
             name=f"{self.get_fully_qualified_name()}: estimate vs truth",
             level=DiagnosticStatus.OK if self.matched else DiagnosticStatus.WARN,
             message=f"{self.matched} estimates matched",
+            # what is scored: the estimate topic, as resolved (remapped to an estimator's state)
+            hardware_id=self._estimate_sub.topic_name,
         )
         values = {
             "rmse": position.get("rmse"),

@@ -35,7 +35,12 @@ def declare(
 ) -> Any:
     """Declare ``name`` with a described default (a range when ``low``/``high`` are given) and
     return its value; ``array`` ("string[]", "double[]", "int[]") types an empty-list default."""
-    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+    descriptor = ParameterDescriptor(
+        description=description,
+        read_only=read_only,
+        # what `ros2 param describe` shows beside rclpy's refusal of a set
+        additional_constraints="read-only: restart the node to change it" if read_only else "",
+    )
     if array is not None:
         # rclpy types an empty-list default as a byte array; typing is checked below instead
         descriptor.dynamic_typing = True
@@ -70,7 +75,7 @@ def declare_table(node: Node, table: Iterable[ParamSpec]) -> dict[str, Any]:
     """Declare every parameter of ``table``; their values by name."""
     return {
         spec.name: declare(node, spec.name, spec.default, spec.description, spec.low, spec.high,
-                           spec.array)
+                           spec.array, read_only=not spec.runtime)
         for spec in table
     }
 

@@ -104,6 +104,18 @@ class TickScheduler:
         self._drops: list[Drop] = []
         self._ahead = False
 
+    def reconfigure(self, config: TickConfig) -> None:
+        """Take ``config`` from the next event on (a parameter set at run time): its timeouts,
+        ``max_future`` and stamp offset; the period, inputs and tick source stay, since the
+        belief and the tick grid were built on them."""
+        old = self.config
+        if (config.period_ns, config.inputs, config.tick_on, config.fixed_dt) != (
+            old.period_ns, old.inputs, old.tick_on, old.fixed_dt
+        ):
+            raise ValueError("reconfigure cannot change period_ns, inputs, tick_on or fixed_dt")
+        self.config = config
+        self._coast_after_ns = max(3 * config.period_ns // 2, config.timeout_ns)
+
     @property
     def last_tick_ns(self) -> int | None:
         """The time of the last tick run (None before the first and after a clock jump)."""
