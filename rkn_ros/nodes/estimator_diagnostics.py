@@ -45,10 +45,9 @@ def silent_input_message(node: EstimatorNode, topic: str, msg_type: type) -> str
 
 
 def unusable_estimate(out: EstimatorOutput) -> bool:
-    """Whether a tick's estimate must not go out: non-finite. (The runtime's output guard,
-    where present, flags a step it replaced by the last good belief as ``guarded``; that
-    counts as unusable too.)"""
-    return bool(getattr(out, "guarded", False)) or not (
+    """Whether a tick's estimate must not go out: a step the runtime's output guard replaced by
+    the last good belief (``guarded``), or one that is not finite."""
+    return out.guarded or not (
         np.isfinite(out.mean).all() and np.isfinite(out.std).all()
     )
 
