@@ -16,7 +16,7 @@ from rkn_ros.data.messages import COMPRESSED_IMAGE
 from rkn_ros.runtime import EstimatorOutput
 
 if TYPE_CHECKING:
-    from rkn_ros.nodes.estimator_node import EstimatorNode
+    from rkn_ros.nodes.estimator_parts import EstimatorParts as EstimatorNode
 
 
 def type_name(msg_type: type) -> str:

@@ -20,7 +20,7 @@ from rkn_ros.nodes.startup import ServingPlan, StartupError, plan_serving
 from rkn_ros.runtime import StreamingEstimator
 
 if TYPE_CHECKING:
-    from rkn_ros.nodes.estimator_node import EstimatorParts
+    from rkn_ros.nodes.estimator_parts import EstimatorParts
 
 RUNTIME_PARAMETERS = frozenset(spec.name for spec in PARAMETERS if spec.runtime)
 

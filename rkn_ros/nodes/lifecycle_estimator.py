@@ -1,7 +1,7 @@
 """``rkn_lifecycle_estimator``: the estimator as a managed (lifecycle) node, for stacks brought
 up and down by a lifecycle manager, as nav2's (docs/runtime.md, "Lifecycle").
 
-The same parts as ``rkn_estimator`` (:class:`rkn_ros.nodes.estimator_node.EstimatorParts`), the
+The same parts as ``rkn_estimator`` (:class:`rkn_ros.nodes.estimator_parts.EstimatorParts`), the
 same default name and parameters, so the same YAML files apply; only the moments differ:
 
 - construction: the parameters are declared (unconfigured: nothing loaded);
@@ -19,7 +19,7 @@ import sys
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from rkn_ros.nodes.estimator_node import NODE_NAME, EstimatorParts
+from rkn_ros.nodes.estimator_parts import NODE_NAME, EstimatorParts
 from rkn_ros.nodes.params import run_node
 from rkn_ros.nodes.startup import StartupError
 

@@ -1,0 +1,387 @@
+"""The estimator's parts, shared by ``rkn_estimator`` (:mod:`rkn_ros.nodes.estimator_node`)
+and the managed ``rkn_lifecycle_estimator`` (:mod:`rkn_ros.nodes.lifecycle_estimator`):
+declare, configure (load and check the model), activate (subscribe and publish), deactivate and
+clean up; the callbacks translate messages and delegate (see estimator_node's docstring).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.clock import Clock, ClockType
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+
+from rkn_ros.data.messages import MessageError, image_to_array
+from rkn_ros.nodes.clock_guard import guard_clock
+from rkn_ros.nodes.conversions import (
+    command_to_vector,
+    joint_state_to_vector,
+    ns_to_stamp,
+    stamp_to_ns,
+)
+from rkn_ros.nodes.estimator_diagnostics import (
+    DiagnosticsReport,
+    silent_input_message,
+    unusable_estimate,
+)
+from rkn_ros.nodes.estimator_outputs import EstimatorOutputs
+from rkn_ros.nodes.estimator_params import PARAMETERS, EstimatorSettings
+from rkn_ros.nodes.estimator_runtime_params import apply_runtime_parameters
+from rkn_ros.nodes.params import Throttle, declare_table, resolve_share_path
+from rkn_ros.nodes.startup import check_settings, load_estimator, plan_serving
+from rkn_ros.runtime import InputError, StreamingEstimator
+from rkn_ros.runtime.latency import LatencyStats
+from rkn_ros.runtime.ticks import Plan, Reset, ResetReason, Tick, TickScheduler
+
+NODE_NAME = "rkn_estimator"
+# Inputs subscribe best effort: that matches reliable and best-effort publishers alike (a
+# reliable subscription gets nothing from a best-effort one), and only the newest sample is used.
+SENSOR_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
+)
+JOINT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT
+)
+COMMAND_QOS = JOINT_QOS
+
+
+class EstimatorParts:
+    """The estimator on an rclpy node, in the steps a managed node takes (docs/runtime.md,
+    "Lifecycle"): :meth:`declare_estimator` at construction, :meth:`configure_estimator` loads
+    and checks the model and makes the publishers, :meth:`activate_estimator` subscribes and
+    ticks, :meth:`deactivate_estimator` stops both (the model stays),
+    :meth:`cleanup_estimator` frees the model. Mixed into :class:`EstimatorNode` (all steps at
+    start-up) and the managed node of :mod:`rkn_ros.nodes.lifecycle_estimator`."""
+
+    def declare_estimator(self) -> None:
+        """Declare the parameters (the run-time ones settable) and guard ``/clock``."""
+        self.settings = EstimatorSettings(**declare_table(self, PARAMETERS))
+        self.throttle = Throttle(self, self.settings.warn_throttle)
+        self.est: StreamingEstimator | None = None
+        self.active = False
+        # since start-up (a malformed /clock is counted in any state)
+        self.rejected: Counter[tuple[str, str]] = Counter()  # (input, reason): refused messages
+        self.received: Counter[str] = Counter()
+        self.ignored: Counter[tuple[str, str]] = Counter()
+        self._subscriptions_by_input: dict[str, Subscription] = {}
+        self._tick_timer: Timer | None = None
+        self._sim_time = guard_clock(self, self._on_bad_clock, self._on_clock)
+        self.add_on_set_parameters_callback(lambda params: apply_runtime_parameters(self, params))
+
+    def configure_estimator(self) -> None:
+        """Load and check the model, make the publishers, the reset service and the
+        diagnostics; :class:`StartupError` when the model cannot serve."""
+        s = self.settings
+        check_settings(s)
+        est, cpus = load_estimator(s, resolve_share_path(s.model_path))
+        plan = plan_serving(s, est)  # before any part is made: a refusal leaves nothing behind
+        self.est, self.cpus, self.plan = est, cpus, plan
+        for warning in plan.warnings:
+            self.get_logger().warning(warning)
+        self.scheduler = TickScheduler(plan.ticks)
+        self.heard: dict[str, float] = {}  # input -> monotonic time of its last message
+        self.input_to_publish = LatencyStats(s.latency_window)
+        self._command: np.ndarray | None = None
+        self._measured = False  # no tick before the first input (docs/runtime.md, "Priors")
+        self.unusable_estimates = 0  # non-finite estimates, not published
+        self.step_failures = 0
+        self.last_step_error = ""
+        self._other_joints_logged = False
+        self._input_joints = frozenset(joint for joint, _ in plan.joint_entries)
+        self.outputs = EstimatorOutputs(
+            self, self.est, plan.joint_names, s.frame_id, s.prediction_horizon,
+            plan.link_lengths if s.publish_markers else None,
+        )
+        self.pub_state = self.outputs.pub_state
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._reset_service = self.create_service(Trigger, "~/reset", self._on_reset)
+        self._report = DiagnosticsReport(self)
+        self._diagnostics_timer = self.create_timer(
+            s.diagnostics_period, self._publish_diagnostics,
+            clock=Clock(clock_type=ClockType.STEADY_TIME),
+        )
+
+    def activate_estimator(self) -> None:
+        """Subscribe to the inputs and start ticking."""
+        plan = self.plan
+        qos = QoSOverridingOptions.with_default_policies()
+        # The command subscription comes first: when a command and the sample of the same
+        # step are both waiting, the executor serves them in creation order, and the tick that
+        # the sample triggers must already see its command.
+        wanted = (
+            ("command", Float64MultiArray, self._on_command, COMMAND_QOS, self.est.action_dim),
+            ("image", Image, self._on_image, SENSOR_QOS, plan.image_sensor is not None),
+            ("joint_states", JointState, self._on_joints, JOINT_QOS, plan.vector_sensors),
+        )
+        # the resolved names, after remapping: what a user checks a remapping against
+        self._subscriptions_by_input = {
+            source: self.create_subscription(
+                msg_type, f"~/{source}", callback, profile, qos_overriding_options=qos
+            )
+            for source, msg_type, callback, profile, used in wanted
+            if used
+        }
+        # silence counts from the activation
+        self.heard = dict.fromkeys(self._subscriptions_by_input, time.monotonic())
+        self._tick_timer = self.create_timer(plan.period_s, self._on_timer)
+        self.active = True
+        self.get_logger().info(self._startup_line())
+
+    def deactivate_estimator(self) -> None:
+        """Stop ticking and listening; nothing goes out on the estimate topics until the next
+        activation. The belief stays."""
+        self.active = False
+        if self._tick_timer is not None:
+            self.destroy_timer(self._tick_timer)
+            self._tick_timer = None
+        for subscription in self._subscriptions_by_input.values():
+            self.destroy_subscription(subscription)
+        self._subscriptions_by_input = {}
+
+    def cleanup_estimator(self) -> None:
+        """Free the model and everything configure made."""
+        self.deactivate_estimator()
+        if self.est is None:
+            return
+        self.outputs.destroy()
+        self.destroy_publisher(self.pub_diag)
+        self.destroy_service(self._reset_service)
+        self.destroy_timer(self._diagnostics_timer)
+        self.est = None
+
+    def _startup_line(self) -> str:
+        est = self.est
+        topics = sorted(sub.topic_name for sub in self._subscriptions_by_input.values())
+        return (
+            f"model '{est.name}' on {est.device} ({est.backend})"
+            f"{f' (no ONNX Runtime: {est.backend_error})' if est.backend_error else ''}"
+            f"{f' (no CUDA graph: {est.graph_error})' if est.graph_error else ''}; inputs "
+            f"{list(est.inputs)} from {topics}; tick on {self.settings.tick_on} every "
+            f"{self.plan.period_s:.4f} s; outputs "
+            f"{list(est.layout.names)}{f'; pinned to CPUs {self.cpus}' if self.cpus else ''}"
+        )
+
+    # ------------------------------------------------------------------ inputs
+    def _now_ns(self) -> int:
+        # Without sim time the ROS clock is the system clock; reading that directly saves two
+        # Python objects per call.
+        clock = self.get_clock()
+        return clock.now().nanoseconds if clock.ros_time_is_active else time.time_ns()
+
+    def _reject(self, source: str, reason: str, message: str) -> None:
+        self.rejected[(source, reason)] += 1
+        self._warn(source, reason, message)
+
+    def _offer(self, source: str, msg: Image | JointState, convert: Callable[[], object]) -> None:
+        """Stamp judged by the scheduler, then the message converted (once), then its ticks."""
+        self.received[source] += 1
+        self.heard[source] = time.monotonic()
+        now = self._now_ns()
+        if now == 0:
+            return  # use_sim_time before the first /clock message: nothing to judge by
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        drop = self.scheduler.admit(source, stamp_ns, now)
+        if drop is not None:
+            self._warn(drop.source, drop.reason.value, drop.detail)
+            return
+        try:
+            sample = convert()
+        except (MessageError, InputError) as err:
+            self._reject(source, err.reason, str(err))
+            return
+        self._measured = True
+        self._run(self.scheduler.accept(source, stamp_ns, now, sample))
+
+    def _on_image(self, msg: Image) -> None:
+        sensor = self.plan.image_sensor
+        spec = self.est.inputs[sensor]
+
+        def convert() -> np.ndarray:
+            # refused before decoding: a wrong camera can send large frames at high rates. The
+            # decoded frame is checked once more, by the runtime's step at the tick.
+            if not (msg.height and msg.width) or (
+                not self.est.resize_images and (msg.height, msg.width) != spec.image_size
+            ):
+                raise MessageError(
+                    "wrong_size", f"image is {msg.height}x{msg.width}, the model takes "
+                    f"{spec.image_size[0]}x{spec.image_size[1]}",
+                )
+            return image_to_array(msg, color=spec.channels == 3)
+
+        self._offer("image", msg, convert)
+
+    def _on_joints(self, msg: JointState) -> None:
+        if msg.name and self._other_joints(msg):
+            return
+
+        def convert() -> np.ndarray:
+            vector = joint_state_to_vector(msg, self.plan.joint_entries)
+            start = 0
+            for name, dim in self.plan.vector_sensors:  # range checks of each model input
+                self.est.check_input(name, vector[start : start + dim])
+                start += dim
+            return vector
+
+        self._offer("joint_states", msg, convert)
+
+    def _other_joints(self, msg: JointState) -> bool:
+        """A message naming none of our joints while ours arrive: another publisher on the
+        topic (a gripper driver beside the arm's), on its own time base; counted, logged once,
+        its stamps not held against ours. When ours stop, it is an ``unknown_names`` rejection
+        again, so a misconfiguration shows at once."""
+        if not self._input_joints.isdisjoint(msg.name) or not self.scheduler.arriving(
+            "joint_states", self._now_ns()
+        ):
+            return False
+        self.received["joint_states"] += 1
+        self.ignored[("joint_states", "other_joints")] += 1
+        if not self._other_joints_logged:
+            self._other_joints_logged = True
+            self.get_logger().info(
+                f"ignoring messages on {self._subscriptions_by_input['joint_states'].topic_name} "
+                f"that name none of the configured joints (first: {list(msg.name)}): another "
+                "publisher on the topic; counted as ignored.joint_states.other_joints"
+            )
+        return True
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        self.received["command"] += 1
+        self.heard["command"] = time.monotonic()
+        try:
+            self._command = self.est.check_action(
+                command_to_vector(msg, self.est.action_dim, self.est.action_names)
+            )
+        except (MessageError, InputError) as err:
+            self._reject("command", err.reason, str(err))
+
+    def _on_clock(self) -> None:
+        """A good /clock message: samples stamped ahead of the old time may be due now."""
+        if self.active:
+            self._run(self.scheduler.on_clock(self._now_ns()))
+
+    def _on_bad_clock(self, problem: str) -> None:
+        self._reject("clock", "malformed", f"{problem}; the clock keeps its last good time")
+
+    # ------------------------------------------------------------------ ticking
+    def _on_timer(self) -> None:
+        now = self._now_ns()
+        if now == 0 or not self._measured:
+            # use_sim_time before the first /clock message: no time to stamp with; before the
+            # first input: no estimate, only the prior (docs/runtime.md, "Priors")
+            return
+        until = self._tick_timer.time_until_next_call()
+        late = 0 if until is None else self.scheduler.config.period_ns - until
+        self._run(self.scheduler.on_timer(now, late))
+
+    def _warn(self, source: str, reason: str, detail: str) -> None:
+        if (source, reason) != ("tick", "repeated_time"):  # a clock standing still: counted only
+            self.throttle.warn(
+                f"{source}/{reason}", f"dropped {source} message ({reason}): {detail}"
+            )
+
+    def _run(self, plan: Plan) -> None:
+        """What the scheduler asks for: warnings, resets and ticks, in order."""
+        for drop in plan.drops:
+            self._warn(drop.source, drop.reason.value, drop.detail)
+        if plan.ahead:
+            period = self.plan.period_s
+            self.throttle.warn(
+                "tick/ahead",
+                f"{self.settings.tick_on} messages come faster than the model's 1/dt "
+                f"({1.0 / period:g} Hz): one step of {period:g} s per message runs its "
+                "estimate ahead of time; publish them at 1/dt or set tick_on: timer",
+            )
+        for action in plan.actions:
+            if isinstance(action, Reset):
+                self._reset_belief(action)
+            else:
+                self._step(action)
+
+    def _reset_belief(self, reset: Reset) -> None:
+        if reset.reason is ResetReason.CLOCK_JUMP:
+            self.throttle.warn(
+                "clock/jump",
+                f"the clock jumped back by {reset.by_ns * 1e-9:.3f} s (a restarted simulation "
+                "or a replayed bag): belief reset",
+            )
+            self._command = None
+        self.est.reset()
+
+    def _step(self, tick: Tick) -> None:
+        inputs: dict[str, np.ndarray | None] = {}
+        if self.plan.image_sensor is not None:
+            inputs[self.plan.image_sensor] = tick.samples["image"]
+        joints = tick.samples.get("joint_states")
+        start = 0
+        for name, dim in self.plan.vector_sensors:
+            inputs[name] = None if joints is None else joints[start : start + dim]
+            start += dim
+        command, self._command = self._command, None
+        dt = tick.dt_ns * 1e-9 if self.est.uses_dt and tick.dt_ns is not None else None
+        try:
+            try:
+                out = self.est.step(inputs, action=command, dt=dt)
+            except InputError as err:
+                # Inputs were checked on arrival (a frame by its decoding), so this guards
+                # against a bug: the tick still runs, with its inputs missing, and its estimate
+                # goes out.
+                self._reject("tick", err.reason, str(err))
+                out = self.est.step(dict.fromkeys(inputs), action=command, dt=dt)
+        except (RuntimeError, FloatingPointError) as err:  # torch's and ONNX Runtime's failures
+            self.step_failures += 1
+            self.last_step_error = str(err).splitlines()[0] if str(err) else type(err).__name__
+            self.throttle.warn("tick/step_failed", f"model step failed: {self.last_step_error}")
+            return
+        if unusable_estimate(out):
+            self.unusable_estimates += 1
+            self.throttle.warn(
+                "tick/nonfinite", "the model's estimate is not finite: not published "
+                "(/diagnostics shows ERROR; check the checkpoint and the inputs' scale)",
+            )
+            self.est.advance()
+            return
+        timed = tick.timed and not self._sim_time
+
+        def handed(ns: int) -> None:  # input stamp (or the timer's now) to the publish, wall
+            if timed:
+                self.input_to_publish.add(max(0.0, (ns - tick.time_ns) * 1e-9))
+
+        self.outputs.publish(out, ns_to_stamp(tick.stamp_ns), handed)
+        self.est.advance()  # the next tick's prior, now that the estimate is out
+
+    # ------------------------------------------------------------------ services, diagnostics
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        steps = self.est.steps_since_reset
+        self.est.reset()
+        self.scheduler.reset()
+        self._command = None
+        response.success = True
+        response.message = f"belief reset to the initial belief after {steps} ticks"
+        self.get_logger().info(response.message)
+        return response
+
+    def diagnostics(self) -> DiagnosticStatus:
+        """The estimator's status: latency, tick rate, counts of missing and refused inputs."""
+        return self._report.status()
+
+    def _publish_diagnostics(self) -> None:
+        for source, sub in self._subscriptions_by_input.items():
+            if not self.received[source]:  # a remapping that missed goes unnoticed otherwise
+                self.throttle.warn(
+                    f"{source}/silent",
+                    lambda s=source, t=sub: silent_input_message(self, t.topic_name, t.msg_type),
+                )
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = self._report.statuses()
+        self.pub_diag.publish(msg)
