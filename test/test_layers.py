@@ -11,6 +11,7 @@ import importlib.util
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -182,3 +183,13 @@ def test_runtime_and_nodes_never_load_the_trainer():
                           timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+@pytest.mark.parametrize("package", ["runtime", "nodes"])
+def test_serving_files_stay_under_400_lines(package):
+    root = Path(rkn_ros.__file__).parent / package
+    files = sorted(root.rglob("*.py"))
+    assert len(files) > 5  # the scan saw the package
+    long = [f"{p.relative_to(root)}: {n}" for p in files
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400]
+    assert not long, f"{package} files over 400 lines: {long}"
