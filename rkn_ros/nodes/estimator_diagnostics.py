@@ -196,6 +196,7 @@ class DiagnosticsReport:
             "ticks_ahead": str(counts.ticks_ahead),
             "gap_resets": str(counts.gap_resets),
             "jump_resets": str(counts.jump_resets),
+            "nonfinite_outputs": str(est.nonfinite_outputs),
             "step_latency_p50_ms": f"{est.latency.p50_ms:.4f}",
             "step_latency_p99_ms": f"{est.latency.p99_ms:.4f}",
             "step_latency_max_ms": f"{est.latency.max_ms:.4f}",
