@@ -236,3 +236,31 @@ def test_inputs_subscribe_best_effort(joint_estimator, probe_node):
             f"/{t}"), 10), topic
         (info,) = node.get_subscriptions_info_by_topic(f"/{topic}")
         assert info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT, topic
+
+
+def test_readings_far_outside_training_are_refused_and_the_genuine_stream_goes_on(
+        joint_estimator):
+    """A single finite reading or command far beyond the training range (this checkpoint
+    records no min/max: mean +- range_sigmas (6) std, so joint within 0.1 +- 3 rad, commands
+    within 2 +- 6) is refused as out_of_range under its own input's key, also near the float32
+    limit, and the estimate stays finite while the genuine readings keep being used."""
+    probe, _ = joint_estimator
+    names = ["joint", "flexor", "extensor"]
+    genuine = dict(position=[0.3, 0.0, 0.0], effort=[0.0, 1.5, 2.5])
+    for far in ([20.0, 0.0, 0.0], [3e38, 0.0, 0.0]):
+        msg = _joints(probe, names, far, effort=genuine["effort"])
+        assert until_counted(probe, probe.joints, msg, "rejected.joint_states.out_of_range"), (
+            probe.diagnostics
+        )
+    for far in ([30.0, 2.0], [2.0, -3e38]):
+        assert until_counted(probe, probe.commands, Float64MultiArray(data=far),
+                             "rejected.command.out_of_range"), probe.diagnostics
+    received = probe.counter("received.joint_states")
+    probe.states.clear()
+    for _ in range(30):
+        probe.joints.publish(_joints(probe, names, **genuine))
+        probe.t.spin_for(0.03)
+    assert probe.t.spin_until(lambda: len(probe.states) >= 10, 10)
+    assert probe.counter("received.joint_states") > received
+    for state in probe.states:
+        assert all(math.isfinite(v) for v in [*state.position, *state.velocity]), state
