@@ -125,3 +125,10 @@ def test_the_shared_folder_is_named_only_where_the_pam_recordings_are_looked_for
 def test_benchmarks_is_a_reference_not_a_log():
     lines = (REPO / "BENCHMARKS.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) < BENCHMARKS_MAX_LINES, f"BENCHMARKS.md has {len(lines)} lines"
+
+
+def test_the_interfaces_doc_names_no_private_attribute():
+    """docs/interfaces.md is the contract between layers: only public names belong in it."""
+    text = (REPO / "docs" / "interfaces.md").read_text(encoding="utf-8")
+    private = sorted(set(re.findall(r"[`.]_[a-z][a-z0-9_]*", text)))
+    assert not private, private
