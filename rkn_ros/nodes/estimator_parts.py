@@ -117,6 +117,10 @@ class EstimatorParts(SensorCallbacks):
         wanted = {COMMAND: (f"~/{COMMAND}", Float64MultiArray, self._on_command, COMMAND_QOS)
                   } if self.est.action_dim else {}
         wanted.update(self.sensor_subscriptions())
+        # the tick_on input last, for the same reason: the samples of its step, waiting beside
+        # it, are taken before its tick
+        if self.settings.tick_on in wanted:
+            wanted[self.settings.tick_on] = wanted.pop(self.settings.tick_on)
         # the resolved names, after remapping: what a user checks a remapping against
         self._subscriptions_by_input = {
             source: self.create_subscription(
