@@ -17,8 +17,8 @@ from launch import LaunchDescription
 from launch.actions import OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
-from rkn_ros.nodes.launch_actions import common_arguments, system_nodes
-from rkn_ros.nodes.systems import ESTIMATOR, MONITOR, SYSTEMS
+from rkn_ros.nodes.launch_actions import common_arguments, simulated_overrides, system_nodes
+from rkn_ros.nodes.systems import SYSTEMS
 
 
 def _nodes(context):
@@ -26,17 +26,8 @@ def _nodes(context):
         return LaunchConfiguration(name).perform(context)
 
     system = SYSTEMS["fusion"]
-    sim_time = arg("use_sim_time").lower() == "true"
-    estimator = {"use_sim_time": sim_time}
-    if arg("model_path"):
-        estimator["model_path"] = arg("model_path")
-    overrides = {
-        system.source: {"publish_clock": sim_time},
-        ESTIMATOR: estimator,
-        MONITOR: {"use_sim_time": sim_time},
-    }
-    share = get_package_share_directory("rkn_ros")
-    return system_nodes(system, arg, os.path.join(share, system.config), overrides)
+    config = os.path.join(get_package_share_directory("rkn_ros"), system.config)
+    return system_nodes(system, arg, config, simulated_overrides(system, arg))
 
 
 def generate_launch_description():
