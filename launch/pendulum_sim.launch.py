@@ -26,9 +26,10 @@ from rkn_ros.nodes.launch_actions import (
     common_arguments,
     output_remappings,
     rviz2_executable,
+    simulated_overrides,
     system_nodes,
 )
-from rkn_ros.nodes.systems import ESTIMATOR, MONITOR, SYSTEMS
+from rkn_ros.nodes.systems import ESTIMATOR, SYSTEMS
 
 LINKS = {"1": "pendulum", "4": "quad_link"}
 
@@ -43,14 +44,7 @@ def _nodes(context):
         rviz2_executable()  # before any node starts: a missing rviz2 starts nothing
     system = SYSTEMS[LINKS[arg("links")]]  # one of LINKS (its choices)
     sim_time = arg("use_sim_time").lower() == "true"
-    estimator = {"use_sim_time": sim_time}
-    if arg("model_path"):
-        estimator["model_path"] = arg("model_path")
-    overrides = {
-        system.source: {"publish_clock": sim_time},
-        ESTIMATOR: estimator,
-        MONITOR: {"use_sim_time": sim_time},
-    }
+    overrides = simulated_overrides(system, arg)
     nodes = system_nodes(system, arg, os.path.join(share, system.config), overrides)
     if with_rviz:
         # The view names its topics relative (rkn_estimator/markers), so it follows the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -35,7 +37,7 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def system_checkpoints(tmp_path_factory):
-    """Small checkpoints of the four demo systems (name -> folder), for the launch and demo
+    """Small checkpoints of the demo systems (name -> folder), for the launch and demo
     tests."""
     from test_runtime_support import (
         make_joint_checkpoint,
@@ -50,6 +52,8 @@ def system_checkpoints(tmp_path_factory):
         "quad_link": make_pendulum_checkpoint(root / "quad_link", links=4, size=48),
         "pneumatic": make_joint_checkpoint(root / "pneumatic"),
         "pam": make_pam_checkpoint(root / "pam"),
+        # the shipped fused model: the small test checkpoints have one sensor each
+        "fusion": Path(__file__).resolve().parents[1] / "models" / "fusion",
     }
 
 

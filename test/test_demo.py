@@ -83,6 +83,13 @@ def test_demo_with_the_shipped_pendulum_model_matches_its_offline_evaluation(tmp
     assert math.isfinite(summary["nll"]) and summary["step_latency_p99_ms"] > 0
 
 
+def test_demo_fusion_serves_the_four_sensors_of_the_fused_model(tmp_path):
+    summary = _demo("fusion", REPO / "models" / "fusion", tmp_path, duration=4.0)
+    assert summary["sensors"] == ["image", "image_side", "imu", "encoder"]
+    assert summary["matched"] > 40 and summary["online_over_offline_rmse"] is not None
+    assert list(summary["rmse_per_joint"]) == ["joint_1"]
+
+
 def test_demo_quad_link_runs_the_four_link_pendulum(system_checkpoints, tmp_path):
     summary = _demo("quad_link", system_checkpoints["quad_link"], tmp_path)
     assert summary["matched"] > 20

@@ -50,6 +50,7 @@ LAUNCH_CASES = {
     "quad_link": ("pendulum_sim.launch.py", {"links": "4"}),
     "pneumatic": ("pneumatic_sim.launch.py", {"source": "sim"}),
     "pam": ("pneumatic_sim.launch.py", {"source": "pam"}),
+    "fusion": ("fusion.launch.py", {}),
 }
 
 
@@ -185,6 +186,7 @@ def test_launch_files_declare_their_arguments():
     expected = {
         "pendulum_sim.launch.py": {"links", "rviz"},
         "pneumatic_sim.launch.py": {"source", "pam_file"},
+        "fusion.launch.py": set(),
         "estimator.launch.py": {
             "params_file", "image_topic", "joint_states_topic", "command_topic"
         },
@@ -206,6 +208,7 @@ CONFIG_SYSTEMS = {
     "quad_link.yaml": "quad_link",
     "pneumatic.yaml": "pneumatic",
     "pam.yaml": "pam",
+    "fusion.yaml": "fusion",
     "estimator.yaml": "pendulum",
 }
 

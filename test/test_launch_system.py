@@ -37,6 +37,7 @@ SYSTEM_LAUNCHES = [
     ("pendulum_sim.launch.py", {"links": "4"}),
     ("pneumatic_sim.launch.py", {"source": "sim"}),
     ("pneumatic_sim.launch.py", {"source": "pam"}),
+    ("fusion.launch.py", {}),
     ("estimator.launch.py", {}),
 ]
 

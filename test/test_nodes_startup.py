@@ -64,6 +64,7 @@ def refusal(check, *args) -> str:
          "output_joint_names ['a', 'b'] has 2 names, the model estimates 1 joints"),
         ("joint", {"tick_on": "image"}, "tick_on 'image' but model"),
         ("pendulum", {"tick_on": "joint_states"}, "tick_on 'joint_states' but model"),
+        ("pendulum", {"tick_on": "camera"}, "has no such input (its inputs: ['image'])"),
         ("joint", {"image_height": 24, "image_width": 24, "resize_images": True},
          "image_height/image_width set but the model has no image input"),
         ("pendulum", {"publish_markers": True, "marker_link_lengths": [1.0, 2.0]},
@@ -81,7 +82,7 @@ def test_a_configuration_the_model_does_not_match_is_refused_in_one_line(
     ("values", "expected"),
     [
         ({"model_path": ""}, "parameter 'model_path' is empty"),
-        ({"tick_on": "camera"}, "tick_on must be one of ('timer', 'image', 'joint_states')"),
+        ({"tick_on": ""}, "tick_on must be 'timer' or an input name, got ''"),
     ],
 )
 def test_settings_refused_before_the_model_loads(values, expected):
@@ -164,3 +165,19 @@ def test_the_start_up_checks_and_the_table_need_no_rclpy():
     code = ("import sys, rkn_ros.nodes.startup, rkn_ros.nodes.estimator_params, "
             "rkn_ros.runtime.ticks; sys.exit('rclpy' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_a_fused_model_gets_one_input_per_sensor_each_on_its_own_topic():
+    fusion = REPO / "models" / "fusion"
+    est = load_estimator(settings(device="cpu", warmup_steps=0), fusion)[0]
+    plan = plan_serving(settings(tick_on="image_side"), est, {"imu": "/sim/imu", "encoder": ""})
+    assert [(source, sub.topic, sub.kind) for source, sub in plan.sensors] == [
+        ("image", "~/image", "image"), ("image_side", "~/image_side", "image"),
+        ("imu", "/sim/imu", "imu"), ("encoder", "~/encoder", "joint_state"),
+    ]
+    assert plan.ticks.inputs == ("image", "image_side", "imu", "encoder")
+    assert plan.ticks.tick_on == "image_side" and plan.image_sensor == "image"
+    assert plan.vector_sensors == ()
+    assert "the model's sensors are" in refusal(plan_serving, settings(), est, {"camera": "/c"})
+    assert "several image inputs" in refusal(
+        plan_serving, settings(image_height=24, image_width=24, resize_images=True), est)

@@ -92,7 +92,16 @@ def make_summary(system: str, model_dir: Path, monitor: dict, duration: float) -
         "online_over_offline_rmse": (
             position["rmse"] / comparable if comparable and position.get("rmse") else None
         ),
+        "sensors": model_sensors(model_dir),
     }
+
+
+def model_sensors(model_dir: Path) -> list[str]:
+    """The model's input names, from its checkpoint metadata (empty when unreadable)."""
+    try:
+        return list(read_metadata(model_dir).inputs)
+    except CheckpointError:
+        return []
 
 
 def print_summary(summary: dict) -> None:

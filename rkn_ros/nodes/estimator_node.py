@@ -1,9 +1,13 @@
 """``rkn_estimator``: the RKN state estimator as a ROS 2 node (docs/runtime.md).
 
-Inputs ``~/image`` (sensor-data QoS, depth 1), ``~/joint_states`` (entries picked by name),
-``~/command`` (Float64MultiArray). Outputs ``~/state``/``~/state_stddev`` (JointState),
-optionally ``~/prediction``/``~/prediction_stddev`` (JointTrajectory) and ``~/markers``, plus
-``/diagnostics``; ``~/reset`` (Trigger) returns to the initial belief.
+Inputs: one topic per sensor the checkpoint lists, ``~/<sensor name>`` with the message type of
+its kind (:mod:`rkn_ros.nodes.sensor_inputs`), or the topic its ``sensors.<name>.topic``
+parameter names (declared from the checkpoint's list at start-up); a model recorded without
+sensor kinds reads ``~/image`` (sensor-data QoS, depth 1) and ``~/joint_states`` (entries picked
+by name). ``~/command`` (Float64MultiArray) when the model takes one. Outputs
+``~/state``/``~/state_stddev`` (JointState), optionally ``~/prediction``/
+``~/prediction_stddev`` (JointTrajectory) and ``~/markers``, plus ``/diagnostics``;
+``~/reset`` (Trigger) returns to the initial belief.
 
 The node translates and delegates: messages to arrays in :mod:`rkn_ros.nodes.conversions`,
 when to tick in :class:`rkn_ros.runtime.ticks.TickScheduler`, every number in

@@ -8,26 +8,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.clock import Clock, ClockType
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.subscription import Subscription
 from rclpy.timer import Timer
-from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from rkn_ros.data.messages import MessageError, image_to_array
+from rkn_ros.data.messages import MessageError
 from rkn_ros.nodes.clock_guard import guard_clock
 from rkn_ros.nodes.conversions import (
     command_to_vector,
-    joint_state_to_vector,
     ns_to_stamp,
-    stamp_to_ns,
 )
 from rkn_ros.nodes.estimator_diagnostics import (
     DiagnosticsReport,
@@ -37,25 +32,25 @@ from rkn_ros.nodes.estimator_diagnostics import (
 from rkn_ros.nodes.estimator_outputs import EstimatorOutputs
 from rkn_ros.nodes.estimator_params import PARAMETERS, EstimatorSettings
 from rkn_ros.nodes.estimator_runtime_params import apply_runtime_parameters
-from rkn_ros.nodes.params import Throttle, declare_table, resolve_share_path
-from rkn_ros.nodes.startup import check_settings, load_estimator, plan_serving
+from rkn_ros.nodes.estimator_sensors import JOINT_QOS, SensorCallbacks, tick_inputs
+from rkn_ros.nodes.params import Throttle, declare, declare_table, resolve_share_path
+from rkn_ros.nodes.sensor_inputs import topic_parameters
+from rkn_ros.nodes.startup import (
+    COMMAND,
+    check_settings,
+    load_estimator,
+    plan_serving,
+    sensor_specs,
+)
 from rkn_ros.runtime import InputError, StreamingEstimator
 from rkn_ros.runtime.latency import LatencyStats
 from rkn_ros.runtime.ticks import Plan, Reset, ResetReason, Tick, TickScheduler
 
 NODE_NAME = "rkn_estimator"
-# Inputs subscribe best effort: that matches reliable and best-effort publishers alike (a
-# reliable subscription gets nothing from a best-effort one), and only the newest sample is used.
-SENSOR_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT
-)
-JOINT_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT
-)
 COMMAND_QOS = JOINT_QOS
 
 
-class EstimatorParts:
+class EstimatorParts(SensorCallbacks):
     """The estimator on an rclpy node, in the steps a managed node takes (docs/runtime.md,
     "Lifecycle"): :meth:`declare_estimator` at construction, :meth:`configure_estimator` loads
     and checks the model and makes the publishers, :meth:`activate_estimator` subscribes and
@@ -84,7 +79,8 @@ class EstimatorParts:
         s = self.settings
         check_settings(s)
         est, cpus = load_estimator(s, resolve_share_path(s.model_path))
-        plan = plan_serving(s, est)  # before any part is made: a refusal leaves nothing behind
+        plan = plan_serving(s, est, self._declare_sensor_topics(est))
+        # (the plan before any part is made: a refusal leaves nothing behind)
         self.est, self.cpus, self.plan = est, cpus, plan
         for warning in plan.warnings:
             self.get_logger().warning(warning)
@@ -118,18 +114,19 @@ class EstimatorParts:
         # The command subscription comes first: when a command and the sample of the same
         # step are both waiting, the executor serves them in creation order, and the tick that
         # the sample triggers must already see its command.
-        wanted = (
-            ("command", Float64MultiArray, self._on_command, COMMAND_QOS, self.est.action_dim),
-            ("image", Image, self._on_image, SENSOR_QOS, plan.image_sensor is not None),
-            ("joint_states", JointState, self._on_joints, JOINT_QOS, plan.vector_sensors),
-        )
+        wanted = {COMMAND: (f"~/{COMMAND}", Float64MultiArray, self._on_command, COMMAND_QOS)
+                  } if self.est.action_dim else {}
+        wanted.update(self.sensor_subscriptions())
+        # the tick_on input last, for the same reason: the samples of its step, waiting beside
+        # it, are taken before its tick
+        if self.settings.tick_on in wanted:
+            wanted[self.settings.tick_on] = wanted.pop(self.settings.tick_on)
         # the resolved names, after remapping: what a user checks a remapping against
         self._subscriptions_by_input = {
             source: self.create_subscription(
-                msg_type, f"~/{source}", callback, profile, qos_overriding_options=qos
+                msg_type, topic, callback, profile, qos_overriding_options=qos
             )
-            for source, msg_type, callback, profile, used in wanted
-            if used
+            for source, (topic, msg_type, callback, profile) in wanted.items()
         }
         # silence counts from the activation
         self.heard = dict.fromkeys(self._subscriptions_by_input, time.monotonic())
@@ -159,6 +156,17 @@ class EstimatorParts:
         self.destroy_timer(self._diagnostics_timer)
         self.est = None
 
+    def _declare_sensor_topics(self, est: StreamingEstimator) -> dict[str, str]:
+        """The per-sensor topic parameters, declared from the model's list of sensors (as
+        robot_localization declares ``odomN``): input name -> topic ('' = ``~/<name>``)."""
+        topics = {}
+        for param, key in topic_parameters(sensor_specs(est)).items():
+            description = f"topic of input '{key}'; empty = ~/{key} (remap it, or name it here)"
+            value = self.get_parameter(param).value if self.has_parameter(param) else declare(
+                self, param, "", description, read_only=True)
+            topics[key] = value
+        return topics
+
     def _startup_line(self) -> str:
         est = self.est
         topics = sorted(sub.topic_name for sub in self._subscriptions_by_input.values())
@@ -181,78 +189,6 @@ class EstimatorParts:
     def _reject(self, source: str, reason: str, message: str) -> None:
         self.rejected[(source, reason)] += 1
         self._warn(source, reason, message)
-
-    def _offer(self, source: str, msg: Image | JointState, convert: Callable[[], object]) -> None:
-        """Stamp judged by the scheduler, then the message converted (once), then its ticks."""
-        self.received[source] += 1
-        self.heard[source] = time.monotonic()
-        now = self._now_ns()
-        if now == 0:
-            return  # use_sim_time before the first /clock message: nothing to judge by
-        stamp_ns = stamp_to_ns(msg.header.stamp)
-        drop = self.scheduler.admit(source, stamp_ns, now)
-        if drop is not None:
-            self._warn(drop.source, drop.reason.value, drop.detail)
-            return
-        try:
-            sample = convert()
-        except (MessageError, InputError) as err:
-            self._reject(source, err.reason, str(err))
-            return
-        self._measured = True
-        self._run(self.scheduler.accept(source, stamp_ns, now, sample))
-
-    def _on_image(self, msg: Image) -> None:
-        sensor = self.plan.image_sensor
-        spec = self.est.inputs[sensor]
-
-        def convert() -> np.ndarray:
-            # refused before decoding: a wrong camera can send large frames at high rates. The
-            # decoded frame is checked once more, by the runtime's step at the tick.
-            if not (msg.height and msg.width) or (
-                not self.est.resize_images and (msg.height, msg.width) != spec.image_size
-            ):
-                raise MessageError(
-                    "wrong_size", f"image is {msg.height}x{msg.width}, the model takes "
-                    f"{spec.image_size[0]}x{spec.image_size[1]}",
-                )
-            return image_to_array(msg, color=spec.channels == 3)
-
-        self._offer("image", msg, convert)
-
-    def _on_joints(self, msg: JointState) -> None:
-        if msg.name and self._other_joints(msg):
-            return
-
-        def convert() -> np.ndarray:
-            vector = joint_state_to_vector(msg, self.plan.joint_entries)
-            start = 0
-            for name, dim in self.plan.vector_sensors:  # range checks of each model input
-                self.est.check_input(name, vector[start : start + dim])
-                start += dim
-            return vector
-
-        self._offer("joint_states", msg, convert)
-
-    def _other_joints(self, msg: JointState) -> bool:
-        """A message naming none of our joints while ours arrive: another publisher on the
-        topic (a gripper driver beside the arm's), on its own time base; counted, logged once,
-        its stamps not held against ours. When ours stop, it is an ``unknown_names`` rejection
-        again, so a misconfiguration shows at once."""
-        if not self._input_joints.isdisjoint(msg.name) or not self.scheduler.arriving(
-            "joint_states", self._now_ns()
-        ):
-            return False
-        self.received["joint_states"] += 1
-        self.ignored[("joint_states", "other_joints")] += 1
-        if not self._other_joints_logged:
-            self._other_joints_logged = True
-            self.get_logger().info(
-                f"ignoring messages on {self._subscriptions_by_input['joint_states'].topic_name} "
-                f"that name none of the configured joints (first: {list(msg.name)}): another "
-                "publisher on the topic; counted as ignored.joint_states.other_joints"
-            )
-        return True
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         self.received["command"] += 1
@@ -318,14 +254,7 @@ class EstimatorParts:
         self.est.reset()
 
     def _step(self, tick: Tick) -> None:
-        inputs: dict[str, np.ndarray | None] = {}
-        if self.plan.image_sensor is not None:
-            inputs[self.plan.image_sensor] = tick.samples["image"]
-        joints = tick.samples.get("joint_states")
-        start = 0
-        for name, dim in self.plan.vector_sensors:
-            inputs[name] = None if joints is None else joints[start : start + dim]
-            start += dim
+        inputs = tick_inputs(self.plan, tick.samples)
         command, self._command = self._command, None
         dt = tick.dt_ns * 1e-9 if self.est.uses_dt and tick.dt_ns is not None else None
         try:

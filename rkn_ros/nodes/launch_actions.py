@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from rkn_ros.nodes.systems import ESTIMATOR_OUTPUTS, DemoSystem
+from rkn_ros.nodes.systems import ESTIMATOR, ESTIMATOR_OUTPUTS, MONITOR, DemoSystem
 
 BOOLEAN = ["true", "false", "True", "False"]
 OUTPUT_ARGUMENTS = {f"{output}_topic": output for output in ESTIMATOR_OUTPUTS}
@@ -103,6 +103,20 @@ def system_nodes(
         )
         for spec in system.nodes(output_remappings(arg))
     ]
+
+
+def simulated_overrides(system: DemoSystem, arg: Arguments) -> dict[str, dict]:
+    """The per-node overrides of a simulated system from the common arguments: sim time for
+    all three (the simulator then publishes /clock) and the estimator's ``model_path``."""
+    sim_time = arg("use_sim_time").lower() == "true"
+    estimator = {"use_sim_time": sim_time}
+    if arg("model_path"):
+        estimator["model_path"] = arg("model_path")
+    return {
+        system.source: {"publish_clock": sim_time},
+        ESTIMATOR: estimator,
+        MONITOR: {"use_sim_time": sim_time},
+    }
 
 
 def rviz2_executable() -> str:

@@ -180,6 +180,9 @@ class PendulumSimNode(Node):
         stamp = ns_to_stamp(self._stamp_ns())
         if self.pub_clock is not None:
             self.pub_clock.publish(ClockMsg(clock=stamp))
+        # the other sensors first: a node ticking on the front camera then has the step's
+        # other samples when the frame arrives
+        self._publish_extra(stamp)
         dropped = self.steps >= self.keep_first and self._rng.random() < self.drop_probability
         if not dropped:
             if self._rng.random() < self.occlusion_probability:
@@ -189,7 +192,6 @@ class PendulumSimNode(Node):
         self.pub_truth.publish(
             make_joint_state(stamp, self.frame_id, self.joint_names, angles, velocities)
         )
-        self._publish_extra(stamp)
         self.steps += 1
 
     def _publish_extra(self, stamp) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -29,6 +28,7 @@ from sensor_msgs.msg import Imu, JointState
 from rkn_ros.data.generate import load_pendulum_config
 from rkn_ros.data.generate_sensors import SensorsConfig
 from rkn_ros.nodes.conversions import make_joint_state
+from rkn_ros.nodes.params import resolve_share_path
 from rkn_ros.sim.encoder import EncoderParams
 from rkn_ros.sim.imu import ImuParams
 from rkn_ros.sim.render import CameraView, RenderParams
@@ -57,7 +57,7 @@ def sim_sensors(names: Sequence[str], config_path: str, front: RenderParams,
     config = SensorsConfig()
     if config_path:
         kind = "pendulum" if links == 1 else "quad_link"
-        config = load_pendulum_config(Path(config_path), kind).sensors
+        config = load_pendulum_config(resolve_share_path(config_path), kind).sensors
     side = None
     if "image_side" in names:
         side = (config.image_side.render_params(front), config.image_side.view)

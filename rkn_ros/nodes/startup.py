@@ -4,19 +4,20 @@ one :class:`StartupError` line out (the node prints it and exits with code 1).""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from rkn_ros.core.checkpoint import CheckpointError
+from rkn_ros.core.checkpoint import CheckpointError, InputSpec
 from rkn_ros.nodes.conversions import parse_joint_entries
 from rkn_ros.nodes.estimator_params import EstimatorSettings
+from rkn_ros.nodes.sensor_inputs import SensorPlanError, SensorSubscription, sensor_plan
 from rkn_ros.runtime import StreamingEstimator
 from rkn_ros.runtime.affinity import pin_process
 from rkn_ros.runtime.ticks import TIMER, TickConfig
 
-# The inputs the node can tick on besides the timer, by the topic they come from.
-TICK_INPUTS = ("image", "joint_states")
-TICK_SOURCES = (TIMER, *TICK_INPUTS)
+# The command's input name: no sensor may take it.
+COMMAND = "command"
 
 
 class StartupError(RuntimeError):
@@ -27,10 +28,15 @@ class StartupError(RuntimeError):
 class ServingPlan:
     """How the node maps its topics onto the model, decided once at start-up.
 
-    ``vector_sensors``: (model input, size) in the order their entries fill ``joint_entries``
-    (joint, field) of ``~/joint_states``; ``period_s``: the tick period.
+    ``sensors``: (input name, subscription) per topic, the input name being what the tick
+    scheduler, the counters and ``tick_on`` call it (the sensor's name; ``image`` and
+    ``joint_states`` for the shared topics of sensors without a recorded kind).
+    ``image_sensor``: the model input read from ``~/image`` (a sensor without a recorded kind),
+    if any; ``vector_sensors``: (model input, size) in the order their entries fill
+    ``joint_entries`` (joint, field) of ``~/joint_states``; ``period_s``: the tick period.
     """
 
+    sensors: tuple[tuple[str, SensorSubscription], ...]
     image_sensor: str | None
     vector_sensors: tuple[tuple[str, int], ...]
     joint_entries: tuple[tuple[str, str], ...]
@@ -45,8 +51,9 @@ def check_settings(s: EstimatorSettings) -> None:
     """What can be refused before the model loads."""
     if not s.model_path:
         raise StartupError("parameter 'model_path' is empty: name a checkpoint folder")
-    if s.tick_on not in TICK_SOURCES:
-        raise StartupError(f"parameter tick_on must be one of {TICK_SOURCES}, got {s.tick_on!r}")
+    if not s.tick_on or any(c.isspace() for c in s.tick_on):
+        raise StartupError(f"parameter tick_on must be {TIMER!r} or an input name, got "
+                           f"{s.tick_on!r}")
 
 
 def load_estimator(
@@ -79,20 +86,28 @@ def load_estimator(
     return est, cpus
 
 
-def plan_serving(s: EstimatorSettings, est: StreamingEstimator) -> ServingPlan:
-    """Check the settings against the loaded model; what the node serves with."""
+def plan_serving(s: EstimatorSettings, est: StreamingEstimator,
+                 topics: Mapping[str, str] | None = None) -> ServingPlan:
+    """Check the settings against the loaded model; what the node serves with. ``topics``:
+    input name -> topic, from the per-sensor parameters (``sensors.<name>.topic``)."""
     check_settings(s)
     name = est.name
-    image_sensor = est.image_sensor()
+    sensors = _sensor_topics(name, est, topics or {})
+    recorded = sensor_specs(est)
+    legacy_images = [n for n, spec in recorded.items()
+                     if spec.kind == "image" and spec.sensor_kind is None]
+    image_sensor = legacy_images[0] if legacy_images else None
     # (without resizing, the checkpoint's own check has refused this already)
     if s.image_height and s.image_width and image_sensor is None:
         raise StartupError(
             f"model {name}: image_height/image_width set but the model has no image input"
         )
-    images = [n for n, spec in est.inputs.items() if spec.kind == "image"]
-    if len(images) > 1:
-        raise StartupError(f"model {name}: several image inputs {images}; one is supported")
-    vector = [(n, int(spec.shape[0])) for n, spec in est.inputs.items() if spec.kind == "vector"]
+    if s.image_height and s.image_width and len(
+            [n for n, spec in est.inputs.items() if spec.kind == "image"]) > 1:
+        raise StartupError(f"model {name}: image_height/image_width set but the model has "
+                           "several image inputs")
+    vector = [(n, int(spec.shape[0])) for n, spec in est.inputs.items()
+              if spec.kind == "vector" and recorded[n].sensor_kind is None]
     model_entries = [e for n, _ in vector for e in est.inputs[n].names]
     size = sum(dim for _, dim in vector)
     entries = list(s.joint_names) or model_entries
@@ -101,13 +116,10 @@ def plan_serving(s: EstimatorSettings, est: StreamingEstimator) -> ServingPlan:
             f"model {name}: joint_names {entries} has {len(entries)} entries, the model's "
             f"vector inputs {[n for n, _ in vector]} take {size} ({model_entries})"
         )
-    inputs = tuple(
-        source
-        for source, used in (("image", image_sensor is not None), ("joint_states", bool(vector)))
-        if used
-    )
+    inputs = tuple(source for source, _ in sensors)
     if s.tick_on != TIMER and s.tick_on not in inputs:
-        raise StartupError(f"tick_on {s.tick_on!r} but model {name} has no such input")
+        raise StartupError(f"tick_on {s.tick_on!r} but model {name} has no such input (its "
+                           f"inputs: {list(inputs)})")
     period = 1.0 / s.frequency if s.frequency > 0 else est.dt
     if not est.uses_dt and not math.isclose(period, est.dt, rel_tol=1e-6):
         # each step of such a model advances its belief by its training dt, whatever the clock
@@ -152,6 +164,7 @@ def plan_serving(s: EstimatorSettings, est: StreamingEstimator) -> ServingPlan:
         stamp_offset_ns=round(1e9 * s.stamp_offset),
     )
     return ServingPlan(
+        sensors=sensors,
         image_sensor=image_sensor,
         vector_sensors=tuple(vector),
         joint_entries=tuple(parse_joint_entries(entries)),
@@ -161,3 +174,24 @@ def plan_serving(s: EstimatorSettings, est: StreamingEstimator) -> ServingPlan:
         link_lengths=tuple(float(v) for v in links),
         warnings=tuple(warnings),
     )
+
+
+def sensor_specs(est: StreamingEstimator) -> dict[str, InputSpec]:
+    """The checkpoint's record of each model input (with its sensor kind), in model order."""
+    return {name: est.metadata.inputs[name] for name in est.inputs}
+
+
+def _sensor_topics(name: str, est: StreamingEstimator, topics: Mapping[str, str]
+                   ) -> tuple[tuple[str, SensorSubscription], ...]:
+    """(input name, subscription) for the model's sensors: the input name is the default
+    topic's last part (``~/<name>``), whatever topic ``topics`` gives it."""
+    try:
+        defaults = sensor_plan(sensor_specs(est))
+        plan = sensor_plan(sensor_specs(est), {k: v for k, v in topics.items() if v})
+    except SensorPlanError as err:
+        raise StartupError(f"model {name}: {err}") from err
+    sources = tuple(sub.topic.removeprefix("~/") for sub in defaults)
+    if COMMAND in sources:
+        raise StartupError(f"model {name}: a sensor named {COMMAND!r} would share the "
+                           "command's topic: rename the sensor")
+    return tuple(zip(sources, plan, strict=True))

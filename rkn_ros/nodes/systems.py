@@ -52,7 +52,7 @@ class DemoSystem:
 
     config: str  # relative to the package share (or the source tree)
     source: str  # executable and node name of the simulator or replay
-    inputs: tuple[str, ...]  # of "command", "image", "joint_states"
+    inputs: tuple[str, ...]  # the estimator's input names ("command", "image", a sensor's name)
     launch_file: str
 
     def nodes(self, outputs: Mapping[str, str] | None = None) -> tuple[NodeSpec, ...]:
@@ -93,6 +93,11 @@ SYSTEMS: dict[str, DemoSystem] = {
     ),
     "quad_link": DemoSystem(
         "config/quad_link.yaml", "pendulum_sim", ("image",), "launch/pendulum_sim.launch.py"
+    ),
+    # two cameras (the side one dropping frames), an IMU and an encoder, fused by one model
+    "fusion": DemoSystem(
+        "config/fusion.yaml", "pendulum_sim", ("image", "image_side", "imu", "encoder"),
+        "launch/fusion.launch.py",
     ),
     "pneumatic": DemoSystem(
         "config/pneumatic.yaml",
