@@ -117,7 +117,7 @@ def test_every_imported_ros_package_and_library_is_declared() -> None:
 
 def test_every_test_import_is_declared_as_a_test_dependency() -> None:
     tests = _dependencies("test_depend")
-    local = {p.stem for p in (REPO / "test").glob("*.py")}
+    local = {p.stem for folder in ("test", "benchmarks") for p in (REPO / folder).glob("*.py")}
     imported = _imported("test") - set(sys.stdlib_module_names) - local - {"rkn_ros"}
     for name in imported & set(TEST_PYTHON_KEYS):
         assert TEST_PYTHON_KEYS[name] in tests, name
