@@ -149,8 +149,14 @@ def test_set_parameters_changes_the_run_time_ones_and_refuses_the_rest(timer_est
     (result,) = _set(probe, sensor_timeout=5.0)
     assert result.successful, result.reason
     probe.feed(3)
-    status = _status(probe, "image input", OK)
-    assert dict((kv.key, kv.value) for kv in status.values)["sensor_timeout_s"] == "5.000"
+
+    def timeout_reported() -> str | None:
+        status = probe.statuses.get("image input")
+        return status and dict((kv.key, kv.value) for kv in status.values)["sensor_timeout_s"]
+
+    # a report from before the change may still be the newest one: wait for the next
+    assert probe.t.spin_until(lambda: timeout_reported() == "5.000", 10), timeout_reported()
+    assert probe.statuses["image input"].level == OK
     probe.t.spin_for(0.8)
     assert probe.statuses["image input"].level == OK  # silent 0.8 s < 5 s
     refused = {
