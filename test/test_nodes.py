@@ -148,6 +148,7 @@ def test_a_malformed_clock_message_is_counted_and_the_clock_keeps_its_time(
         assert node.rejected[("clock", "malformed")] == 2
         values = {kv.key: kv.value for kv in node.diagnostics().values}
         assert values["rejected.clock.malformed"] == "2"
+        assert values["received.clock"] == "3"  # every /clock message taken, good or bad
         (result,) = node.set_parameters([Parameter("use_sim_time", value=False)])
         assert not result.successful and "start-up" in result.reason
         assert node.get_clock().ros_time_is_active
