@@ -13,7 +13,10 @@ samples both nodes' RSS (``/proc/PID/status``), their step latency (``/diagnosti
 camera node's publish latency (input stamp to receipt of ``~/state``) and checks every
 published estimate for non-finite values. At the end it writes ``summary.md``, ``samples.csv``
 and ``soak.png`` under ``--out`` and prints the summary, the publish rates achieved
-included (the run's reference).
+included (the run's reference). Each fault kind is compared with its own counter: the nodes'
+inputs are made reliable and deep (their QoS override parameters), the publisher starts once
+the subscriptions match, and the counts are read once they stop changing, so a count either
+matches exactly or is short by messages shown lost on the way (sent less ``received.*``).
 
     .venv/bin/python benchmarks/soak.py --duration 3600 --out runs/soak
 """
@@ -41,34 +44,55 @@ JOINT_NAMES = ("joint_1", "joint_2", "joint_3", "joint_4")
 
 
 class FaultKind(NamedTuple):
-    """One kind of injected fault: the node it targets and the ``/diagnostics`` key that
-    should count it (empty where no counter is the fault's own)."""
+    """One kind of injected fault: the node it targets, the ``/diagnostics`` key that counts it,
+    how many counts each injection makes (``per_fault``), whether other causes add to the key
+    (``at_least``: a lower bound) and the topic whose messages carry it (``sent`` key of the
+    publisher's report; a message lost on the way explains a count short by as many)."""
 
     name: str
     node: str
     key: str
     what: str
+    topic: str
+    per_fault: int = 1
+    at_least: bool = False
 
 
 FAULT_KINDS = (
-    FaultKind("camera_gap", CAMERA, "coasting_ticks", "no frames for 0.3 s"),
-    FaultKind("camera_burst", CAMERA, "ticks_ahead", "5 extra frames at once"),
-    FaultKind("image_future_near", CAMERA, "held.image", "frame stamped 0.2 s ahead"),
-    FaultKind("image_future_far", CAMERA, "rejected.image.future_stamp", "stamped 5 s ahead"),
-    FaultKind("image_past_far", CAMERA, "rejected.image.stamp_backwards", "stamped 5 s back"),
-    FaultKind("image_wrong_size", CAMERA, "rejected.image.wrong_size", "20x20 frame"),
-    FaultKind("image_wrong_encoding", CAMERA, "rejected.image.unknown_encoding", "32FC1"),
-    FaultKind("reset_camera", CAMERA, "", "~/reset call"),
-    FaultKind("joint_nan", JOINTS, "rejected.joint_states.non_finite", "NaN angle"),
-    FaultKind("joint_out_of_range", JOINTS, "rejected.joint_states.out_of_range", "50 rad"),
-    FaultKind("joint_float32_limit", JOINTS, "rejected.joint_states.out_of_range", "3e38 rad"),
-    FaultKind("command_out_of_range", JOINTS, "rejected.command.out_of_range", "1e3 command"),
-    FaultKind("command_nan", JOINTS, "rejected.command.non_finite", "NaN command"),
-    FaultKind("clock_jump_forward", JOINTS, "", "/clock 2 s ahead"),
-    FaultKind("clock_loop", JOINTS, "jump_resets", "/clock 20 s back (a bag loop)"),
-    FaultKind("clock_malformed", JOINTS, "rejected.clock.malformed", "/clock sec=-5"),
-    FaultKind("reset_joints", JOINTS, "", "~/reset call"),
+    FaultKind("camera_gap", CAMERA, "coasting_ticks", "no frames for 0.3 s", "frames",
+              at_least=True),
+    FaultKind("camera_burst", CAMERA, "burst.image", "5 extra frames stamped 1-5 us after one",
+              "frames", per_fault=5),
+    FaultKind("image_future_near", CAMERA, "held.image", "frame stamped 0.205 s ahead", "frames"),
+    FaultKind("image_future_far", CAMERA, "rejected.image.future_stamp", "stamped 5 s ahead",
+              "frames"),
+    FaultKind("image_past_far", CAMERA, "rejected.image.stamp_backwards", "stamped 5 s back",
+              "frames"),
+    FaultKind("image_wrong_size", CAMERA, "rejected.image.wrong_size", "20x20 frame", "frames"),
+    FaultKind("image_wrong_encoding", CAMERA, "rejected.image.unknown_encoding", "32FC1",
+              "frames"),
+    FaultKind("reset_camera", CAMERA, "requested_resets", "~/reset call", "resets"),
+    FaultKind("joint_nan", JOINTS, "rejected.joint_states.non_finite", "NaN angle",
+              "joint_states"),
+    FaultKind("joint_out_of_range", JOINTS, "rejected.joint_states.out_of_range", "50 rad",
+              "joint_states"),
+    FaultKind("joint_float32_limit", JOINTS, "rejected.joint_states.out_of_range", "3e38 rad",
+              "joint_states"),
+    FaultKind("command_out_of_range", JOINTS, "rejected.command.out_of_range", "1e3 command",
+              "commands"),
+    FaultKind("command_nan", JOINTS, "rejected.command.non_finite", "NaN command", "commands"),
+    FaultKind("clock_jump_forward", JOINTS, "forward_jumps", "/clock 2 s ahead", "clock"),
+    FaultKind("clock_loop", JOINTS, "jump_resets", "/clock 20 s back (a bag loop)", "clock"),
+    FaultKind("clock_malformed", JOINTS, "rejected.clock.malformed", "/clock sec=-5", "clock"),
+    FaultKind("reset_joints", JOINTS, "requested_resets", "~/reset call", "resets"),
 )
+# what each node counts as received of a topic the publisher reports as sent
+RECEIVED_KEYS = {"frames": "received.image", "joint_states": "received.joint_states",
+                 "commands": "received.command", "clock": "received.clock"}
+# Reliable and deep both ways (the node's inputs by its QoS override parameters), so that
+# every message sent reaches the node and each count can be compared exactly; rclpy's own
+# /clock subscription stays depth 1, best effort (received.clock shows what it lost).
+QUEUE_DEPTH = 100
 KINDS = {kind.name: kind for kind in FAULT_KINDS}
 
 
@@ -119,9 +143,9 @@ def run_publisher(args: argparse.Namespace) -> int:
     rclpy.init()
     node = Node("soak_source")
     images = node.create_publisher(type(array_to_image(np.zeros((1, 1), np.uint8), Time())),
-                                   f"/{CAMERA}/image", 10)
-    joints = node.create_publisher(JointState, f"/{JOINTS}/joint_states", 10)
-    commands = node.create_publisher(Float64MultiArray, f"/{JOINTS}/command", 10)
+                                   f"/{CAMERA}/image", QUEUE_DEPTH)
+    joints = node.create_publisher(JointState, f"/{JOINTS}/joint_states", QUEUE_DEPTH)
+    commands = node.create_publisher(Float64MultiArray, f"/{JOINTS}/command", QUEUE_DEPTH)
     clock = node.create_publisher(Clock, "/clock", 10)
     resets = {CAMERA: node.create_client(Trigger, f"/{CAMERA}/reset"),
               JOINTS: node.create_client(Trigger, f"/{JOINTS}/reset")}
@@ -141,7 +165,12 @@ def run_publisher(args: argparse.Namespace) -> int:
     replies = {CAMERA: 0, JOINTS: 0}
     sim_ns = SIM_START_NS
     gap_until = -1
-    start = time.monotonic()
+    # messages sent before discovery matched a node's subscription would never reach it
+    end = time.monotonic() + args.match_timeout
+    while time.monotonic() < end and min(
+            p.get_subscription_count() for p in (images, joints, commands, clock)) < 1:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    start, start_wall_ns = time.monotonic(), time.time_ns()
     total = round(args.duration * RATE_HZ)
     for tick in range(total):
         delay = start + tick / RATE_HZ - time.monotonic()
@@ -161,13 +190,16 @@ def run_publisher(args: argparse.Namespace) -> int:
         else:
             clock.publish(Clock(clock=stamp(sim_ns)))
         sent["clock"] += 1
-        # the camera, on the wall clock
-        now = node.get_clock().now().nanoseconds
+        # the camera, on the wall clock, stamped on its schedule (a late loop sends frames
+        # stamped in the past, never two genuine ones closer than a period)
+        now = start_wall_ns + tick * PERIOD_NS
         frame = frames[tick % len(frames)]
         if kind == "camera_gap":
             gap_until = tick + round(0.3 * RATE_HZ)
         if tick >= gap_until:
-            offset = {"image_future_near": 200_000_000, "image_future_far": 5_000_000_000,
+            # 0.205 s: half-way between two frames' stamps, so the held frame is taken in
+            # stamp order between them, never at a genuine frame's stamp
+            offset = {"image_future_near": 205_000_000, "image_future_far": 5_000_000_000,
                       "image_past_far": -5_000_000_000}.get(kind, 0)
             msg = array_to_image(small if kind == "image_wrong_size" else frame,
                                  stamp(now + offset))
@@ -294,14 +326,25 @@ def run_soak(args: argparse.Namespace) -> int:
     commit = commit_id()  # now: the worktree may move on during a long run
     checkpoint = make_camera_checkpoint(out / "pendulum_100hz")
     common = {"device": "cpu", "num_threads": 1, "diagnostics_period": 1.0}
+
+    def reliable(node: str, *inputs: str) -> dict[str, object]:
+        params: dict[str, object] = {}
+        for name in inputs:
+            prefix = f"qos_overrides./{node}/{name}.subscription"
+            params.update({f"{prefix}.reliability": "reliable", f"{prefix}.depth": QUEUE_DEPTH})
+        return params
+
     processes: dict[str, subprocess.Popen] = {}
     publisher = None
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
-        processes[CAMERA] = start_node(CAMERA, {**common, "model_path": checkpoint,
-                                                "tick_on": "image"}, env, out / f"{CAMERA}.log")
-        processes[JOINTS] = start_node(JOINTS, {**common, "model_path": REPO / "models" / "pam",
+        processes[CAMERA] = start_node(CAMERA, {**common, **reliable(CAMERA, "image"),
+                                                "model_path": checkpoint, "tick_on": "image"},
+                                       env, out / f"{CAMERA}.log")
+        processes[JOINTS] = start_node(JOINTS, {**common, **reliable(JOINTS, "joint_states",
+                                                                     "command"),
+                                                "model_path": REPO / "models" / "pam",
                                                 "tick_on": "joint_states", "use_sim_time": "true"},
                                        env, out / f"{JOINTS}.log")
         monitor = Monitor((CAMERA, JOINTS), {n: p.pid for n, p in processes.items()})
@@ -313,14 +356,16 @@ def run_soak(args: argparse.Namespace) -> int:
         report.unlink(missing_ok=True)
         publisher = subprocess.Popen(
             [sys.executable, __file__, "--role", "publisher", "--duration", str(args.duration),
-             "--fault-every", str(args.fault_every), "--report", str(report)],
+             "--fault-every", str(args.fault_every), "--report", str(report),
+             "--match-timeout", str(args.match_timeout)],
             env=env, stdout=(out / "publisher.log").open("w"), stderr=subprocess.STDOUT,
             start_new_session=True)
         deadline = time.monotonic() + args.duration + 60.0
         while publisher.poll() is None and time.monotonic() < deadline and not stopping:
             monitor.spin(1.0)
             monitor.sample()
-        monitor.spin(2.5)  # the last /diagnostics after the last input
+        # counts are final once the nodes report the same received counts twice running
+        monitor.wait_quiet(timeout=15.0)
         monitor.sample()
         alive = {n: p.poll() is None for n, p in processes.items()}
         sent = json.loads(report.read_text()) if report.exists() else {}
@@ -343,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/soak", help="folder of the outputs")
     parser.add_argument("--fault-every", type=float, default=2.0, help="s between faults")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID")
+    parser.add_argument("--match-timeout", type=float, default=20.0,
+                        help="s the publisher waits for the nodes' subscriptions to match")
     parser.add_argument("--role", choices=("soak", "publisher"), default="soak",
                         help=argparse.SUPPRESS)
     parser.add_argument("--report", default="", help=argparse.SUPPRESS)

@@ -16,7 +16,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
-from soak import FAULT_KINDS, KINDS, Fault, rss_kb
+from soak import FAULT_KINDS, KINDS, RECEIVED_KEYS, Fault, FaultKind, rss_kb
 
 COLUMNS = ("t_s", "node", "rss_kb", "step_p50_ms", "step_p99_ms", "publish_p50_ms",
            "publish_p99_ms", "states")
@@ -32,6 +32,7 @@ class Monitor:
         self.executor.add_node(self.node)
         self.names, self.pids = names, pids
         self.diagnostics: dict[str, dict[str, str]] = {n: {} for n in names}
+        self.reports = dict.fromkeys(names, 0)  # /diagnostics reports seen per node
         self.nonfinite = dict.fromkeys(names, 0)
         self.states = dict.fromkeys(names, 0)
         self.latencies: dict[str, list[float]] = {n: [] for n in names}  # since the last sample
@@ -59,13 +60,34 @@ class Monitor:
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             for name in self.names:
-                if status.name.startswith(f"/{name}:"):
+                if status.name == f"/{name}: RKN estimator":
                     self.diagnostics[name] = {kv.key: kv.value for kv in status.values}
+                    self.reports[name] += 1
 
     def spin(self, seconds: float) -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             self.executor.spin_once(timeout_sec=min(0.05, max(0.0, end - time.monotonic())))
+
+    def wait_quiet(self, timeout: float) -> bool:
+        """After the last input: wait until each node reports the same ``received.*`` counts in
+        two reports running, so the counts read are final (a message still queued when the
+        publisher stopped is counted first). False when ``timeout`` s pass first."""
+        def received() -> dict[str, dict[str, str]]:
+            return {n: {k: v for k, v in self.diagnostics[n].items()
+                        if k.startswith("received.")} for n in self.names}
+
+        end = time.monotonic() + timeout
+        last = received()
+        while time.monotonic() < end:
+            seen = dict(self.reports)
+            while time.monotonic() < end and any(self.reports[n] == seen[n] for n in self.names):
+                self.spin(0.1)
+            now = received()
+            if now == last:
+                return True
+            last = now
+        return False
 
     def wait_ready(self, timeout: float, alive: Callable[[], bool]) -> bool:
         end = time.monotonic() + timeout
@@ -160,15 +182,19 @@ def write_outputs(out: Path, monitor: Monitor, sent: dict, schedule: list[Fault]
         w += window
     injected = sent.get("injected", {})
     lines += ["", "## Faults injected and what the nodes counted", "",
-              "The node's count is the total on its last /diagnostics; a key shared by two "
-              "kinds (out_of_range) or with other causes (coasting_ticks, ticks_ahead) is "
-              "compared with the sum of its kinds.", "",
-              "| fault | node | what | injected | key | node's count |",
-              "| --- | --- | --- | --- | --- | --- |"]
+              "The node's count is the total on its last /diagnostics, read once two reports "
+              "running showed the same received counts; expected is the injections times the "
+              "counts each makes, summed over the kinds that share a key (out_of_range), a lower "
+              "bound where other causes add to the key (coasting_ticks). A count short by no "
+              "more than the messages of its topic that never reached the node (sent less "
+              "received) is explained by them.", "",
+              "| fault | node | what | injected | key | expected | node's count | verdict |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for kind in FAULT_KINDS:
-        count = monitor.diagnostics[kind.node].get(kind.key, "0") if kind.key else "-"
+        expected, count, verdict = compare(kind, injected, sent, monitor.diagnostics[kind.node])
         lines.append(f"| {kind.name} | {kind.node} | {kind.what} | {injected.get(kind.name, 0)} "
-                     f"| {kind.key or '(none)'} | {count} |")
+                     f"| {kind.key} | {'>= ' if kind.at_least else ''}{expected} | {count} "
+                     f"| {verdict} |")
     replies = sent.get("reset_replies", {})
     lines += ["", f"Resets answered with success: {replies}; scheduled faults: {len(schedule)} "
               f"({len({f.kind for f in schedule} & set(KINDS))} kinds).", "",
@@ -176,14 +202,38 @@ def write_outputs(out: Path, monitor: Monitor, sent: dict, schedule: list[Fault]
     for name in monitor.names:
         counters = {k: v for k, v in monitor.diagnostics[name].items()
                     if k.split(".")[0] in ("received", "rejected", "missing", "held", "superseded",
-                                           "ignored") or k in ("ticks", "coasting_ticks",
-                                                               "ticks_ahead", "jump_resets",
-                                                               "gap_resets", "nonfinite_outputs")}
+                                           "ignored", "burst") or k in (
+                        "ticks", "coasting_ticks", "ticks_ahead", "jump_resets", "gap_resets",
+                        "requested_resets", "forward_jumps", "nonfinite_outputs")}
         lines.append(f"- {name}: " + ", ".join(f"`{k}` {v}" for k, v in counters.items()))
     text = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(text)
     _plot(out / "soak.png", monitor)
     return text
+
+
+def compare(kind: FaultKind, injected: dict[str, int], sent: dict,
+            diagnostics: dict[str, str]) -> tuple[int, int, str]:
+    """(expected count, the node's count, verdict) of one fault kind: ``exact``, ``at least``
+    (other causes too), ``short by N: M messages lost`` (sent less received on its topic, or
+    reset calls not answered) or ``MISMATCH``."""
+    expected = sum(k.per_fault * injected.get(k.name, 0) for k in FAULT_KINDS
+                   if (k.node, k.key) == (kind.node, kind.key))
+    count = int(diagnostics.get(kind.key, "0"))
+    if count == expected:
+        return expected, count, "exact"
+    if kind.at_least and count > expected:
+        return expected, count, "at least (other causes too)"
+    if kind.topic in RECEIVED_KEYS:
+        lost = sent.get("sent", {}).get(kind.topic, 0) - int(
+            diagnostics.get(RECEIVED_KEYS[kind.topic], "0"))
+        what = f"{kind.topic} messages never reached the node"
+    else:  # reset calls: those the service did not answer
+        lost = injected.get(kind.name, 0) - sent.get("reset_replies", {}).get(kind.node, 0)
+        what = "reset calls unanswered"
+    if 0 < expected - count <= lost:
+        return expected, count, f"short by {expected - count}: {lost} {what}"
+    return expected, count, "MISMATCH"
 
 
 def _plot(path: Path, monitor: Monitor) -> None:

@@ -148,6 +148,7 @@ def test_a_malformed_clock_message_is_counted_and_the_clock_keeps_its_time(
         assert node.rejected[("clock", "malformed")] == 2
         values = {kv.key: kv.value for kv in node.diagnostics().values}
         assert values["rejected.clock.malformed"] == "2"
+        assert values["received.clock"] == "3"  # every /clock message taken, good or bad
         (result,) = node.set_parameters([Parameter("use_sim_time", value=False)])
         assert not result.successful and "start-up" in result.reason
         assert node.get_clock().ros_time_is_active
@@ -223,6 +224,28 @@ def test_frames_stamped_in_the_past_are_dropped_and_never_reset_the_belief(image
     assert probe.counter("jump_resets") == resets
 
 
+def test_a_burst_of_frames_is_counted_ticked_and_survived(image_estimator):
+    """A camera's queue let go at once: frames stamped microseconds after one another, each
+    taken (published a little apart, so the depth-1 subscription keeps each) and counted as
+    burst.image; the genuine stream goes on."""
+    probe, _ = image_estimator
+    probe.feed(3)
+    probe.t.spin_for(0.3)  # a report after the last frames
+    before = probe.counter("burst.image")
+    first = probe.frame()
+    probe.images.publish(first)
+    for k in range(1, 4):
+        probe.t.spin_for(0.02)
+        burst = ns_to_stamp(stamp_to_ns(first.header.stamp) + k * 1000)
+        probe.images.publish(probe.frame(stamp=burst))
+    probe.t.spin_for(0.1)
+    genuine = probe.feed(3)
+    assert probe.t.spin_until(lambda: set(genuine) <= set(probe.by_stamp(probe.states)), 10)
+    assert probe.t.spin_until(lambda: probe.counter("burst.image") - before == 3, 5), (
+        probe.counter("burst.image") - before)
+    assert all(math.isfinite(m.position[0]) for m in probe.states)
+
+
 def test_frames_stamped_ahead_never_lock_the_camera_out(image_estimator):
     """A few frames stamped 0.9 s ahead (inside max_future, 1 s here) and one 5 s ahead: the
     near ones wait for the clock (held), the far one is refused, and the genuine frames after
@@ -269,6 +292,9 @@ def _encoded(picture: np.ndarray, encoding: str) -> tuple[bytes, int]:
 def test_reset_service_and_every_accepted_encoding(image_estimator):
     """After a reset the same picture gives the same estimate in every accepted encoding."""
     probe, _ = image_estimator
+    probe.t.spin_for(0.3)  # a report from before the first call
+    requested = probe.counter("requested_resets")
+    calls = 0
     results = {}
     for encoding in IMAGE_ENCODINGS:
         for _ in range(5):
@@ -280,6 +306,7 @@ def test_reset_service_and_every_accepted_encoding(image_estimator):
             primed = stamp_to_ns(prime.header.stamp)
             assert probe.t.spin_until(lambda s=primed: s in probe.by_stamp(probe.stddevs), 10)
             response = probe.reset()
+            calls += 1
             assert response.success and "reset" in response.message
             data, step = _encoded(FRAME, encoding)
             msg = probe.frame(encoding=encoding, data=data, step=step)
@@ -302,6 +329,9 @@ def test_reset_service_and_every_accepted_encoding(image_estimator):
         assert value == pytest.approx(reference, abs=1e-6), encoding
     # a reset estimate starts from the initial belief: as uncertain as the very first tick
     assert reference[1] > 1.0
+    # every call counted, and no jump or gap reset for them
+    assert probe.t.spin_until(lambda: probe.counter("requested_resets") == requested + calls, 5)
+    assert probe.counter("jump_resets") == probe.counter("gap_resets") == 0
 
 
 def test_bad_images_are_dropped_counted_and_survived(image_estimator):

@@ -11,7 +11,7 @@ from collections import Counter
 import test_nodes_support  # sets ROS_DOMAIN_ID and localhost discovery first)
 
 sys.path.insert(0, str(test_nodes_support.REPO / "benchmarks"))
-from soak import FAULT_KINDS, RATE_HZ, fault_schedule
+from soak import FAULT_KINDS, KINDS, RATE_HZ, fault_schedule
 
 
 def test_the_hour_schedule_injects_every_kind_equally_and_deterministically():
@@ -25,13 +25,38 @@ def test_the_hour_schedule_injects_every_kind_equally_and_deterministically():
     assert ticks[-1] < 3598 * RATE_HZ
 
 
+def test_the_soak_compares_each_count_exactly_and_explains_only_lost_messages():
+    from soak_monitor import compare
+
+    assert all(kind.key for kind in FAULT_KINDS)  # every kind counted under a key of its own
+    injected = {"camera_burst": 4, "joint_out_of_range": 3, "joint_float32_limit": 2,
+                "camera_gap": 2, "clock_malformed": 5}
+    sent = {"sent": {"frames": 1000, "clock": 1000}}
+    burst = KINDS["camera_burst"]
+    assert compare(burst, injected, sent, {"burst.image": "20", "received.image": "1000"}) == (
+        20, 20, "exact")
+    assert compare(burst, injected, sent, {"burst.image": "18", "received.image": "1000"})[2] == (
+        "MISMATCH")  # nothing was lost on the way: two frames are not accounted for
+    assert compare(burst, injected, sent, {"burst.image": "18", "received.image": "997"})[2] == (
+        "short by 2: 3 frames messages never reached the node")
+    assert compare(burst, injected, sent, {"burst.image": "21", "received.image": "1000"})[2] == (
+        "MISMATCH")  # more than injected, where nothing else counts there
+    shared = {"rejected.joint_states.out_of_range": "5"}  # two kinds share the key
+    assert compare(KINDS["joint_float32_limit"], injected, sent, shared)[:2] == (5, 5)
+    assert compare(KINDS["camera_gap"], injected, sent, {"coasting_ticks": "60"})[2] == (
+        "at least (other causes too)")
+    clock = {"rejected.clock.malformed": "4", "received.clock": "999"}
+    assert compare(KINDS["clock_malformed"], injected, sent, clock)[2].startswith("short by 1")
+
+
 def test_the_publisher_sends_at_100_hz_and_injects_its_schedule(tmp_path):
     report = tmp_path / "publisher.json"
     duration, every = 4.0, 0.2
     done = subprocess.run(
         [sys.executable, str(test_nodes_support.REPO / "benchmarks" / "soak.py"), "--role",
          "publisher", "--duration", str(duration), "--fault-every", str(every),
-         "--report", str(report)], capture_output=True, text=True, timeout=60)
+         "--report", str(report), "--match-timeout", "0"], capture_output=True, text=True,
+        timeout=60)
     assert done.returncode == 0, done.stderr
     sent = json.loads(report.read_text())
     expected = Counter(f.kind for f in fault_schedule(duration, every))

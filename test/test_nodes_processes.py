@@ -190,6 +190,17 @@ def test_a_clock_advancing_in_long_steps_still_gets_one_tick_per_period(
         assert len([t for t in after if t < last]) >= 10
         assert all(math.isfinite(m.position[0]) for m in probe.states)
         assert probe.counter("jump_resets") == resets + 1
+        # the clock leaping ahead (a bag skipped forward): counted once, no reset, not replayed
+        assert probe.counter("forward_jumps") == 0
+        ticks = probe.counter("ticks")
+        sim_ns += 3_000_000_000
+        for _ in range(8):
+            sim_ns += 125_000_000
+            clock.publish(ClockMsg(clock=ns_to_stamp(sim_ns)))
+            probe.t.spin_for(0.1)
+        assert probe.t.spin_until(lambda: probe.counter("forward_jumps") == 1, 5)
+        assert probe.counter("jump_resets") == resets + 1
+        assert probe.counter("ticks") - ticks <= 30  # 1 s of clock, not 4 s of catch-up
         assert estimator.process.poll() is None, estimator.output()
     finally:
         probe_node.node.destroy_publisher(clock)

@@ -89,6 +89,20 @@ def test_an_input_faster_than_one_over_dt_ticks_per_message_and_is_flagged():
     assert any(p.ahead for p in plans) and sched.counts.ticks_ahead >= 1
 
 
+def test_each_frame_of_a_burst_is_counted_and_still_ticked():
+    sched = camera()
+    frame(sched, START)
+    frame(sched, START + PERIOD)
+    burst = [frame(sched, START + PERIOD + k * 1000) for k in range(1, 6)]  # 1..5 us later
+    assert [len(p.ticks) for p in burst] == [1] * 5
+    frame(sched, START + 2 * PERIOD)  # the next on time is no burst
+    assert sched.counts.burst["image"] == 5
+    # half a period apart or more is no burst: a late frame and the next on time
+    sched = camera()
+    tick_times(sched, [START, START + PERIOD // 2, START + PERIOD])
+    assert sched.counts.burst["image"] == 0
+
+
 def test_a_long_silence_is_not_replayed_in_one_burst():
     sched = camera(sensor_timeout_ns=5_000_000_000)  # the timer never coasts here
     frame(sched, START)
@@ -251,6 +265,26 @@ def test_a_clock_jumping_back_resets_once_and_the_new_run_is_used():
     assert sched.counts.jump_resets == 1
 
 
+def test_a_clock_leaping_ahead_is_counted_once_never_reset_nor_coasted_through():
+    sched = camera()
+    for k in range(5):
+        frame(sched, START + k * PERIOD)
+    ahead = START + 4 * PERIOD + 2_000_000_000  # a bag skipped forward
+    plan = sched.on_timer(ahead)
+    assert not plan.actions and sched.counts.forward_jumps == 1
+    later = [sched.on_timer(ahead + k * PERIOD // 2) for k in range(1, 3)]
+    assert not any(p.actions for p in later)  # the input is not overdue on its own time base
+    (tick,) = frame(sched, ahead + PERIOD).ticks
+    assert (tick.time_ns, tick.kind) == (ahead + PERIOD, TickKind.INPUT)
+    assert sched.counts.forward_jumps == 1 and sched.counts.jump_resets == 0
+    # the input stopping after the leap still coasts, a sensor_timeout after its last sample
+    coasted = sched.on_timer(ahead + 4 * PERIOD).ticks
+    assert [t.kind for t in coasted] == [TickKind.COASTED] * len(coasted) and coasted
+    # a clock going on in periods, or leaping less than a second, is no jump
+    sched.on_timer(ahead + 4 * PERIOD + 900_000_000)
+    assert sched.counts.forward_jumps == 1
+
+
 def test_a_timer_clock_jumping_back_resets_at_the_next_timer_call():
     sched = TickScheduler(TickConfig(period_ns=PERIOD, inputs=("image",)))
     sched.on_timer(START)
@@ -262,6 +296,7 @@ def test_the_reset_request_keeps_output_times_rising():
     sched = camera()
     frame(sched, START)
     sched.reset()
+    assert sched.counts.requested_resets == 1 and sched.counts.jump_resets == 0
     assert frame(sched, START).drops[0].reason is DropReason.REPEATED_TIME  # not re-ticked
     assert frame(sched, START + PERIOD).ticks[0].time_ns == START + PERIOD
 

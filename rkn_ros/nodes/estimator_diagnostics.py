@@ -196,6 +196,8 @@ class DiagnosticsReport:
             "ticks_ahead": str(counts.ticks_ahead),
             "gap_resets": str(counts.gap_resets),
             "jump_resets": str(counts.jump_resets),
+            "requested_resets": str(counts.requested_resets),
+            "forward_jumps": str(counts.forward_jumps),
             "nonfinite_outputs": str(est.nonfinite_outputs),
             "step_latency_p50_ms": f"{est.latency.p50_ms:.4f}",
             "step_latency_p99_ms": f"{est.latency.p99_ms:.4f}",
@@ -212,6 +214,7 @@ class DiagnosticsReport:
             ("missing", counts.missing),
             ("superseded", counts.superseded),
             ("held", counts.held),
+            ("burst", counts.burst),
             ("rejected", refused),
             ("ignored", node.ignored),
         ):

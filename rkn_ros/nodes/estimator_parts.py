@@ -202,10 +202,12 @@ class EstimatorParts(SensorCallbacks):
 
     def _on_clock(self) -> None:
         """A good /clock message: samples stamped ahead of the old time may be due now."""
+        self.received["clock"] += 1
         if self.active:
             self._run(self.scheduler.on_clock(self._now_ns()))
 
     def _on_bad_clock(self, problem: str) -> None:
+        self.received["clock"] += 1
         self._reject("clock", "malformed", f"{problem}; the clock keeps its last good time")
 
     # ------------------------------------------------------------------ ticking

@@ -127,7 +127,11 @@ class TickCounts:
     ticks_ahead: int = 0
     gap_resets: int = 0
     jump_resets: int = 0
+    requested_resets: int = 0  # TickScheduler.reset calls (the node's ~/reset service)
+    forward_jumps: int = 0  # the clock leapt ahead by more than MAX_CATCH_UP_NS (no reset)
     missing: Counter[str] = field(default_factory=Counter)  # ticks without a usable sample
     superseded: Counter[str] = field(default_factory=Counter)  # replaced before a tick
     held: Counter[str] = field(default_factory=Counter)  # stamped ahead: waited for the clock
+    # tick_on samples stamped under half a period after the one before (a burst): still ticked
+    burst: Counter[str] = field(default_factory=Counter)
     dropped: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, reason)

@@ -19,7 +19,9 @@ The rules (docs/runtime.md, "Ticks and stamps"):
   ahead of ``now`` held until the clock reaches them, not after the input's newest stamp that is
   already due refused as ``stamp_backwards`` (never a reset). A future stamp therefore never makes
   a later genuine sample stale, and no tick runs ahead of the clock. Only the clock going back by
-  more than ``JUMP_BACK_NS`` resets (once per jump).
+  more than ``JUMP_BACK_NS`` resets (once per jump). A leap ahead of more than
+  ``MAX_CATCH_UP_NS`` is counted (``forward_jumps``, once per jump) and not replayed: no reset,
+  no coasting through it; the tick_on input's next sample ticks at its stamp.
 
 A plain control loop uses it as the node does::
 
@@ -195,6 +197,7 @@ class TickScheduler:
     def reset(self) -> None:
         """Forget waiting samples and the stamp grid (a belief reset on request); the last
         tick's time stays, so output stamps keep rising."""
+        self.counts.requested_resets += 1
         for slot in self._slots.values():
             slot.sample, slot.last_stamp_ns = None, None
             slot.held.clear()
@@ -237,6 +240,12 @@ class TickScheduler:
 
     def _observe(self, now_ns: int) -> None:
         last, self._last_now_ns = self._last_now_ns, now_ns
+        if last is not None and now_ns - last > MAX_CATCH_UP_NS:
+            # a leap ahead (a bag skipped forward, a clock stepped ahead): its periods are not
+            # replayed, so the tick_on input is judged overdue from after the leap, on its own
+            # time base, until its next sample sets that base again
+            self.counts.forward_jumps += 1
+            self._input_lag_ns += now_ns - last
         if last is None or last - now_ns <= JUMP_BACK_NS:
             return
         self.counts.jump_resets += 1
@@ -265,6 +274,8 @@ class TickScheduler:
         cfg = self.config
         self._input_lag_ns = max(0, now_ns - stamp_ns)
         previous, self._last_input_ns = self._last_input_ns, stamp_ns
+        if previous is not None and 0 < stamp_ns - previous < cfg.period_ns / 2:
+            self.counts.burst[cfg.tick_on] += 1  # ticked all the same (ticks_ahead: the rate)
         gap = cfg.reset_after_gap_ns
         if gap and previous is not None and stamp_ns - previous > gap:
             self.counts.gap_resets += 1
