@@ -11,10 +11,17 @@ it calls ``advance()`` after publishing, so where the backend splits the step (t
 Runtime) the prediction of the next prior is not in it:
 
     .venv/bin/python benchmarks/step_latency.py [--device cpu|cuda] [--steps 3000]
+        [--models pendulum quad_link node_joints]
 
 Models: the shipped ``models/pendulum`` (24x24) and ``models/quad_link`` (48x48) when present,
 else untrained models of the recipes' architectures (same cost: timing does not depend on the
 weights). On CUDA the runtime captures the step in a CUDA graph; the line says whether it did.
+
+``node_joints``: the shipped ``models/pneumatic`` (a joint reading and a command per tick)
+served as the node serves it: each reading and command checked on arrival
+(``check_input``/``check_action``) and what they return stepped, the whole tick timed; beside
+it, in the same loop, a second estimator stepped with the raw values (``step`` checks them),
+the same run's reference.
 """
 
 from __future__ import annotations
@@ -120,6 +127,31 @@ def measure(path: Path, device: str, steps: int, backend: str = "auto", seed: in
     return est, float(np.median(calls)) * 1e3
 
 
+def measure_node_path(path: Path, device: str, steps: int, backend: str) -> tuple[float, float]:
+    """p50 ms of a tick as the node runs it (arrival checks + ``step``) and of a plain ``step``
+    of the same raw values, interleaved tick by tick on two estimators of the same model."""
+    node, plain = (StreamingEstimator.from_checkpoint(path, device=device, warmup_steps=50,
+                                                      cpu_backend=backend) for _ in range(2))
+    name = next(iter(node.inputs))
+    stats = node.metadata.normalization.inputs[name]
+    actions = node.metadata.normalization.actions
+    rng = np.random.default_rng(0)
+    readings = [np.asarray(stats.mean) + 0.5 * np.asarray(stats.std) * rng.standard_normal(
+        len(stats.mean)) for _ in range(64)]
+    commands = [np.asarray(actions.mean) + 0.5 * np.asarray(actions.std) * rng.standard_normal(
+        len(actions.mean)) for _ in range(64)]
+    node_s, plain_s = np.empty(steps), np.empty(steps)
+    for k in range(steps):
+        reading, command = readings[k % 64], commands[k % 64]
+        start = time.perf_counter()
+        node.step({name: node.check_input(name, reading)}, action=node.check_action(command))
+        node_s[k] = time.perf_counter() - start
+        start = time.perf_counter()
+        plain.step({name: reading}, action=command)
+        plain_s[k] = time.perf_counter() - start
+    return float(np.median(node_s)) * 1e3, float(np.median(plain_s)) * 1e3
+
+
 def graph_vs_eager(path: Path, device: str, steps: int = 300) -> float:
     """Largest difference between the CUDA-graph and the eager estimator on the same inputs."""
     graph = StreamingEstimator.from_checkpoint(path, device=device, cuda_graph=True)
@@ -145,6 +177,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--paced-steps", type=int, default=250,
                         help="steps at 50 Hz for the paced column (0: skip)")
+    parser.add_argument("--models", nargs="+", default=["pendulum", "quad_link", "node_joints"],
+                        choices=["pendulum", "quad_link", "node_joints"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
@@ -160,7 +194,7 @@ def main() -> int:
     )
     backends = ("onnxruntime", "torchscript") if args.device == "cpu" else ("auto",)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("pendulum", "quad_link"):
+        for name in (m for m in args.models if m in ARCHITECTURES):
             results = {}
             for backend in backends:
                 for kind in ("rkn", "gru"):
@@ -191,6 +225,14 @@ def main() -> int:
                          / results["gru", backend].model_latency.p50_ms)
                 print(f"{name:<10} RKN / GRU model step p50 ({results['rkn', backend].backend}): "
                       f"{ratio:.2f}x")
+    pneumatic = REPO / "models" / "pneumatic"
+    if "node_joints" in args.models and (pneumatic / "model.yaml").is_file():
+        print("models/pneumatic, a tick as the node runs it (checked on arrival, then step) "
+              "vs a plain step of the same raw values (same loop):")
+        for backend in backends:
+            node_ms, plain_ms = measure_node_path(pneumatic, args.device, args.steps, backend)
+            print(f"{'node_joints':<12} {backend:<12} node tick p50 {node_ms:.4f} ms, plain "
+                  f"step p50 {plain_ms:.4f} ms, ratio {node_ms / plain_ms:.3f}")
     return 0
 
 

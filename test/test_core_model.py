@@ -104,7 +104,8 @@ def test_the_step_contract_parts_compose_to_step(kind: str) -> None:
      "control_hidden": (4, 4), "coefficient_hidden": (5, 6)},
 ], ids=["paper", "action-dt-hidden", "state-noise-initial", "decoder-inputs", "combined"])
 def test_rkn_sequence_loop_equals_the_cell_loop_with_gradients(options: dict) -> None:
-    """The RKN's `forward` filters with the batch last (`RKN._run`); `step` runs `cell`.
+    """The RKN's `forward` filters with the batch last (`RKN.filter_sequence`); `step` runs
+    `cell`.
     Both must be the same function of the inputs, the state and the weights, derivatives
     included. (Batch 5 against 4 bases and m = 6, so no two dimensions can be confused.)"""
     model = make(**options)
@@ -125,7 +126,7 @@ def test_rkn_sequence_loop_equals_the_cell_loop_with_gradients(options: dict) ->
         if x is not None:
             x.requires_grad_()
     results = []
-    for run in (type(model)._run, SequenceModel._run):
+    for run in (type(model).filter_sequence, SequenceModel.filter_sequence):
         final, mean_features, var_features = run(model, Belief(*start), encoded, valid,
                                                  actions, dt)
         loss = (mean_features.sin().sum() + var_features.pow(2).sum()
@@ -164,8 +165,8 @@ def test_forward_encodes_only_the_valid_frames(kind: str) -> None:
     batch, steps = valid["image"].shape
     every = [(w.view(batch, steps, -1), v.view(batch, steps, -1)) for w, v in model.encode(
         {k: x.flatten(0, 1) for k, x in obs.items()})]
-    _, mean_features, var_features = model._run(model.initial_state(batch), every, valid,
-                                                None, None)
+    _, mean_features, var_features = model.filter_sequence(model.initial_state(batch), every,
+                                                           valid, None, None)
     mean, _, _ = model.decode(mean_features.flatten(0, 1), var_features.flatten(0, 1))
     reference = mean.square().sum()
     torch.testing.assert_close(loss, reference, rtol=1e-12, atol=0)

@@ -33,7 +33,7 @@ SHARED_ALLOWED = {
     "models/pam/evaluation.json",
     "models/pam/model.yaml",
     "models/regenerate.py",
-    "rkn_ros/data/pam.py",
+    "rkn_ros/data/pam_recording.py",
     "rkn_ros/nodes/pam_replay_node.py",
     "rkn_ros/train/config.py",
     "test/test_data_pam.py",

@@ -635,12 +635,13 @@ def test_pin_process_covers_threads_before_and_after_and_names_the_allowed_cpus(
     assert f"[4096] are not available to this process (it may use [{cpu}])" in got["errors"][1]
 
 
-def test_the_runtime_reads_no_private_attribute_of_another_object():
-    """The runtime drives the model through its public step contract only (and every other
-    object through its public API): no `x._name` where x is not `self`."""
+@pytest.mark.parametrize("package", ["runtime", "train"])
+def test_the_runtime_reads_no_private_attribute_of_another_object(package):
+    """The runtime and the trainer drive the model through its public step contract only (and
+    every other object through its public API): no `x._name` where x is not `self`."""
     import ast
 
-    root = Path(__file__).resolve().parents[1] / "rkn_ros" / "runtime"
+    root = Path(__file__).resolve().parents[1] / "rkn_ros" / package
     found = []
     for path in sorted(root.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -209,3 +209,47 @@ def test_any_image_is_an_input_error_or_a_finite_estimate(pendulum, image) -> No
         assert err.reason in REASONS
     else:
         assert _finite(out)
+
+
+def test_the_node_path_checks_each_input_and_command_once(monkeypatch):
+    """Through the shipped pneumatic model as the node serves it: a joint reading checked on
+    arrival (`check_joint_inputs`), a command checked on arrival, then the tick's inputs
+    (`tick_inputs`) stepped. Every range check runs through the codec's `normalize`, counted
+    here; each value is checked once, and a plain step keeps checking its raw values."""
+    from rkn_ros.nodes.estimator_params import EstimatorSettings
+    from rkn_ros.nodes.estimator_sensors import check_joint_inputs, tick_inputs
+    from rkn_ros.nodes.startup import load_estimator, plan_serving
+    from rkn_ros.runtime import codec
+
+    model = Path(__file__).resolve().parents[1] / "models" / "pneumatic"
+    settings = EstimatorSettings.defaults(model_path=str(model), device="cpu", warmup_steps=0,
+                                          cpu_backend="torchscript")
+    est, _ = load_estimator(settings, model)
+    plan = plan_serving(settings, est)
+    checks: list[str] = []
+    real = codec.normalize
+
+    def counted(what, *args):
+        checks.append(what)
+        return real(what, *args)
+
+    monkeypatch.setattr(codec, "normalize", counted)
+    reading = np.array([0.1, 2.5, 2.4])
+    for _ in range(3):
+        samples = {"joint_states": check_joint_inputs(est, plan, reading)}
+        command = est.check_action([2.5, 2.4])
+        node_out = est.step(tick_inputs(plan, samples), action=command)
+    assert checks == ["input 'joints'", "action"] * 3
+    est.reset()
+    checks.clear()
+    for _ in range(3):
+        plain_out = est.step({"joints": reading}, action=[2.5, 2.4])
+    assert checks == ["input 'joints'", "action"] * 3
+    np.testing.assert_array_equal(plain_out.mean, node_out.mean)
+    # refused on arrival as before; a value checked by another estimator is checked again
+    assert _reason(lambda: check_joint_inputs(est, plan, np.array([9.0, 2.5, 2.4]))) \
+        == "out_of_range"
+    other, _ = load_estimator(settings, model)
+    checks.clear()
+    other.step({"joints": est.check_input("joints", reading)}, action=command)
+    assert checks == ["input 'joints'", "input 'joints'", "action"]

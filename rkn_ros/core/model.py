@@ -2,12 +2,13 @@
 
 `step` is encode -> cell -> decode for one tick; `forward` encodes all valid frames in one
 batched call (the encoders are per-frame functions, so this is the same function), runs the
-recurrence over time (`_run`), and decodes all ticks in one batched call. `SequenceModel._run`
-is the plain loop over `cell` (the step contract, core/step_contract.py), the reference; the
+recurrence over time (`filter_sequence`), and decodes all ticks in one batched call.
+`SequenceModel.filter_sequence` is the plain loop over `cell` (the step contract,
+core/step_contract.py), the reference; the
 LSTM/GRU run the whole sequence in one `nn.LSTM`/`nn.GRU` call with the same weights, and the
 RKN runs `cell`'s math with the batch as the last dimension (faster at training sizes). Train,
 evaluation and runtime never diverge: test_core_model checks forward against a loop of steps,
-and the RKN's `_run` against the `cell` loop, gradients included.
+and the RKN's `filter_sequence` against the `cell` loop, gradients included.
 """
 
 from __future__ import annotations
@@ -217,7 +218,8 @@ class SequenceModel(nn.Module, StepContract):
             self._check_state(state, batch)
         encoded = [self._encode_valid(spec.name, observations[spec.name], valid[spec.name])
                    for spec in self.sensors]
-        state, mean_features, var_features = self._run(state, encoded, valid, actions, dt)
+        state, mean_features, var_features = self.filter_sequence(state, encoded, valid,
+                                                                  actions, dt)
         mean, var, image = self.decode(mean_features.flatten(0, 1), var_features.flatten(0, 1))
         image = image.view(batch, steps, *image.shape[1:]) if image is not None else None
         return SequenceOutput(mean.view(batch, steps, -1), var.view(batch, steps, -1), state,
@@ -244,9 +246,11 @@ class SequenceModel(nn.Module, StepContract):
             var_obs = var_valid.new_ones(size).index_copy(0, index, var_valid)
         return w.view(batch, steps, -1), var_obs.view(batch, steps, -1)
 
-    def _run(self, state: Any, encoded: list[tuple[Tensor, Tensor]], valid: dict[str, Tensor],
-             actions: Tensor | None, dt: Tensor | None) -> tuple[Any, Tensor, Tensor]:
-        """The loop over `cell`; returns the final state and features [batch, time, dim]."""
+    def filter_sequence(self, state: Any, encoded: list[tuple[Tensor, Tensor]],
+                        valid: dict[str, Tensor], actions: Tensor | None, dt: Tensor | None
+                        ) -> tuple[Any, Tensor, Tensor]:
+        """The loop over `cell` (the reference; shapes: `StepContract.filter_sequence`);
+        returns the final state and features [batch, time, dim]."""
         mean_features, var_features = [], []
         # Split along time once: the backward of `unbind` is one `stack`, where per-tick
         # indexing would back-propagate through a zero-filled [batch, time, dim] tensor per

@@ -131,11 +131,12 @@ class RKN(SequenceModel):
         prior = self.transition_step(posterior, action, dt, constants)
         return prior, mean_features, var_features, posterior
 
-    def _run(self, state: Belief, encoded: list[tuple[Tensor, Tensor]],
-             valid: dict[str, Tensor], actions: Tensor | None,
-             dt: Tensor | None) -> tuple[Belief, Tensor, Tensor]:
-        """The filter over a sequence: the same math as a loop over `cell` (`step` runs
-        that), with the batch as the last dimension of every per-tick tensor.
+    def filter_sequence(self, state: Belief, encoded: list[tuple[Tensor, Tensor]],
+                        valid: dict[str, Tensor], actions: Tensor | None,
+                        dt: Tensor | None) -> tuple[Belief, Tensor, Tensor]:
+        """The filter over a sequence (shapes: `StepContract.filter_sequence`): the same math
+        as a loop over `cell` (`step` runs that), with the batch as the last dimension of
+        every per-tick tensor.
 
         At training sizes (batch 50, m = 15) each tick's products and sums then run over
         contiguous rows of the batch, not over rows of the band width: the loop's forward

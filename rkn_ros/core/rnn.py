@@ -89,10 +89,12 @@ class RecurrentBaseline(SequenceModel):
         posterior, mean_features, var_features = self.update(state, encoded)
         return self.advance(posterior, action, dt), mean_features, var_features, None
 
-    def _run(self, state: Any, encoded: list[tuple[Tensor, Tensor]], valid: dict[str, Tensor],
-             actions: Tensor | None, dt: Tensor | None) -> tuple[Any, Tensor, Tensor]:
-        # The whole sequence in one nn.LSTM/GRU call: the same weights and equations as the
-        # one-tick `cell` (the carry is just the inputs shifted by one tick), only faster.
+    def filter_sequence(self, state: Any, encoded: list[tuple[Tensor, Tensor]],
+                        valid: dict[str, Tensor], actions: Tensor | None, dt: Tensor | None
+                        ) -> tuple[Any, Tensor, Tensor]:
+        """The whole sequence in one nn.LSTM/GRU call (shapes: `StepContract.filter_sequence`):
+        the same weights and equations as the one-tick `cell` (the carry is just the inputs
+        shifted by one tick), only faster."""
         carry = state[-1]
         masks = [valid[s.name] for s in self.sensors]
         parts = self._inputs([(w, v, mask) for (w, v), mask in zip(encoded, masks, strict=True)])

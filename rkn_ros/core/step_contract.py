@@ -4,6 +4,7 @@ One tick of a filter is, in this order: `encode` each sensor's samples, `update`
 the encodings (the RKN: one Kalman update per sensor, Becker et al. 2019, Sec. 3.2), `decode`
 the posterior's features into the estimate, and `advance` the posterior to the next tick's prior
 (the RKN: the locally linear transition, Sec. 3.1). `cell` is update then advance.
+`filter_sequence` runs `cell` over whole encoded sequences (training, evaluation).
 `flatten_state`/`unflatten_state` turn a state into a flat tuple of tensors and back, for graph
 export (TorchScript, ONNX) and for callers that keep the state in their own buffers.
 
@@ -100,6 +101,19 @@ class StepContract(abc.ABC):
         """One tick on encoded inputs: (next prior, mean features, var features, posterior)."""
         posterior, mean_features, var_features = self.update(state, encoded)
         return self.advance(posterior, action, dt), mean_features, var_features, posterior
+
+    @abc.abstractmethod
+    def filter_sequence(self, state: ModelState, encoded: list[tuple[Tensor, Tensor]],
+                        valid: dict[str, Tensor], actions: Tensor | None, dt: Tensor | None
+                        ) -> tuple[ModelState, Tensor, Tensor]:
+        """`cell` over a whole sequence: the same function of the inputs, the state and the
+        weights as the loop over `cell`, derivatives included (may run faster).
+
+        state: the first tick's prior; encoded: per sensor, in config order, (w, var_obs)
+        [batch, time, m] (any values where a sample is missing); valid: {sensor: [batch, time]
+        bool}; actions: [batch, time, action_dim] (tick t's command applied after it) or None;
+        dt: [batch, time, 1] or None. Returns (the prior after the last tick, mean features
+        [batch, time, mean_dim], var features [batch, time, var_dim]) for `decode`."""
 
     @abc.abstractmethod
     def decode(self, mean_features: Tensor, var_features: Tensor, *, image: bool = True

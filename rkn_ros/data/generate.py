@@ -40,7 +40,7 @@ from rkn_ros import __version__
 from rkn_ros.core.typed_config import ConfigError, from_mapping, load_config, load_yaml
 from rkn_ros.data import generate_sensors
 from rkn_ros.data.dataset import FORMAT_VERSION, SequenceDataset
-from rkn_ros.sim import image_noise, pendulum, pneumatic
+from rkn_ros.sim import image_noise, pendulum, pneumatic, pneumatic_params
 from rkn_ros.sim.pendulum import PendulumParams
 from rkn_ros.sim.pneumatic import PneumaticParams
 from rkn_ros.sim.render import RenderParams, render
@@ -317,7 +317,7 @@ def generate_pneumatic(params: PneumaticParams, num_sequences: int, steps: int, 
             "drop_prob": float(drop_prob),
             "num_sequences": int(num_sequences),
             "steps": int(steps),
-            "units": {**pneumatic.UNITS, "drop_prob": "1"},
+            "units": {**pneumatic_params.UNITS, "drop_prob": "1"},
             "model": "two antagonistic Chou-Hannaford muscles, delayed first-order valves, "
                      "Karnopp stiction, Bouc-Wen hysteresis; see rkn_ros/sim/pneumatic.py",
         },

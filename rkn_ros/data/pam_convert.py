@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rkn_ros.data.dataset import DatasetError, atomic_write, npz_bytes, read_npz
-from rkn_ros.data.pam import NUM_MUSCLES, OBS_COLUMNS, validate_recording
+from rkn_ros.data.pam_recording import NUM_MUSCLES, OBS_COLUMNS, validate_recording
 
 LOG = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """The estimator's sensor callbacks, one per subscription of the serving plan: each message is
 judged by its stamp, converted once by its kind's conversion, checked against the model's input
-and offered to the tick scheduler under its input name (see :mod:`rkn_ros.nodes.startup`).
+(once: the step takes the checked values as they are) and offered to the tick scheduler under
+its input name (see :mod:`rkn_ros.nodes.startup`).
 
 The shared ``~/image`` and ``~/joint_states`` of models without recorded sensor kinds keep their
 own callbacks (colour images, joint entries picked with ``joint_names``, other publishers on the
@@ -26,7 +27,7 @@ from rkn_ros.nodes.sensor_inputs import (
     message_class,
 )
 from rkn_ros.nodes.startup import ServingPlan
-from rkn_ros.runtime import InputError
+from rkn_ros.runtime import CheckedInput, InputError, StreamingEstimator
 
 # Inputs subscribe best effort: that matches reliable and best-effort publishers alike (a
 # reliable subscription gets nothing from a best-effort one), and only the newest sample is used.
@@ -41,26 +42,36 @@ SubscriptionRow = tuple[str, type, Callable[[RosMessage], None], QoSProfile]
 
 def check_image_size(msg: RosMessage, spec: InputSpec, resize: bool) -> None:
     """Refused before decoding: a wrong camera can send large frames at high rates. The decoded
-    frame is checked once more, by the runtime's step at the tick."""
+    frame of ``~/image`` is checked (once) by the runtime's step at the tick."""
     size = (msg.height, msg.width)
     if not (msg.height and msg.width) or (not resize and size != spec.image_size):
         raise MessageError("wrong_size", f"image is {msg.height}x{msg.width}, the model takes "
                            f"{spec.image_size[0]}x{spec.image_size[1]}")
 
 
-def tick_inputs(plan: ServingPlan, samples: Mapping[str, object]) -> dict[str, np.ndarray | None]:
+def check_joint_inputs(est: StreamingEstimator, plan: ServingPlan, vector: np.ndarray
+                       ) -> dict[str, CheckedInput]:
+    """``~/joint_states``' entries (``[len(plan.joint_entries)]``) as the model inputs they
+    fill, each checked (range checks of each input; `InputError` if refused)."""
+    checked = {}
+    start = 0
+    for name, dim in plan.vector_sensors:
+        checked[name] = est.check_input(name, vector[start : start + dim])
+        start += dim
+    return checked
+
+
+def tick_inputs(plan: ServingPlan, samples: Mapping[str, object]) -> dict[str, object]:
     """The model's inputs of one tick from the scheduler's samples by input name (None:
-    missing)."""
-    inputs: dict[str, np.ndarray | None] = {}
+    missing): the checked values of vectors, decoded images of ``~/image``."""
+    inputs: dict[str, object] = {}
     for source, sub in plan.sensors:
         sample = samples.get(source)
         if source == "image" and plan.image_sensor is not None:
             inputs[plan.image_sensor] = sample
         elif source == "joint_states" and plan.vector_sensors:
-            start = 0
-            for name, dim in plan.vector_sensors:
-                inputs[name] = None if sample is None else sample[start : start + dim]
-                start += dim
+            for name, _ in plan.vector_sensors:
+                inputs[name] = None if sample is None else sample[name]
         else:
             for name in sub.sensors:
                 inputs[name] = None if sample is None else sample[name]
@@ -88,16 +99,14 @@ class SensorCallbacks:
         return rows
 
     def _on_sensor(self, source: str, sub: SensorSubscription, msg: RosMessage) -> None:
-        def convert() -> dict[str, np.ndarray]:
+        def convert() -> dict[str, CheckedInput]:
             if sub.kind == "image" and type(msg).__name__ == "Image":
                 check_image_size(msg, self.est.inputs[sub.sensors[0]], self.est.resize_images)
             values = convert_message(sub, msg)
             if values is None:
                 raise MessageError("unknown_names", f"the message names none of "
                                    f"{list(sub.inputs[0].fields)}")
-            for name, value in values.items():
-                self.est.check_input(name, value)
-            return values
+            return {name: self.est.check_input(name, value) for name, value in values.items()}
 
         self._offer(source, msg, convert)
 
@@ -114,13 +123,9 @@ class SensorCallbacks:
         if msg.name and self._other_joints(msg):
             return
 
-        def convert() -> np.ndarray:
+        def convert() -> dict[str, CheckedInput]:
             vector = joint_state_to_vector(msg, self.plan.joint_entries)
-            start = 0
-            for name, dim in self.plan.vector_sensors:  # range checks of each model input
-                self.est.check_input(name, vector[start : start + dim])
-                start += dim
-            return vector
+            return check_joint_inputs(self.est, self.plan, vector)
 
         self._offer("joint_states", msg, convert)
 

@@ -13,6 +13,11 @@ noise included) with room for excursions the model extrapolates sensibly, and re
 the model has no basis for: a unit error (mbar sent as bar), a sensor fault, a spoofed
 message. ``inf`` turns the check off; values whose normalized form would overflow float32 are
 refused regardless.
+
+Checked once: `InputCodec.check_input` and `InputCodec.check_action` return typed checked values
+(`CheckedInput`, `CheckedAction`) bound to the codec's spec. `check_tick` takes them as they
+are, so a caller that checks each input on arrival (a node, to count refusals under the input)
+hands the step what it checked without it being checked again; any other value is checked there.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from rkn_ros.runtime.buffers import StepBuffers
-from rkn_ros.runtime.spec import EstimatorSpec, InputSpec, ValueStats, Vector
+from rkn_ros.runtime.spec import ActionSpec, EstimatorSpec, InputSpec, ValueStats, Vector
 
 DEFAULT_RANGE_SIGMAS = 6.0
 # Inputs are written into float32 buffers: a finite float64 beyond this would become inf there.
@@ -90,6 +95,25 @@ def normalize(what: str, array: np.ndarray, stats: ValueStats, bounds: Bounds) -
     return normalized
 
 
+class CheckedInput(NamedTuple):
+    """One raw input checked by a codec: ``raw`` as received (an array of the input's shape, or
+    the image), ``value`` its model form (the normalized float64 vector ``[dim]``, or the raw
+    image, resized and scaled when written); ``spec`` the input it was checked against."""
+
+    spec: InputSpec
+    raw: np.ndarray
+    value: np.ndarray
+
+
+class CheckedAction(NamedTuple):
+    """A raw command checked by a codec: ``raw`` ``[action_dim]`` float64 in raw units,
+    ``normalized`` ``[action_dim]`` float32; ``spec`` the command it was checked against."""
+
+    spec: ActionSpec
+    raw: np.ndarray
+    normalized: np.ndarray
+
+
 class CheckedTick(NamedTuple):
     """One tick's inputs, checked: per sensor None (missing), the normalized float64 vector
     ``[dim]`` or the raw image (resized and scaled when written); the normalized
@@ -121,7 +145,8 @@ class InputCodec:
 
     # ------------------------------------------------------------------ checks
     def check_tick(self, inputs: Any, action: Any = None, dt: Any = None) -> CheckedTick:
-        """Everything one tick takes, checked; nothing written."""
+        """Everything one tick takes, checked; nothing written. Values this codec checked
+        already (`CheckedInput`, `CheckedAction`) are taken as they are."""
         if not isinstance(inputs, Mapping):
             raise InputError("wrong_type", f"inputs: expected a mapping of input name to value, "
                                            f"got {type(inputs).__name__}")
@@ -130,14 +155,26 @@ class InputCodec:
             raise InputError("unknown_input", f"inputs {unknown} are not among the model's "
                                               f"{list(self.spec.inputs)}")
         arrays = {n: (None if v is None else self._model_form(n, v)) for n, v in inputs.items()}
-        return CheckedTick(arrays, None if action is None else self.normalize_action(action),
-                           None if dt is None else check_dt(dt))
+        if action is None:
+            normalized = None
+        elif isinstance(action, CheckedAction) and action.spec is self.spec.action:
+            normalized = action.normalized
+        else:  # a command checked for another model is checked here
+            normalized = self.normalize_action(
+                action.raw if isinstance(action, CheckedAction) else action)
+        return CheckedTick(arrays, normalized, None if dt is None else check_dt(dt))
 
-    def check_input(self, name: Any, value: Any) -> np.ndarray:
-        """One raw input checked; returns it as an array (images may still need resizing)."""
-        return self._checked(name, value)[0]
+    def check_input(self, name: Any, value: Any) -> CheckedInput:
+        """One raw input checked (`InputError` if refused), in the form `check_tick` takes."""
+        spec = self.spec.inputs.get(name) if isinstance(name, str) else None
+        raw, normalized = self._checked(name, value)
+        return CheckedInput(spec, raw, raw if normalized is None else normalized)
 
     def _model_form(self, name: str, value: Any) -> np.ndarray:
+        if isinstance(value, CheckedInput):
+            if value.spec is self.spec.inputs[name]:
+                return value.value
+            value = value.raw  # checked against another input or model: checked here
         raw, normalized = self._checked(name, value)
         return raw if normalized is None else normalized
 
@@ -164,16 +201,15 @@ class InputCodec:
                                     self._bounds[name])
         return check_image(spec, array, self.resize_images), None
 
-    def check_action(self, action: Any) -> np.ndarray:
-        """A raw command checked: ``[action_dim]`` float64, raw units."""
+    def check_action(self, action: Any) -> CheckedAction:
+        """A raw command checked (`InputError` if refused), in the form `check_tick` takes."""
         raw = self._raw_action(action)
-        normalize("action", raw, self.spec.action.stats, self._action_bounds)
-        return raw
+        normalized = normalize("action", raw, self.spec.action.stats, self._action_bounds)
+        return CheckedAction(self.spec.action, raw, normalized.astype(np.float32))
 
     def normalize_action(self, action: Any) -> np.ndarray:
         """A raw command checked and normalized: ``[action_dim]`` float32."""
-        return normalize("action", self._raw_action(action), self.spec.action.stats,
-                         self._action_bounds).astype(np.float32)
+        return self.check_action(action).normalized
 
     def normalize_actions(self, actions: Any, steps: int) -> np.ndarray:
         """Raw commands ``[steps, action_dim]`` checked and normalized (float32)."""

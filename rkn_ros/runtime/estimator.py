@@ -36,7 +36,12 @@ from rkn_ros.core.decode import OutputLayout
 from rkn_ros.core.model import SequenceModel
 from rkn_ros.runtime.backends import BackendUnavailableError, select_backend
 from rkn_ros.runtime.buffers import StepBuffers, allocate_buffers
-from rkn_ros.runtime.codec import DEFAULT_RANGE_SIGMAS, InputCodec
+from rkn_ros.runtime.codec import (
+    DEFAULT_RANGE_SIGMAS,
+    CheckedAction,
+    CheckedInput,
+    InputCodec,
+)
 from rkn_ros.runtime.guard import BeliefGuard
 from rkn_ros.runtime.latency import LatencyStats
 from rkn_ros.runtime.outputs import EstimatorOutput, Prediction
@@ -224,19 +229,23 @@ class StreamingEstimator:
         return next((n for n, s in self.inputs.items() if s.kind == "image"), None)
 
     # ------------------------------------------------------------------ inputs
-    def check_input(self, name: str, value: Any) -> np.ndarray:
-        """Validate one raw input without touching the belief; returns it as an array.
+    def check_input(self, name: str, value: Any) -> CheckedInput:
+        """Validate one raw input without touching the belief.
 
-        Raises :class:`InputError` (with ``reason``: unknown_input, wrong_shape, wrong_size,
-        wrong_dtype, non_finite, out_of_range) naming the input, expected and received.
+        Returns a `CheckedInput` (``raw``: the array as received, ``value``: its model form)
+        that :meth:`step` takes in its place without checking it again, so a caller that
+        checks on arrival checks once. Raises :class:`InputError` (with ``reason``:
+        unknown_input, wrong_shape, wrong_size, wrong_dtype, non_finite, out_of_range) naming
+        the input, expected and received.
         """
         return self.codec.check_input(name, value)
 
-    def check_action(self, action: Any) -> np.ndarray:
-        """Validate a raw command without touching the held one; returns it ``[action_dim]``.
+    def check_action(self, action: Any) -> CheckedAction:
+        """Validate a raw command without touching the held one.
 
-        Raises :class:`InputError` (``reason``: unexpected_action, wrong_dtype, wrong_shape,
-        non_finite, out_of_range).
+        Returns a `CheckedAction` (``raw`` ``[action_dim]``) that :meth:`step` takes as its
+        ``action`` without checking it again. Raises :class:`InputError` (``reason``:
+        unexpected_action, wrong_dtype, wrong_shape, non_finite, out_of_range).
         """
         return self.codec.check_action(action)
 
@@ -244,13 +253,15 @@ class StreamingEstimator:
     def step(
         self,
         inputs: Mapping[str, Any],
-        action: Sequence[float] | np.ndarray | None = None,
+        action: Sequence[float] | np.ndarray | CheckedAction | None = None,
         dt: float | None = None,
     ) -> EstimatorOutput:
         """One tick: ``inputs`` maps sensor name to a raw array or None (missing).
 
         Images: ``uint8``/``uint16`` ``[H, W]`` or ``[H, W, 3]`` (RGB) or float in [0, 1];
-        vectors: ``[dim]`` in the units of the metadata (normalized here). Sensors left out
+        vectors: ``[dim]`` in the units of the metadata (normalized here); or the value
+        :meth:`check_input` returned for it, taken as checked (the same for ``action`` and
+        :meth:`check_action`). Sensors left out
         are missing. ``action`` (raw units, ``[action_dim]``) is the command applied after this
         tick; when None the last one is held. ``dt`` (s) is used by models trained with a dt
         input and defaults to the model's. Raises :class:`InputError` on bad input, before the

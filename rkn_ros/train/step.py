@@ -150,7 +150,8 @@ def static_forward(model: torch.nn.Module, observations: dict[str, torch.Tensor]
     encoded = []
     for w, v in model.encode({name: x.flatten(0, 1) for name, x in observations.items()}):
         encoded.append((w.view(batch, steps, -1), v.view(batch, steps, -1)))
-    state, mean_features, var_features = model._run(state, encoded, valid, actions, None)
+    state, mean_features, var_features = model.filter_sequence(state, encoded, valid, actions,
+                                                               None)
     mean, var, image = model.decode(mean_features.flatten(0, 1), var_features.flatten(0, 1))
     image = image.view(batch, steps, *image.shape[1:]) if image is not None else None
     return SequenceOutput(mean.view(batch, steps, -1), var.view(batch, steps, -1), state, image)
