@@ -9,8 +9,8 @@ run (interleaved rounds, medians over rounds, so the ratio holds on a busy machi
 - training: seconds per 1,000 sequence-steps (forward, Gaussian NLL, backward, Adam) on
   pendulum-shaped data, batch 50, 75 steps, RKN vs GRU; with every frame present (as in the
   pendulum recipe) and with 30% missing (recipes with `observation_drop`: missing frames skip
-  the encoder); and the RKN through the per-tick cell loop (`SequenceModel._run`) for
-  reference against its batch-last loop (`RKN._run`);
+  the encoder); and the RKN through the per-tick cell loop (`SequenceModel.filter_sequence`) for
+  reference against its batch-last loop (`RKN.filter_sequence`);
 - the RKN's filter loop alone, forward + backward, both loops, m = 15 and m = 50.
 
     .venv/bin/python benchmarks/core_speed.py [--rounds 5] [--steps 1000] [--train-batches 3]
@@ -140,8 +140,9 @@ def bench_training(batches: int, rounds: int, missing: float, batch: int = 50,
     for kind in ("rkn", "gru", "rkn_cell_loop"):
         model = make(kind[:3], 24, 2, dict(latent_obs_dim=15)).train()
         if kind == "rkn_cell_loop":
-            # the reference for RKN._run (batch last): the per-tick `cell` loop, as `step` runs
-            model._run = partial(SequenceModel._run, model)
+            # the reference for RKN.filter_sequence (batch last): the per-tick `cell` loop,
+            # as `step` runs
+            model.filter_sequence = partial(SequenceModel.filter_sequence, model)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
         def train_batch(model=model, optimizer=optimizer) -> None:
@@ -169,8 +170,8 @@ def bench_training(batches: int, rounds: int, missing: float, batch: int = 50,
 
 
 def bench_filter_loop(rounds: int, batch: int = 50, steps: int = 75) -> None:
-    """The RKN's recurrence alone (forward + backward of `_run` on given encodings, 30% of
-    the frames missing): its batch-last loop against the per-tick `cell` loop."""
+    """The RKN's recurrence alone (forward + backward of `filter_sequence` on given encodings,
+    30% of the frames missing): its batch-last loop against the per-tick `cell` loop."""
     print(f"\n-- RKN filter loop alone (forward + backward), batch {batch}, {steps} steps, "
           f"30% missing, {torch.get_num_threads()} thread(s): ms per batch, median of "
           f"{rounds * 3} runs")
@@ -180,8 +181,8 @@ def bench_filter_loop(rounds: int, batch: int = 50, steps: int = 75) -> None:
         w = torch.randn(batch, steps, m, generator=gen, requires_grad=True)
         var_obs = (torch.rand(batch, steps, m, generator=gen) + 0.1).requires_grad_()
         valid = {"image": torch.rand(batch, steps, generator=gen) >= 0.3}
-        loops = {"batch-last (RKN._run)": type(model)._run,
-                 "cell loop (SequenceModel._run)": SequenceModel._run}
+        loops = {"batch-last (RKN.filter_sequence)": type(model).filter_sequence,
+                 "cell loop (SequenceModel.filter_sequence)": SequenceModel.filter_sequence}
 
         def run(loop, model=model, w=w, var_obs=var_obs, valid=valid) -> None:
             _, mean_features, var_features = loop(model, model.initial_state(batch),
