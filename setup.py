@@ -47,7 +47,10 @@ setup(
         "onnx>=1.15",
         "onnxruntime>=1.17",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.6"]},
+    # pytest-xdist: the README's `pytest -n auto`; the suite also runs without it, one by one
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2", "pytest-xdist>=3", "hypothesis>=6", "ruff>=0.6"]
+    },
     zip_safe=True,
     maintainer="rkn_ros maintainers",
     maintainer_email="rkn-ros@example.com",

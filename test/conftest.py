@@ -63,13 +63,49 @@ def system_checkpoints(tmp_path_factory):
 TEST_TIMEOUT_S = 600
 
 
+# The modules that take longest, slowest first. Under pytest-xdist (the README's `-n auto`)
+# the workers take them before the rest, so that they end together rather than one worker
+# finishing the demos alone.
+SLOWEST_MODULES = (
+    "test_demo.py",
+    "test_nodes_processes.py",
+    "test_file_faults.py",
+    "test_dynamics.py",
+    "test_nodes_managed.py",
+    "test_models_shipped.py",
+    "test_train_distributed.py",
+)
+
+
+def module_rank(item: pytest.Item) -> int:
+    name = item.path.name
+    return SLOWEST_MODULES.index(name) if name in SLOWEST_MODULES else len(SLOWEST_MODULES)
+
+
 def pytest_collection_modifyitems(config, items):
+    missing = [name for name in SLOWEST_MODULES if not (Path(__file__).parent / name).is_file()]
+    if missing:
+        raise pytest.UsageError(f"conftest.SLOWEST_MODULES names modules that do not exist: "
+                                f"{missing}")
+    items.sort(key=module_rank)  # stable: the collection order within each rank
     if not config.pluginmanager.hasplugin("timeout") or config.getoption("timeout") is not None:
         return
     for item in items:
         if item.get_closest_marker("timeout") is None:
             # func_only: a slow module-scoped fixture (a checkpoint build) is not the test's
             item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_S, func_only=True))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Whole modules per worker (their tests share module-scoped nodes and checkpoints), in the
+    order above; an explicit `--dist` other than xdist's default `load` is kept."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    config.option.loadscopereorder = False  # xdist would reorder by number of tests
+    return LoadFileScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

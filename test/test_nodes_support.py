@@ -1,8 +1,9 @@
 """Process and DDS helpers for the node tests, and the probe that feeds an estimator and records
 what it says (no tests here).
 
-Every test process gets its own ROS_DOMAIN_ID (from its pid) with discovery kept on localhost,
-so parallel runs on one machine never see each other's topics.
+Every test process gets its own ROS_DOMAIN_ID (:func:`domain_id`) with discovery kept on
+localhost, so parallel runs on one machine, and the pytest-xdist workers of one run, never see
+each other's topics.
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
-DOMAIN_ID = 100 + os.getpid() % 100
+
+def domain_id(pid: int, parent_pid: int, worker: str = "", workers: int = 1) -> int:
+    """The ROS_DOMAIN_ID of a test process, in 100-199: from its pid, or for pytest-xdist's
+    worker ``worker`` ("gw0", "gw1", ...) of ``workers`` from the controller's pid and the
+    worker's number (consecutive numbers: distinct modulo 100 for up to 100 workers)."""
+    if not worker:
+        return 100 + pid % 100
+    return 100 + (parent_pid * workers + int(worker.removeprefix("gw"))) % 100
+
+
+DOMAIN_ID = domain_id(os.getpid(), os.getppid(), os.environ.get("PYTEST_XDIST_WORKER", ""),
+                      int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 os.environ["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")

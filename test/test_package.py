@@ -28,6 +28,9 @@ TEST_PYTHON_KEYS = {"pytest": "python3-pytest", "hypothesis": "python3-hypothesi
 # names in setup.py's install_requires
 PIP_ONLY = {"torch": "torch", "safetensors": "safetensors", "rosbags": "rosbags",
             "onnx": "onnx", "onnxruntime": "onnxruntime"}
+# Test plugins the suite uses where installed and runs without (test/conftest.py), by their
+# names in setup.py's test extra: pytest-xdist spreads the modules over the cores (`-n auto`)
+OPTIONAL_TEST_PLUGINS = {"xdist": "pytest-xdist"}
 
 
 def _dependencies(*tags: str) -> set[str]:
@@ -46,6 +49,16 @@ def _imported(*folders: str) -> set[str]:
                 elif isinstance(node, ast.ImportFrom) and node.level == 0:
                     names.add(node.module.split(".")[0])
     return names
+
+
+def _test_extra() -> set[str]:
+    """The distribution names of setup.py's extras_require["test"]."""
+    tree = ast.parse((REPO / "setup.py").read_text())
+    (extras,) = [
+        keyword.value for node in ast.walk(tree) if isinstance(node, ast.Call)
+        for keyword in node.keywords if keyword.arg == "extras_require"
+    ]
+    return {re.split(r"[\[<>=]", r)[0] for r in ast.literal_eval(extras)["test"]}
 
 
 def _install_requires() -> set[str]:
@@ -122,8 +135,10 @@ def test_every_test_import_is_declared_as_a_test_dependency() -> None:
     for name in imported & set(TEST_PYTHON_KEYS):
         assert TEST_PYTHON_KEYS[name] in tests, name
     runtime = _dependencies("depend", "exec_depend")
-    rest = imported - set(TEST_PYTHON_KEYS) - set(PYTHON_KEYS) - set(PIP_ONLY)
+    rest = (imported - set(TEST_PYTHON_KEYS) - set(PYTHON_KEYS) - set(PIP_ONLY)
+            - set(OPTIONAL_TEST_PLUGINS))
     assert rest <= runtime, f"test imports undeclared {sorted(rest - runtime)}"
+    assert set(OPTIONAL_TEST_PLUGINS.values()) <= _test_extra(), _test_extra()
     # what the test run uses without importing it
     assert {"python3-pytest-timeout", "python3-ruff-pip"} <= tests
 
