@@ -215,8 +215,8 @@ def write_outputs(out: Path, monitor: Monitor, sent: dict, schedule: list[Fault]
 def compare(kind: FaultKind, injected: dict[str, int], sent: dict,
             diagnostics: dict[str, str]) -> tuple[int, int, str]:
     """(expected count, the node's count, verdict) of one fault kind: ``exact``, ``at least``
-    (other causes too), ``short by N: M messages lost`` (sent less received on its topic, or
-    reset calls not answered) or ``MISMATCH``."""
+    (other causes too), ``short by N: M sent on TOPIC never reached the node`` (sent less
+    received on its topic; for resets, the calls not answered) or ``MISMATCH``."""
     expected = sum(k.per_fault * injected.get(k.name, 0) for k in FAULT_KINDS
                    if (k.node, k.key) == (kind.node, kind.key))
     count = int(diagnostics.get(kind.key, "0"))
@@ -227,7 +227,7 @@ def compare(kind: FaultKind, injected: dict[str, int], sent: dict,
     if kind.topic in RECEIVED_KEYS:
         lost = sent.get("sent", {}).get(kind.topic, 0) - int(
             diagnostics.get(RECEIVED_KEYS[kind.topic], "0"))
-        what = f"{kind.topic} messages never reached the node"
+        what = f"sent on {kind.topic} never reached the node"
     else:  # reset calls: those the service did not answer
         lost = injected.get(kind.name, 0) - sent.get("reset_replies", {}).get(kind.node, 0)
         what = "reset calls unanswered"

@@ -105,8 +105,7 @@ def test_the_step_contract_parts_compose_to_step(kind: str) -> None:
 ], ids=["paper", "action-dt-hidden", "state-noise-initial", "decoder-inputs", "combined"])
 def test_rkn_sequence_loop_equals_the_cell_loop_with_gradients(options: dict) -> None:
     """The RKN's `forward` filters with the batch last (`RKN.filter_sequence`); `step` runs
-    `cell`.
-    Both must be the same function of the inputs, the state and the weights, derivatives
+    `cell`. Both must be the same function of the inputs, the state and the weights, derivatives
     included. (Batch 5 against 4 bases and m = 6, so no two dimensions can be confused.)"""
     model = make(**options)
     with torch.no_grad():  # weights away from their symmetric start, so every path matters

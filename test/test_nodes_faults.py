@@ -38,7 +38,7 @@ def test_the_soak_compares_each_count_exactly_and_explains_only_lost_messages():
     assert compare(burst, injected, sent, {"burst.image": "18", "received.image": "1000"})[2] == (
         "MISMATCH")  # nothing was lost on the way: two frames are not accounted for
     assert compare(burst, injected, sent, {"burst.image": "18", "received.image": "997"})[2] == (
-        "short by 2: 3 frames messages never reached the node")
+        "short by 2: 3 sent on frames never reached the node")
     assert compare(burst, injected, sent, {"burst.image": "21", "received.image": "1000"})[2] == (
         "MISMATCH")  # more than injected, where nothing else counts there
     shared = {"rejected.joint_states.out_of_range": "5"}  # two kinds share the key

@@ -636,7 +636,7 @@ def test_pin_process_covers_threads_before_and_after_and_names_the_allowed_cpus(
 
 
 @pytest.mark.parametrize("package", ["runtime", "train"])
-def test_the_runtime_reads_no_private_attribute_of_another_object(package):
+def test_the_runtime_and_the_trainer_read_no_private_attribute_of_another_object(package):
     """The runtime and the trainer drive the model through its public step contract only (and
     every other object through its public API): no `x._name` where x is not `self`."""
     import ast

@@ -4,11 +4,11 @@
 batched call (the encoders are per-frame functions, so this is the same function), runs the
 recurrence over time (`filter_sequence`), and decodes all ticks in one batched call.
 `SequenceModel.filter_sequence` is the plain loop over `cell` (the step contract,
-core/step_contract.py), the reference; the
-LSTM/GRU run the whole sequence in one `nn.LSTM`/`nn.GRU` call with the same weights, and the
-RKN runs `cell`'s math with the batch as the last dimension (faster at training sizes). Train,
-evaluation and runtime never diverge: test_core_model checks forward against a loop of steps,
-and the RKN's `filter_sequence` against the `cell` loop, gradients included.
+core/step_contract.py), the reference; the LSTM/GRU run the whole sequence in one
+`nn.LSTM`/`nn.GRU` call with the same weights, and the RKN runs `cell`'s math with the batch as
+the last dimension (faster at training sizes). Train, evaluation and runtime never diverge:
+test_core_model checks forward against a loop of steps, and the RKN's `filter_sequence` against
+the `cell` loop, gradients included.
 """
 
 from __future__ import annotations
